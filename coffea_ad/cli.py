@@ -1,0 +1,144 @@
+"""The ``coffea-ad`` command line.
+
+Each subcommand is a pair of functions, ``_NAME_arguments(parser)`` and ``_NAME_run(args)``, registered
+in :data:`SUBCOMMANDS`. Errors derived from :class:`coffea_ad.CoffeaADError` are printed as one line and
+exit with status 1; argument errors exit with status 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from coffea_ad import __version__
+from coffea_ad.errors import CoffeaADError, ConfigurationError
+
+__all__ = ["main"]
+
+
+def _parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from coffea_ad.generate.processes import PROCESSES
+
+    parser.add_argument("process", metavar="PROCESS", help=f"one of: {', '.join(PROCESSES)}")
+    parser.add_argument("-n", "--events", type=int, required=True, help="number of events to write")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1); same seed, same file")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output NanoAOD ROOT file")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="process parameter (e.g. mass_wprime=3000, fatjet_radius=1.0) or a raw Pythia setting "
+        "(e.g. 'TimeShower:alphaSvalue=0.12'); repeatable. 'coffea-ad generate --list' shows the parameters",
+    )
+    parser.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="events per independently seeded chunk (default: 500); the file depends on it, not on --workers",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _generate_run(args: argparse.Namespace) -> int:
+    from coffea_ad.generate import generate
+
+    summary = generate(
+        args.process,
+        args.events,
+        args.output,
+        seed=args.seed,
+        settings=_parse_settings(args.settings),
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
+    print(summary.describe())
+    return 0
+
+
+def _processes_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("process", nargs="?", help="show only this process")
+
+
+def _processes_run(args: argparse.Namespace) -> int:
+    from coffea_ad.generate.processes import describe_processes
+
+    print(describe_processes(args.process))
+    return 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None, help="folder for the samples (default: the coffea_ad cache)"
+    )
+    parser.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: all cores)")
+
+
+def _demo_run(args: argparse.Namespace) -> int:
+    from coffea_ad.demo import run_demo
+
+    print(run_demo(args.output, workers=args.workers))
+    return 0
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "generate": (
+        "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
+        _generate_arguments,
+        _generate_run,
+    ),
+    "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
+    "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coffea-ad", description="Machine-learned anomaly scores for coffea analyses."
+    )
+    parser.add_argument("--version", action="version", version=f"coffea-ad {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, add_arguments, run) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coffea-ad`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.run(args)
+    except CoffeaADError as error:
+        print(f"coffea-ad {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"coffea-ad {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

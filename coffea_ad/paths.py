@@ -1,0 +1,52 @@
+"""Where coffea_ad keeps what it generates when the user does not say.
+
+Generated samples, trained models and reports go to folders the user chooses; the defaults live in a cache
+folder outside the package and outside the repository: ``$COFFEA_AD_CACHE`` if set, else
+``$XDG_CACHE_HOME/coffea_ad``, else ``~/.cache/coffea_ad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["cache_dir", "atomic_output"]
+
+
+def cache_dir() -> Path:
+    """Return (and create) the default folder for generated samples, models and reports."""
+    if "COFFEA_AD_CACHE" in os.environ:
+        path = Path(os.environ["COFFEA_AD_CACHE"])
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(base) / "coffea_ad"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    A failure inside the block (or an interrupt) removes the temporary file, so that no partial output
+    is ever left under the final name.
+    """
+    from coffea_ad.errors import InputFileError
+
+    final = Path(path)
+    folder = final.parent if str(final.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputFileError(f"cannot write {final}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputFileError(f"cannot write {final}: folder {folder} is not writable")
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
