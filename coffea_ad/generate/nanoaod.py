@@ -78,10 +78,16 @@ COLLECTION_TYPES: dict[str, dict[str, type]] = {
     "GenJetAK8": dict(_KINEMATICS),
     "SubJet": dict(_KINEMATICS),
     "Photon": {**_DIRECTION, "electronIdx": np.int16, "genPartIdx": np.int16, "jetIdx": np.int16},
-    "LowPtElectron": {**_KINEMATICS, "electronIdx": np.int16, "genPartIdx": np.int16, "photonIdx": np.int16},
-    "Tau": {**_KINEMATICS, "genPartIdx": np.int16, "jetIdx": np.int16},
+    "LowPtElectron": {
+        **_KINEMATICS,
+        "charge": np.int32,
+        "electronIdx": np.int16,
+        "genPartIdx": np.int16,
+        "photonIdx": np.int16,
+    },
+    "Tau": {**_KINEMATICS, "charge": np.int32, "genPartIdx": np.int16, "jetIdx": np.int16},
     "FsrPhoton": {**_DIRECTION, "muonIdx": np.int16},
-    "GenVisTau": {**_KINEMATICS, "genPartIdxMother": np.int16},
+    "GenVisTau": {**_KINEMATICS, "charge": np.int16, "genPartIdxMother": np.int16},
 }
 #: One value per event.
 SCALAR_TYPES: dict[str, type] = {
