@@ -205,12 +205,18 @@ def _fat_jets(rng, calo, card) -> tuple[ak.Array, ak.Array]:
     cluster = fastjet.ClusterSequence(calo, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
     raw_min_pt = 0.5 * card.fatjet_pt_min
     raw = cluster.inclusive_jets(min_pt=raw_min_pt)
-    constituents = cluster.constituents(min_pt=raw_min_pt)
+    order = ak.argsort(_pt(raw), axis=1, ascending=False)
+    raw = raw[order]
+    constituents = cluster.constituents(min_pt=raw_min_pt)[order]
+    response = _jet_response(rng, raw, card)
+    smeared = _scaled(raw, response)
+    keep = _pt(smeared) > card.fatjet_pt_min
+    constituents = constituents[keep]
     per_jet = ak.flatten(constituents, axis=1)
     per_jet = _four_vectors(per_jet.px, per_jet.py, per_jet.pz, per_jet.E)
     if len(per_jet):
-        # One "event" per fat jet: Cambridge/Aachen reclustering of its constituents for soft drop,
-        # and fjcontrib's N-subjettiness on the same particles.
+        # One "event" per stored fat jet: Cambridge/Aachen reclustering of its constituents for soft
+        # drop, and fjcontrib's N-subjettiness on the same particles.
         reclustered = fastjet.ClusterSequence(per_jet, fastjet.JetDefinition(fastjet.cambridge_algorithm, radius))
         groomed = reclustered.exclusive_jets_softdrop_grooming(
             njets=1, beta=card.softdrop_beta, symmetry_cut=card.softdrop_zcut, R0=radius
@@ -228,22 +234,13 @@ def _fat_jets(rng, calo, card) -> tuple[ak.Array, ak.Array]:
     else:
         softdrop_mass = np.zeros(0)
         taus = np.zeros((0, 4))
-    order = ak.argsort(_pt(raw), axis=1, ascending=False)
-    raw = raw[order]
-    response = _jet_response(rng, raw, card)
-    smeared = _scaled(raw, response)
-    keep = _pt(smeared) > card.fatjet_pt_min
-    fat_jets = ak.zip(
-        {
-            "msoftdrop": _jagged_like(softdrop_mass, constituents)[order] * response,
-            "nConstituents": np.minimum(ak.num(constituents, axis=2), 255)[order],
-            "genJetAK8Idx": ak.local_index(raw, axis=1),
-            **{f"tau{n + 1}": _jagged_like(taus[:, n], constituents)[order] for n in range(4)},
-        }
-    )[keep]
-    for field, values in zip(("pt", "eta", "phi", "mass"), ak.unzip(_kinematics(smeared[keep]))):
-        fat_jets[field] = values
-    return _sorted_by_pt(fat_jets), _kinematics(raw)
+    fields = dict(zip(("pt", "eta", "phi", "mass"), ak.unzip(_kinematics(smeared[keep]))))
+    fields["msoftdrop"] = _jagged_like(softdrop_mass, constituents) * response[keep]
+    fields["nConstituents"] = np.minimum(ak.num(constituents, axis=2), 255)
+    fields["genJetAK8Idx"] = ak.local_index(raw, axis=1)[keep]
+    for n in range(4):
+        fields[f"tau{n + 1}"] = _jagged_like(taus[:, n], constituents)
+    return _sorted_by_pt(ak.zip(fields)), _kinematics(raw)
 
 
 def _isolation(leptons: ak.Array, particles: ak.Array, card: DetectorCard) -> ak.Array:
@@ -311,18 +308,29 @@ def _hard_process(record: ak.Array) -> ak.Array:
     # against initial-state radiation (the first copy of a resonance has pT = 0): carbon copies (one
     # daughter, same id) for every particle, and for resonances also their own radiation (two daughters,
     # one of them the resonance again), so that the decay products' mother is reached.
-    is_resonance = status[first] == 22
-    last = first
-    for _ in range(100):
-        identity = record.id[last]
-        daughter1 = record.daughter1[last]
-        daughter2 = record.daughter2[last]
+    # The walk runs on flat numpy arrays with event offsets added to the indices.
+    counts = ak.num(record.id, axis=1)
+    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(counts))[:-1]])
+    flat_id = ak.to_numpy(ak.flatten(record.id))
+    flat_daughter1 = ak.to_numpy(ak.flatten(record.daughter1))
+    flat_daughter2 = ak.to_numpy(ak.flatten(record.daughter2))
+    event_offset = ak.to_numpy(ak.flatten(ak.broadcast_arrays(offsets, first)[0]))
+    is_resonance = ak.to_numpy(ak.flatten(status[first] == 22))
+    last_flat = ak.to_numpy(ak.flatten(first)) + event_offset
+    while True:
+        identity = flat_id[last_flat]
+        daughter1, daughter2 = flat_daughter1[last_flat], flat_daughter2[last_flat]
         single_daughter = (daughter1 > 0) & ((daughter2 == daughter1) | (daughter2 == 0))
-        first_continues = (daughter1 > 0) & (record.id[daughter1] == identity) & (single_daughter | is_resonance)
-        second_continues = is_resonance & (daughter2 > 0) & (record.id[daughter2] == identity)
-        if not ak.any(first_continues | second_continues):
+        first_continues = (
+            (daughter1 > 0) & (flat_id[daughter1 + event_offset] == identity) & (single_daughter | is_resonance)
+        )
+        second_continues = is_resonance & (daughter2 > 0) & (flat_id[daughter2 + event_offset] == identity)
+        if not np.any(first_continues | second_continues):
             break
-        last = ak.where(first_continues, daughter1, ak.where(second_continues, daughter2, last))
+        last_flat = np.where(
+            first_continues, daughter1 + event_offset, np.where(second_continues, daughter2 + event_offset, last_flat)
+        )
+    last = ak.unflatten(last_flat - event_offset, ak.num(first, axis=1))
     momentum = record.p[last]
     # A decay product points to the last copy of its resonance (after the recoil), a copy to the first.
     mother = record.mother1[first]
