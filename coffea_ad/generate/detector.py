@@ -96,6 +96,13 @@ class DetectorCard:
     puppi_neutral_pt_min: float = 1.0
 
     @classmethod
+    def describe(cls) -> str:
+        """The card's parameters and defaults, one per line (each is a ``--set NAME=VALUE`` of generate)."""
+        lines = ["detector parameters (every process; see coffea_ad/generate/detector.py for their meaning):"]
+        lines += [f"    {field.name} = {field.default:g}" for field in dataclasses.fields(cls)]
+        return "\n".join(lines)
+
+    @classmethod
     def from_settings(cls, settings: dict[str, str | float]) -> DetectorCard:
         """Build a card from ``{field: value}`` overrides, rejecting unknown fields and bad values."""
         fields = {field.name for field in dataclasses.fields(cls)}
