@@ -33,7 +33,8 @@ def bare_pythia_rate(process: str, n_events: int, seed: int) -> float:
 
 def pipeline_rate(process: str, n_events: int, seed: int, folder: Path):
     start = time.perf_counter()
-    summary = generate(process, n_events, folder / f"{process}.root", seed=seed, workers=1, chunk_size=n_events, progress=False)
+    output = folder / f"{process}.root"
+    summary = generate(process, n_events, output, seed=seed, workers=1, chunk_size=n_events, progress=False)
     return n_events / (time.perf_counter() - start), summary
 
 

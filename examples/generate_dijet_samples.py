@@ -49,7 +49,8 @@ def main() -> None:
     for label, (process, seed) in SAMPLES.items():
         path = args.output / f"{process}_R{args.fatjet_radius:g}.root"
         if not path.exists():
-            print(generate(process, args.events, path, seed=seed, settings={"fatjet_radius": args.fatjet_radius}).describe())
+            settings = {"fatjet_radius": args.fatjet_radius}
+            print(generate(process, args.events, path, seed=seed, settings=settings).describe())
         jet1, jet2 = leading_fat_jets(path)
         values = {
             "mjj": (jet1 + jet2).mass,

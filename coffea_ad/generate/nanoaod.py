@@ -186,7 +186,9 @@ def read_metadata(path: str | Path) -> dict[str, object]:
     try:
         with uproot.open(path) as file:
             if "Metadata" not in file or "generation_settings" not in file:
-                raise InputFileError(f"{path} has no coffea_ad generation metadata (Metadata tree, generation_settings)")
+                raise InputFileError(
+                    f"{path} has no coffea_ad generation metadata (Metadata tree, generation_settings)"
+                )
             numbers = {key: value[0].item() for key, value in file["Metadata"].arrays(library="np").items()}
             numbers["settings"] = json.loads(str(file["generation_settings"]))
     except (OSError, ValueError) as error:

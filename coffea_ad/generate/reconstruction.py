@@ -122,7 +122,8 @@ def _sorted_by_pt(collection: ak.Array) -> ak.Array:
 def _hadron_flavour(jets: ak.Array, record: ak.Array, card: DetectorCard, radius: float) -> ak.Array:
     """5 for a jet with a b hadron inside its radius, 4 for a c hadron, 0 otherwise (ghost-free Delta R)."""
     abs_id = abs(record.id)
-    heavy = (abs_id < 10000) & (abs_id > 100)
+    # Hadron codes: 3 or 4 digits, tens digit non-zero (which leaves out diquarks such as 5101).
+    heavy = (abs_id < 10000) & (abs_id > 100) & ((abs_id // 10) % 10 != 0)
     quark_b = heavy & (((abs_id // 100) % 10 == 5) | ((abs_id // 1000) % 10 == 5))
     quark_c = heavy & (((abs_id // 100) % 10 == 4) | ((abs_id // 1000) % 10 == 4))
     hadron_pt = np.hypot(record.p.px, record.p.py)
@@ -132,8 +133,8 @@ def _hadron_flavour(jets: ak.Array, record: ak.Array, card: DetectorCard, radius
         hadrons = record.p[is_flavour & hard_enough]
         pairs = ak.cartesian({"jet": jets, "hadron": hadrons}, axis=1, nested=True)
         hadron = pairs.hadron
-        distance = _delta_r(pairs.jet.eta, pairs.jet.phi, np.arcsinh(hadron.pz / np.hypot(hadron.px, hadron.py)),
-                            np.arctan2(hadron.py, hadron.px))
+        hadron_eta = np.arcsinh(hadron.pz / np.hypot(hadron.px, hadron.py))
+        distance = _delta_r(pairs.jet.eta, pairs.jet.phi, hadron_eta, np.arctan2(hadron.py, hadron.px))
         matched = ak.any(distance < radius, axis=2)
         flavour = ak.where(matched, np.uint8(pdg_digit), flavour)
     return flavour
@@ -188,11 +189,8 @@ def _closest(sources: ak.Array, targets: ak.Array, max_distance: float, same_pdg
 
 def _first_two_members(jets: ak.Array, member_jet_index: ak.Array) -> tuple[ak.Array, ak.Array]:
     """Jet_electronIdx1/2-style indices: the first two objects (in pT order) whose jetIdx is this jet."""
-    pairs = ak.cartesian(
-        {"jet": ak.local_index(jets, axis=1), "member": ak.zip({"jet": member_jet_index, "index": ak.local_index(member_jet_index, axis=1)})},
-        axis=1,
-        nested=True,
-    )
+    members = ak.zip({"jet": member_jet_index, "index": ak.local_index(member_jet_index, axis=1)})
+    pairs = ak.cartesian({"jet": ak.local_index(jets, axis=1), "member": members}, axis=1, nested=True)
     members = pairs.member.index[pairs.member.jet == pairs.jet]
     padded = ak.fill_none(ak.pad_none(members, 2, axis=2), -1)
     return padded[:, :, 0], padded[:, :, 1]

@@ -92,7 +92,8 @@ def _generate_chunk(chunk: _Chunk) -> tuple[dict, dict[str, float]]:
     from coffea_ad.generate.reconstruction import ParticleProperties, reconstruct, silence_fastjet_banner
 
     with silence_fastjet_banner():
-        pythia = _new_pythia((*chunk.settings, "Random:setSeed = on", f"Random:seed = {_pythia_seed(chunk.seed, chunk.index)}"))
+        seed = _pythia_seed(chunk.seed, chunk.index)
+        pythia = _new_pythia((*chunk.settings, "Random:setSeed = on", f"Random:seed = {seed}"))
         if not pythia.init():
             raise ConfigurationError(f"Pythia failed to initialise with settings {list(chunk.settings)}")
         start = time.process_time()
