@@ -77,9 +77,12 @@ def _processes_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _processes_run(args: argparse.Namespace) -> int:
+    from coffea_ad.generate.detector import DetectorCard
     from coffea_ad.generate.processes import describe_processes
 
     print(describe_processes(args.process))
+    if args.process is None:
+        print(DetectorCard.describe())
     return 0
 
 

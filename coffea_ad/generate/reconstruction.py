@@ -1,0 +1,437 @@
+"""From Pythia8 events to NanoAOD collections: acceptance, clustering, substructure and smearing.
+
+:func:`reconstruct` takes one batch of events as returned by ``pythia8mc.Pythia.nextBatch`` (an awkward
+array of the full event record) and returns the NanoAOD collections as awkward arrays, vectorised over
+the batch: fastjet clusters every event at once and computes soft drop and N-subjettiness in C++.
+The numbers it applies are those of a :class:`~coffea_ad.generate.detector.DetectorCard`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+import awkward as ak
+import fastjet
+import numpy as np
+
+from coffea_ad.generate.detector import DetectorCard
+
+__all__ = ["ParticleProperties", "reconstruct", "silence_fastjet_banner"]
+
+ELECTRON_MASS = 0.000511
+MUON_MASS = 0.105658
+#: NanoAOD GenPart_statusFlags bits set on the stored hard-process particles: isPrompt (0),
+#: isHardProcess (7), fromHardProcess (8), isFirstCopy (12), isLastCopy (13).
+HARD_PROCESS_FLAGS = (1 << 0) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 13)
+#: Tight jet ID with lepton veto passed (NanoAOD Jet_jetId bits 1 and 2): every generated jet is a good jet.
+JET_ID_TIGHT_LEPVETO = 6
+
+
+class ParticleProperties:
+    """Visibility and electric charge of particle species, read once per species from Pythia's data.
+
+    ``properties(ids)`` returns two numpy arrays of the same length as ``ids``: whether the detector
+    sees the particle (not a neutrino, not a dark-sector state) and its charge in units of e.
+    """
+
+    def __init__(self, particle_data: object) -> None:
+        self._particle_data = particle_data
+        self._cache: dict[int, tuple[bool, float]] = {}
+
+    def _lookup(self, pdg_id: int) -> tuple[bool, float]:
+        if pdg_id not in self._cache:
+            data = self._particle_data
+            self._cache[pdg_id] = (bool(data.isVisible(pdg_id)), float(data.charge(pdg_id)))
+        return self._cache[pdg_id]
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        unique, inverse = np.unique(ids, return_inverse=True)
+        table = np.array([self._lookup(int(pdg_id)) for pdg_id in unique], dtype=float).reshape(-1, 2)
+        return table[inverse, 0].astype(bool), table[inverse, 1]
+
+
+@contextlib.contextmanager
+def silence_fastjet_banner() -> Iterator[None]:
+    """Swallow what C++ writes to standard output (fastjet prints its banner on first use)."""
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _jagged_like(values: np.ndarray, like: ak.Array) -> ak.Array:
+    return ak.unflatten(values, ak.num(like, axis=1))
+
+
+def _normal(rng: np.random.Generator, like: ak.Array) -> ak.Array:
+    return _jagged_like(rng.standard_normal(int(ak.sum(ak.num(like, axis=1)))), like)
+
+
+def _uniform(rng: np.random.Generator, like: ak.Array) -> ak.Array:
+    return _jagged_like(rng.random(int(ak.sum(ak.num(like, axis=1)))), like)
+
+
+def _pt(obj: ak.Array) -> ak.Array:
+    return np.hypot(obj.px, obj.py)
+
+
+def _eta(obj: ak.Array) -> ak.Array:
+    return np.arcsinh(obj.pz / _pt(obj))
+
+
+def _phi(obj: ak.Array) -> ak.Array:
+    return np.arctan2(obj.py, obj.px)
+
+
+def _mass(obj: ak.Array) -> ak.Array:
+    return np.sqrt(np.maximum(obj.E**2 - obj.px**2 - obj.py**2 - obj.pz**2, 0.0))
+
+
+def _delta_r(eta1: ak.Array, phi1: ak.Array, eta2: ak.Array, phi2: ak.Array) -> ak.Array:
+    delta_phi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
+    return np.hypot(eta1 - eta2, delta_phi)
+
+
+def _four_vectors(px: ak.Array, py: ak.Array, pz: ak.Array, energy: ak.Array) -> ak.Array:
+    return ak.zip({"px": px, "py": py, "pz": pz, "E": energy}, with_name="Momentum4D")
+
+
+def _scaled(obj: ak.Array, factor: ak.Array) -> ak.Array:
+    return _four_vectors(obj.px * factor, obj.py * factor, obj.pz * factor, obj.E * factor)
+
+
+def _jet_response(rng: np.random.Generator, jets: ak.Array, card: DetectorCard) -> ak.Array:
+    """Per-jet multiplicative response: energy scale times a Gaussian resolution smearing."""
+    central = abs(_eta(jets)) < 3.0
+    stochastic = ak.where(central, card.jet_resolution_stochastic, card.jet_resolution_stochastic_forward)
+    constant = ak.where(central, card.jet_resolution_constant, card.jet_resolution_constant_forward)
+    sigma = np.sqrt(stochastic**2 / jets.E + constant**2)
+    return card.jet_energy_scale * np.maximum(1.0 + sigma * _normal(rng, jets), 0.0)
+
+
+def _sorted_by_pt(collection: ak.Array) -> ak.Array:
+    return collection[ak.argsort(collection.pt, axis=1, ascending=False)]
+
+
+def _hadron_flavour(jets: ak.Array, record: ak.Array, card: DetectorCard, radius: float) -> ak.Array:
+    """5 for a jet with a b hadron inside its radius, 4 for a c hadron, 0 otherwise (ghost-free Delta R)."""
+    abs_id = abs(record.id)
+    # Hadron codes: 3 or 4 digits, tens digit non-zero (which leaves out diquarks such as 5101).
+    heavy = (abs_id < 10000) & (abs_id > 100) & ((abs_id // 10) % 10 != 0)
+    quark_b = heavy & (((abs_id // 100) % 10 == 5) | ((abs_id // 1000) % 10 == 5))
+    quark_c = heavy & (((abs_id // 100) % 10 == 4) | ((abs_id // 1000) % 10 == 4))
+    hadron_pt = np.hypot(record.p.px, record.p.py)
+    hard_enough = hadron_pt > card.flavour_hadron_pt_min
+    flavour = ak.zeros_like(jets.pt, dtype=np.uint8)
+    for pdg_digit, is_flavour in ((4, quark_c), (5, quark_b)):
+        hadrons = record.p[is_flavour & hard_enough]
+        pairs = ak.cartesian({"jet": jets, "hadron": hadrons}, axis=1, nested=True)
+        hadron = pairs.hadron
+        hadron_eta = np.arcsinh(hadron.pz / np.hypot(hadron.px, hadron.py))
+        distance = _delta_r(pairs.jet.eta, pairs.jet.phi, hadron_eta, np.arctan2(hadron.py, hadron.px))
+        matched = ak.any(distance < radius, axis=2)
+        flavour = ak.where(matched, np.uint8(pdg_digit), flavour)
+    return flavour
+
+
+def _btag_score(rng: np.random.Generator, jets: ak.Array, card: DetectorCard) -> ak.Array:
+    efficiency = ak.where(
+        jets.hadronFlavour == 5,
+        card.btag_efficiency_b,
+        ak.where(jets.hadronFlavour == 4, card.btag_efficiency_c, card.btag_efficiency_light),
+    )
+    tagged = (abs(jets.eta) < card.tracker_eta_max) & (_uniform(rng, jets) < efficiency)
+    position = _uniform(rng, jets)
+    working_point = card.btag_working_point
+    return ak.where(tagged, working_point + (1 - working_point) * position, working_point * position)
+
+
+def _ak4_jets(rng, calo, record, card) -> tuple[ak.Array, ak.Array, tuple[ak.Array, ak.Array]]:
+    """AK4 jets, the particle-level jets they come from (GenJet), and the sum of the smearing shifts (for MET)."""
+    cluster = fastjet.ClusterSequence(calo, fastjet.JetDefinition(fastjet.antikt_algorithm, card.jet_radius))
+    raw_min_pt = 0.5 * card.jet_pt_min
+    raw = cluster.inclusive_jets(min_pt=raw_min_pt)
+    n_constituents = ak.num(cluster.constituent_index(min_pt=raw_min_pt), axis=2)
+    order = ak.argsort(_pt(raw), axis=1, ascending=False)
+    raw, n_constituents = raw[order], n_constituents[order]
+    gen_jets = _kinematics(raw)
+    smeared = _scaled(raw, _jet_response(rng, raw, card))
+    keep = _pt(smeared) > card.jet_pt_min
+    shift_x = ak.sum((smeared.px - raw.px)[keep], axis=1)
+    shift_y = ak.sum((smeared.py - raw.py)[keep], axis=1)
+    jets = ak.with_field(_kinematics(smeared[keep]), ak.local_index(raw, axis=1)[keep], "genJetIdx")
+    jets = ak.with_field(jets, np.minimum(n_constituents[keep], 255), "nConstituents")
+    jets = ak.with_field(jets, _hadron_flavour(jets, record, card, card.jet_radius), "hadronFlavour")
+    jets = ak.with_field(jets, _btag_score(rng, jets, card), "btagDeepFlavB")
+    return _sorted_by_pt(jets), gen_jets, (shift_x, shift_y)
+
+
+def _kinematics(vectors: ak.Array) -> ak.Array:
+    return ak.zip({"pt": _pt(vectors), "eta": _eta(vectors), "phi": _phi(vectors), "mass": _mass(vectors)})
+
+
+def _closest(sources: ak.Array, targets: ak.Array, max_distance: float, same_pdg_id: bool = False) -> ak.Array:
+    """For each source object, the index of the closest target within ``max_distance`` in Delta R, else -1."""
+    pairs = ak.cartesian({"source": sources, "target": targets}, axis=1, nested=True)
+    distance = _delta_r(pairs.source.eta, pairs.source.phi, pairs.target.eta, pairs.target.phi)
+    if same_pdg_id:
+        distance = ak.where(pairs.source.pdgId == pairs.target.pdgId, distance, np.inf)
+    closest = ak.argmin(distance, axis=2)
+    within = ak.fill_none(ak.min(distance, axis=2), np.inf) < max_distance
+    return ak.fill_none(ak.where(within, closest, -1), -1)
+
+
+def _first_two_members(jets: ak.Array, member_jet_index: ak.Array) -> tuple[ak.Array, ak.Array]:
+    """Jet_electronIdx1/2-style indices: the first two objects (in pT order) whose jetIdx is this jet."""
+    members = ak.zip({"jet": member_jet_index, "index": ak.local_index(member_jet_index, axis=1)})
+    pairs = ak.cartesian({"jet": ak.local_index(jets, axis=1), "member": members}, axis=1, nested=True)
+    members = pairs.member.index[pairs.member.jet == pairs.jet]
+    padded = ak.fill_none(ak.pad_none(members, 2, axis=2), -1)
+    return padded[:, :, 0], padded[:, :, 1]
+
+
+def _fat_jets(rng, calo, card) -> tuple[ak.Array, ak.Array]:
+    """Large-radius jets with soft-drop mass and N-subjettiness tau1..tau4 (beta = 1, exclusive-kT axes),
+    and the particle-level jets they come from (GenJetAK8)."""
+    radius = card.fatjet_radius
+    cluster = fastjet.ClusterSequence(calo, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
+    raw_min_pt = 0.5 * card.fatjet_pt_min
+    raw = cluster.inclusive_jets(min_pt=raw_min_pt)
+    order = ak.argsort(_pt(raw), axis=1, ascending=False)
+    raw = raw[order]
+    constituents = cluster.constituents(min_pt=raw_min_pt)[order]
+    response = _jet_response(rng, raw, card)
+    smeared = _scaled(raw, response)
+    keep = _pt(smeared) > card.fatjet_pt_min
+    constituents = constituents[keep]
+    per_jet = ak.flatten(constituents, axis=1)
+    per_jet = _four_vectors(per_jet.px, per_jet.py, per_jet.pz, per_jet.E)
+    if len(per_jet):
+        # One "event" per stored fat jet: Cambridge/Aachen reclustering of its constituents for soft
+        # drop, and fjcontrib's N-subjettiness on the same particles.
+        reclustered = fastjet.ClusterSequence(per_jet, fastjet.JetDefinition(fastjet.cambridge_algorithm, radius))
+        groomed = reclustered.exclusive_jets_softdrop_grooming(
+            njets=1, beta=card.softdrop_beta, symmetry_cut=card.softdrop_zcut, R0=radius
+        )
+        softdrop_mass = np.asarray(groomed.msoftdrop)
+        taus = np.asarray(
+            reclustered.njettiness(
+                measure_definition="NormalizedMeasure",
+                axes_definition="KT_Axes",
+                njets=[1, 2, 3, 4],
+                beta=1.0,
+                R0=radius,
+            )
+        )
+    else:
+        softdrop_mass = np.zeros(0)
+        taus = np.zeros((0, 4))
+    fields = dict(zip(("pt", "eta", "phi", "mass"), ak.unzip(_kinematics(smeared[keep]))))
+    fields["msoftdrop"] = _jagged_like(softdrop_mass, constituents) * response[keep]
+    fields["nConstituents"] = np.minimum(ak.num(constituents, axis=2), 255)
+    fields["genJetAK8Idx"] = ak.local_index(raw, axis=1)[keep]
+    for n in range(4):
+        fields[f"tau{n + 1}"] = _jagged_like(taus[:, n], constituents)
+    return _sorted_by_pt(ak.zip(fields)), _kinematics(raw)
+
+
+def _isolation(leptons: ak.Array, particles: ak.Array, card: DetectorCard) -> ak.Array:
+    """pfRelIso03_all: scalar pT sum of other visible particles in the cone, over the lepton pT."""
+    pairs = ak.cartesian({"lepton": leptons, "particle": particles}, axis=1, nested=True)
+    in_cone = (
+        _delta_r(pairs.lepton.eta, pairs.lepton.phi, pairs.particle.eta, pairs.particle.phi) < card.isolation_cone
+    ) & (pairs.lepton.index != pairs.particle.index)
+    return ak.sum(ak.where(in_cone, pairs.particle.pt, 0.0), axis=2) / leptons.pt
+
+
+def _leptons(rng, candidates, isolation_particles, card, flavour: int) -> ak.Array:
+    """Electrons (flavour 11) or muons (13): efficiency, momentum smearing, isolation and identification."""
+    true_pt = candidates.pt
+    if flavour == 11:
+        efficiency = ak.where(
+            abs(candidates.eta) < 1.5, card.electron_efficiency_barrel, card.electron_efficiency_endcap
+        )
+        energy = true_pt * np.cosh(candidates.eta)
+        sigma = np.sqrt(card.electron_resolution_stochastic**2 / energy + card.electron_resolution_constant**2)
+        pt_min, mass = card.electron_pt_min, ELECTRON_MASS
+    else:
+        efficiency = ak.full_like(true_pt, card.muon_efficiency)
+        sigma = np.hypot(card.muon_resolution_constant, card.muon_resolution_slope * true_pt)
+        pt_min, mass = card.muon_pt_min, MUON_MASS
+    reconstructed = _uniform(rng, candidates) < efficiency
+    pt = true_pt * np.maximum(1.0 + sigma * _normal(rng, candidates), 0.0)
+    leptons = ak.with_field(candidates, pt, "pt")[reconstructed & (pt > pt_min)]
+    isolation = _isolation(leptons, isolation_particles, card)
+    identification = _uniform(rng, leptons)
+    fields = {
+        "pt": leptons.pt,
+        "eta": leptons.eta,
+        "phi": leptons.phi,
+        "mass": ak.full_like(leptons.pt, mass),
+        "charge": -np.sign(leptons.pdgId),
+        "pdgId": leptons.pdgId,
+        "pfRelIso03_all": isolation,
+    }
+    if flavour == 11:
+        # One draw per electron against the nested working points: 4 tight, 3 medium, 2 loose, 1 veto, 0 none.
+        level = sum(
+            ak.values_astype(identification < probability, np.uint8)
+            for probability in (
+                card.electron_id_veto,
+                card.electron_id_loose,
+                card.electron_id_medium,
+                card.electron_id_tight,
+            )
+        )
+        fields["cutBased"] = ak.where(isolation > card.electron_id_isolation_max, np.minimum(level, 2), level)
+    else:
+        fields["looseId"] = ak.ones_like(leptons.pt, dtype=bool)
+        fields["tightId"] = identification < card.muon_tight_id_efficiency
+    return _sorted_by_pt(ak.zip(fields))
+
+
+def _hard_process(record: ak.Array) -> ak.Array:
+    """GenPart: the hard-process particles (Pythia status 22-29) with their last-copy kinematics."""
+    status = abs(record.status)
+    index = ak.local_index(record.id, axis=1)
+    hard = (status >= 22) & (status <= 29)
+    first = index[hard]
+    # Follow each particle through its copies to its last copy, whose momentum includes the recoil
+    # against initial-state radiation (the first copy of a resonance has pT = 0): carbon copies (one
+    # daughter, same id) for every particle, and for resonances also their own radiation (two daughters,
+    # one of them the resonance again), so that the decay products' mother is reached.
+    # The walk runs on flat numpy arrays with event offsets added to the indices.
+    counts = ak.num(record.id, axis=1)
+    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(counts))[:-1]])
+    flat_id = ak.to_numpy(ak.flatten(record.id))
+    flat_daughter1 = ak.to_numpy(ak.flatten(record.daughter1))
+    flat_daughter2 = ak.to_numpy(ak.flatten(record.daughter2))
+    event_offset = ak.to_numpy(ak.flatten(ak.broadcast_arrays(offsets, first)[0]))
+    is_resonance = ak.to_numpy(ak.flatten(status[first] == 22))
+    last_flat = ak.to_numpy(ak.flatten(first)) + event_offset
+    while True:
+        identity = flat_id[last_flat]
+        daughter1, daughter2 = flat_daughter1[last_flat], flat_daughter2[last_flat]
+        single_daughter = (daughter1 > 0) & ((daughter2 == daughter1) | (daughter2 == 0))
+        first_continues = (
+            (daughter1 > 0) & (flat_id[daughter1 + event_offset] == identity) & (single_daughter | is_resonance)
+        )
+        second_continues = is_resonance & (daughter2 > 0) & (flat_id[daughter2 + event_offset] == identity)
+        if not np.any(first_continues | second_continues):
+            break
+        last_flat = np.where(
+            first_continues, daughter1 + event_offset, np.where(second_continues, daughter2 + event_offset, last_flat)
+        )
+    last = ak.unflatten(last_flat - event_offset, ak.num(first, axis=1))
+    momentum = record.p[last]
+    # A decay product points to the last copy of its resonance (after the recoil), a copy to the first.
+    mother = record.mother1[first]
+    stored = ak.zip({"first": first, "last": last})
+    pairs = ak.cartesian({"mother": mother, "stored": stored}, axis=1, nested=True)
+    same = (pairs.mother == pairs.stored.first) | (pairs.mother == pairs.stored.last)
+    mother_index = ak.fill_none(ak.where(ak.any(same, axis=2), ak.argmax(same, axis=2), -1), -1)
+    return ak.zip(
+        {
+            "pt": np.hypot(momentum.px, momentum.py),
+            "eta": np.arcsinh(momentum.pz / np.hypot(momentum.px, momentum.py)),
+            "phi": np.arctan2(momentum.py, momentum.px),
+            "mass": record.m[last],
+            "pdgId": record.id[first],
+            "status": status[first],
+            "statusFlags": ak.full_like(status[first], HARD_PROCESS_FLAGS),
+            "genPartIdxMother": mother_index,
+        }
+    )
+
+
+def _missing_momentum(particles, jet_shift, keep) -> tuple[ak.Array, ak.Array]:
+    met_x = -(ak.sum(particles.px[keep], axis=1) + jet_shift[0])
+    met_y = -(ak.sum(particles.py[keep], axis=1) + jet_shift[1])
+    return np.hypot(met_x, met_y), np.arctan2(met_y, met_x)
+
+
+def reconstruct(
+    events: ak.Array,
+    card: DetectorCard,
+    rng: np.random.Generator,
+    properties: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> dict[str, ak.Array]:
+    """Turn a ``nextBatch`` array of Pythia events into NanoAOD collections.
+
+    Arguments:
+        events: the awkward array returned by ``pythia8mc.Pythia.nextBatch`` (field ``prt``: the record).
+        card: the detector response to apply.
+        rng: the random generator of the smearing and efficiencies (seeded per chunk for reproducibility).
+        properties: ``ids -> (visible, charge)`` (a :class:`ParticleProperties`).
+
+    Returns:
+        ``{"Jet", "FatJet", "Electron", "Muon", "GenPart", "GenJet", "GenJetAK8", "MET", "PuppiMET"}``:
+        per-event records of NanoAOD fields (``MET``/``PuppiMET`` are flat records of ``pt``, ``phi``).
+        GenJet and GenJetAK8 are the particle-level jets (visible particles, |eta| < 4.7) before the
+        detector response; each reconstructed jet points to its own through ``genJetIdx``.
+    """
+    record = events.prt
+    final = record[record.status > 0]
+    counts = ak.num(final, axis=1)
+    visible, charge = properties(ak.to_numpy(ak.flatten(final.id)))
+    visible = ak.unflatten(visible, counts)
+    charge = ak.unflatten(charge, counts)
+    momentum = final.p
+    particles = ak.zip(
+        {
+            "px": momentum.px,
+            "py": momentum.py,
+            "pz": momentum.pz,
+            "E": momentum.e,
+            "pt": np.hypot(momentum.px, momentum.py),
+            "pdgId": final.id,
+            "index": ak.local_index(final.id, axis=1),
+        }
+    )
+    transverse = particles.pt > 0
+    particles = ak.with_field(
+        particles, ak.where(transverse, np.arcsinh(particles.pz / ak.where(transverse, particles.pt, 1.0)), 0.0), "eta"
+    )
+    particles = ak.with_field(particles, np.arctan2(particles.py, particles.px), "phi")
+    in_calorimeter = visible & transverse & (abs(particles.eta) < card.calorimeter_eta_max)
+    calo = particles[in_calorimeter]
+    calo_vectors = _four_vectors(calo.px, calo.py, calo.pz, calo.E)
+
+    jets, gen_jets, jet_shift = _ak4_jets(rng, calo_vectors, record, card)
+    fat_jets, gen_fat_jets = _fat_jets(rng, calo_vectors, card)
+    gen_particles = _hard_process(record)
+
+    isolation_particles = particles[in_calorimeter & (particles.pt > card.isolation_particle_pt_min)]
+    in_tracker = transverse & (abs(particles.eta) < card.tracker_eta_max)
+    electrons = _leptons(rng, particles[in_tracker & (abs(particles.pdgId) == 11)], isolation_particles, card, 11)
+    muons = _leptons(rng, particles[in_tracker & (abs(particles.pdgId) == 13)], isolation_particles, card, 13)
+
+    met = _missing_momentum(particles, jet_shift, in_calorimeter)
+    puppi = in_calorimeter & ~((charge == 0) & (particles.pt < card.puppi_neutral_pt_min))
+    puppi_met = _missing_momentum(particles, jet_shift, puppi)
+
+    # NanoAOD cross-references: leptons to their jet and to the hard-process lepton, jets to their leptons.
+    for leptons in (electrons, muons):
+        leptons["jetIdx"] = _closest(leptons, jets, card.jet_radius)
+        leptons["genPartIdx"] = _closest(leptons, gen_particles, 0.1, same_pdg_id=True)
+    jets["electronIdx1"], jets["electronIdx2"] = _first_two_members(jets, electrons.jetIdx)
+    jets["muonIdx1"], jets["muonIdx2"] = _first_two_members(jets, muons.jetIdx)
+    jets["jetId"] = ak.full_like(jets.pt, JET_ID_TIGHT_LEPVETO, dtype=np.uint8)
+    fat_jets["jetId"] = ak.full_like(fat_jets.pt, JET_ID_TIGHT_LEPVETO, dtype=np.uint8)
+    return {
+        "Jet": jets,
+        "FatJet": fat_jets,
+        "Electron": electrons,
+        "Muon": muons,
+        "GenPart": gen_particles,
+        "GenJet": gen_jets,
+        "GenJetAK8": gen_fat_jets,
+        "MET": ak.zip({"pt": met[0], "phi": met[1]}),
+        "PuppiMET": ak.zip({"pt": puppi_met[0], "phi": puppi_met[1]}),
+    }

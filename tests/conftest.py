@@ -1,0 +1,47 @@
+"""Shared fixtures: small Pythia8 samples generated once per test session, and the real NanoAOD files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_NANOAOD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nanoaod"
+
+
+@pytest.fixture(scope="session")
+def shared_nanoaod() -> Path:
+    """The folder of real CMS NanoAOD files beside the repository (skips when it is absent)."""
+    if not SHARED_NANOAOD.is_dir():
+        pytest.skip(f"real NanoAOD files not found at {SHARED_NANOAOD} (../shared is only beside developer checkouts)")
+    return SHARED_NANOAOD
+
+
+@pytest.fixture(scope="session")
+def generated_sample(tmp_path_factory):
+    """``generated_sample(process, n_events, seed=1, **settings)`` -> path of a cached generated file."""
+    from coffea_ad.generate import generate
+
+    folder = tmp_path_factory.mktemp("generated")
+    cache: dict[tuple, Path] = {}
+
+    def make(process: str, n_events: int, seed: int = 1, **settings) -> Path:
+        key = (process, n_events, seed, tuple(sorted(settings.items())))
+        if key not in cache:
+            path = folder / f"{process}_{n_events}_{seed}_{len(cache)}.root"
+            generate(process, n_events, path, seed=seed, settings=settings, workers=2, progress=False)
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def open_events():
+    """``open_events(path)``: a NanoAOD file opened eagerly with coffea's NanoAODSchema, as an analyst would."""
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    def open_eager(path: Path):
+        return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+
+    return open_eager

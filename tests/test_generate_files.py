@@ -1,0 +1,158 @@
+"""The generated files: reproducible, normalisable, NanoAOD-shaped, and never half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from coffea_ad.cli import main
+from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.generate import generate, read_metadata
+
+
+def events_content(path):
+    with uproot.open(path) as file:
+        return file["Events"].arrays(library="ak")
+
+
+def test_same_seed_gives_identical_events_and_other_seeds_differ(generated_sample, tmp_path):
+    first = generated_sample("qcd_dijet", 120, seed=21)
+    again = tmp_path / "again.root"
+    generate("qcd_dijet", 120, again, seed=21, workers=1, progress=False)
+    other = generated_sample("qcd_dijet", 120, seed=22)
+    reference = events_content(first)
+    assert ak.array_equal(reference, events_content(again))
+    assert not ak.array_equal(reference.FatJet_pt, events_content(other).FatJet_pt)
+
+
+def test_worker_count_does_not_change_the_file(tmp_path):
+    serial, parallel = tmp_path / "serial.root", tmp_path / "parallel.root"
+    generate("zz4l", 90, serial, seed=5, workers=1, chunk_size=30, progress=False)
+    generate("zz4l", 90, parallel, seed=5, workers=2, chunk_size=30, progress=False)
+    assert ak.array_equal(events_content(serial), events_content(parallel))
+    # Three chunks, three luminosity blocks, events numbered 1..90.
+    content = events_content(serial)
+    assert np.unique(ak.to_numpy(content.luminosityBlock)).tolist() == [1, 2, 3]
+    assert ak.to_numpy(content.event).tolist() == list(range(1, 91))
+
+
+def test_metadata_normalises_the_sample(generated_sample):
+    path = generated_sample("qcd_dijet", 120, seed=21)
+    metadata = read_metadata(path)
+    assert metadata["n_events"] == 120
+    assert metadata["n_accepted"] >= 120
+    assert metadata["n_tried"] > metadata["n_accepted"]
+    # QCD 2 -> 2 above pTHat 1.2 TeV at 13 TeV: a few pb at leading order.
+    assert 1.0 < metadata["cross_section_pb"] < 10.0
+    assert 0 < metadata["cross_section_error_pb"] < 0.2 * metadata["cross_section_pb"]
+    assert metadata["settings"]["process"] == "qcd_dijet"
+    assert metadata["settings"]["parameters"] == {"pthat_min": 1200.0}
+    assert metadata["settings"]["detector"]["fatjet_radius"] == 0.8
+    with uproot.open(path) as file:
+        runs = file["Runs"].arrays(library="np")
+    assert runs["genEventCount"][0] == 120 and runs["genEventSumw"][0] == 120.0
+
+
+def test_branch_types_match_real_nanoaod(generated_sample, shared_nanoaod):
+    with uproot.open(generated_sample("qcd_dijet", 120, seed=21)) as ours, uproot.open(
+        shared_nanoaod / "nano_tt_v12.root"
+    ) as real:
+        ours_types = {name: branch.typename for name, branch in ours["Events"].items()}
+        real_types = {name: branch.typename for name, branch in real["Events"].items()}
+    common = sorted(set(ours_types) & set(real_types))
+    assert len(common) > 60
+    mismatched = {name: (ours_types[name], real_types[name]) for name in common if ours_types[name] != real_types[name]}
+    assert not mismatched
+
+
+@pytest.mark.parametrize("mode", ["eager", "virtual", "dask"])
+def test_files_open_in_every_nanoevents_mode_without_warnings(generated_sample, mode):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    path = generated_sample("wprime_xy", 120, seed=23)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode=mode).events()
+        tau2 = events.FatJet["tau2"]
+        values = tau2.compute() if mode == "dask" else ak.materialize(tau2)
+    assert len(values) == 120
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["no_such_process", "-n", "10"], "unknown process 'no_such_process'"),
+        (["wprime_xy", "-n", "10", "--set", "mass_x=-500"], "mass_x must be > 0"),
+        (["wprime_xy", "-n", "10", "--set", "mass_x=3000", "--set", "mass_y=600"], "must be below mass_wprime"),
+        (["qcd_dijet", "-n", "0"], "positive integer"),
+        (["qcd_dijet", "-n", "10", "--set", "mass_wprime=3000"], "unknown setting mass_wprime"),
+        (["qcd_dijet", "-n", "10", "--set", "pthat_min"], "--set expects KEY=VALUE"),
+        (["qcd_dijet", "-n", "10", "--set", "TimeShower:noSuchKnob=1"], "Pythia rejected the setting"),
+        (["qcd_dijet", "-n", "10", "--set", "fatjet_radius=0"], "fatjet_radius must be positive"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_leaves_no_file(tmp_path, capsys, arguments, message):
+    output = tmp_path / "out.root"
+    status = main(["generate", *arguments, "-o", str(output), "--no-progress"])
+    error = capsys.readouterr().err.strip()
+    assert status == 1
+    assert message in error and len(error.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_is_reported(tmp_path, capsys):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    assert main(["generate", "qcd_dijet", "-n", "5", "-o", str(not_a_folder / "out.root"), "--no-progress"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(InputFileError, match="is a folder"):
+        generate("qcd_dijet", 5, tmp_path, progress=False)
+
+
+def test_a_failure_during_generation_leaves_no_partial_file(tmp_path, monkeypatch):
+    import coffea_ad.generate.reconstruction as reconstruction
+
+    calls = {"n": 0}
+    original = reconstruction.reconstruct
+
+    def fail_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected failure in the second chunk")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(reconstruction, "reconstruct", fail_on_second_chunk)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        generate("zz4l", 40, tmp_path / "events.root", seed=1, workers=1, chunk_size=20, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parameters_are_checked_before_any_event(tmp_path):
+    with pytest.raises(ConfigurationError, match="r_inv"):
+        generate("semivisible", 10, tmp_path / "x.root", settings={"r_inv": 1.5}, progress=False)
+
+
+@pytest.mark.parametrize("command", ["generate", "processes", "demo"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: coffea-ad" in capsys.readouterr().out
+
+
+def test_processes_lists_parameters(capsys):
+    assert main(["processes", "wprime_xy"]) == 0
+    text = capsys.readouterr().out
+    assert "mass_wprime = 3500 GeV" in text and "mass_x = 500 GeV" in text
+
+
+def test_importing_coffea_ad_does_not_import_torch():
+    code = "import sys, coffea_ad, coffea_ad.cli, coffea_ad.generate; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
