@@ -35,6 +35,7 @@ __all__ = [
     "METADATA_KEYS",
     "OPSET",
     "ModelMetadata",
+    "open_session",
     "read_metadata",
     "score_onnx",
     "export_module",
@@ -60,7 +61,11 @@ class ModelMetadata:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _session(path: str | os.PathLike):
+def open_session(path: str | os.PathLike, *, threads: int | None = None):
+    """An onnxruntime CPU session on ``path``; a missing, truncated or non-ONNX file raises InputFileError.
+
+    ``threads`` sets the intra-op threads (None: onnxruntime's default, all cores).
+    """
     import onnxruntime
 
     path = Path(path)
@@ -68,6 +73,9 @@ def _session(path: str | os.PathLike):
         raise InputFileError(f"ONNX model {path} does not exist")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types
@@ -76,7 +84,7 @@ def _session(path: str | os.PathLike):
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """Read the coffea_ad metadata of an ONNX model (onnxruntime only, no torch)."""
-    props = _session(path).get_modelmeta().custom_metadata_map
+    props = open_session(path).get_modelmeta().custom_metadata_map
     missing = [key for key in METADATA_KEYS if key not in props]
     if missing:
         raise InputFileError(f"{path} is not a coffea_ad model: metadata key(s) {missing} missing")
@@ -97,7 +105,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
 
 def score_onnx(path: str | os.PathLike, features: np.ndarray) -> np.ndarray:
     """Score a ``[N, n_features]`` array with an exported model in onnxruntime (columns in metadata order)."""
-    session = _session(path)
+    session = open_session(path)
     array = np.ascontiguousarray(features, dtype=np.float32)
     expected = session.get_inputs()[0].shape[1]
     if array.ndim != 2 or array.shape[1] != expected:
