@@ -16,4 +16,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["CoffeaADError", "ConfigurationError", "InputFileError", "__version__"]
+__all__ = ["CoffeaADError", "ConfigurationError", "InputFileError", "OnnxScorer", "__version__"]
+
+
+def __getattr__(name: str):
+    # OnnxScorer pulls in coffea's NanoEvents machinery; import it only when asked for.
+    if name == "OnnxScorer":
+        from coffea_ad.inference import OnnxScorer
+
+        return OnnxScorer
+    raise AttributeError(f"module 'coffea_ad' has no attribute {name!r}")
