@@ -100,6 +100,112 @@ def _demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("histograms", metavar="HISTOGRAMS", type=Path, help="ROOT file of histograms (written with uproot)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--method",
+        choices=("bumphunt", "score", "abcd"),
+        default="bumphunt",
+        help="bumphunt: dijet-function sideband fit of mjj with a sliding window; score: the anomaly score as the "
+        "fitted variable, one channel per region; abcd: N_A = N_B N_C / N_D (default: bumphunt)",
+    )
+    parser.add_argument(
+        "--region",
+        dest="regions",
+        action="append",
+        default=None,
+        help="region filled into {region}; repeatable (default: SR; abcd: A B C D, in that order)",
+    )
+    parser.add_argument(
+        "--variable", default=None, help="variable filled into {variable} (default: mjj; score: score)"
+    )
+    parser.add_argument(
+        "--data", default="data/{region}/{variable}", help="path of the data histogram (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--background",
+        dest="backgrounds",
+        action="append",
+        default=None,
+        help="path of a background histogram; repeatable; the sample name is its first path component "
+        "(score: default background/{region}/{variable}; abcd: optional, for the closure test; bumphunt: unused)",
+    )
+    parser.add_argument(
+        "--signal",
+        default=None,
+        help="path of the signal histogram (default: signal/{region}/{variable} for score; none for bumphunt and "
+        "abcd, which then report significances and no limit)",
+    )
+    parser.add_argument(
+        "--template-statistics",
+        choices=("staterror", "shapesys", "none"),
+        default="staterror",
+        help="score: template statistics modifier (default: %(default)s)",
+    )
+    parser.add_argument("--window-width", type=float, default=0.2, help="bumphunt: relative window width (default: 0.2)")
+    parser.add_argument(
+        "--parameters", type=int, choices=(3, 4), default=4, help="bumphunt: dijet-function parameters (default: 4)"
+    )
+    parser.add_argument("--toys", type=int, default=0, help="bumphunt: background-only toys for the global significance")
+    parser.add_argument("--seed", type=int, default=0, help="bumphunt: seed of the toys (default: 0)")
+
+
+def _fit_run(args: argparse.Namespace) -> int:
+    from coffea_ad.stats.pipeline import HistogramPaths, run_fit
+
+    signal, backgrounds = args.signal, tuple(args.backgrounds or ())
+    if args.method == "score":
+        signal = signal or "signal/{region}/{variable}"
+        backgrounds = backgrounds or ("background/{region}/{variable}",)
+    paths = HistogramPaths(data=args.data, backgrounds=backgrounds, signal=signal)
+    summary = run_fit(
+        args.histograms,
+        args.output,
+        method=args.method,
+        paths=paths,
+        regions=args.regions,
+        variable=args.variable,
+        template_statistics=args.template_statistics,
+        bumphunt_options={
+            "relative_width": args.window_width,
+            "n_parameters": args.parameters,
+            "n_toys": args.toys,
+            "seed": args.seed,
+        },
+    )
+    print(_describe_fit(summary))
+    return 0
+
+
+def _describe_fit(summary: dict) -> str:
+    lines = [f"coffea-ad fit ({summary['method']}) on {summary['input']}"]
+    if summary["method"] == "bumphunt":
+        best = summary["most_significant_window"]
+        lines.append(
+            f"  most significant window {best['window_GeV'][0]:.0f}-{best['window_GeV'][1]:.0f} GeV: "
+            f"observed {best['observed']:.0f}, background {best['background']:.1f} ± {best['background_uncertainty']:.1f}, "
+            f"local Z = {summary['local_Z']:.2f}"
+        )
+        lines.append(f"  global Z = {summary['global_Z']:.2f} ({summary['global_method']}, trials factor {summary['trials_factor']:.1f})")
+    elif summary["method"] == "abcd":
+        prediction = summary["prediction"]
+        lines.append(
+            f"  region A: observed {summary['observed_A']:.0f}, ABCD prediction {prediction['predicted_A']:.1f} ± "
+            f"{prediction['uncertainty']:.1f}"
+        )
+        if "closure_on_background" in summary:
+            lines.append(f"  closure on background: pull {summary['closure_on_background']['pull']:.2f}")
+    if "discovery" in summary:
+        lines.append(f"  discovery: p0 = {summary['discovery']['p0']:.3g}, Z = {summary['discovery']['Z']:.2f}")
+    for key in ("upper_limit", "upper_limit_most_significant_window"):
+        if key in summary:
+            limit = summary[key]
+            lines.append(f"  95% CLs upper limit on mu: observed {limit['observed']:.3g}, expected {limit['expected']['median']:.3g}")
+    lines.append(f"  wrote {', '.join(summary['written'])}")
+    return "\n".join(lines)
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": (
         "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
@@ -108,6 +214,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+    "fit": (
+        "statistical fit of histograms: bump hunt in mjj, anomaly-score template fit or ABCD; workspace, results, plots",
+        _fit_arguments,
+        _fit_run,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ global registry) and styled with mplhep's CMS style inside a context manager (no
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 
 __all__ = ["cms_style", "new_figure", "save_figure"]
@@ -14,12 +15,21 @@ __all__ = ["cms_style", "new_figure", "save_figure"]
 
 @contextlib.contextmanager
 def cms_style() -> Iterator[None]:
-    """Apply mplhep's CMS style for the duration of the block only."""
+    """Apply mplhep's CMS style for the duration of the block only.
+
+    The style asks for fonts that may be missing; matplotlib's font warnings are silenced inside the block.
+    """
     import matplotlib.pyplot as plt
     import mplhep
 
-    with plt.style.context(mplhep.style.CMS):
-        yield
+    font_logger = logging.getLogger("matplotlib.font_manager")
+    level = font_logger.level
+    font_logger.setLevel(logging.ERROR)
+    try:
+        with plt.style.context(mplhep.style.CMS):
+            yield
+    finally:
+        font_logger.setLevel(level)
 
 
 def new_figure(nrows: int = 1, height_ratios: Sequence[float] | None = None):

@@ -78,7 +78,7 @@ def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$"):
         ax.axvline(limit.observed, color="grey", linestyle=":")
         ax.set_xlabel(poi_label)
         ax.set_ylabel(r"CL$_s$")
-        ax.set_xlim(mu.min(), mu.max())
+        ax.set_xlim(0, min(float(mu.max()), 2.0 * max(limit.expected[4], limit.observed)))
         ax.set_ylim(0, 1.05)
         ax.legend(title=f"observed limit {limit.observed:.3g}, expected {limit.expected[2]:.3g}")
     return fig
