@@ -11,7 +11,7 @@ Methods and what they write into the output folder (every file atomically):
   window grid. ``workspace.json`` (the most significant window), ``fit_results.json``, ``fit.png`` (sideband
   fit over data with pulls), ``local_significance.png``; with a signal also ``cls_scan.png``.
 - ``score``: the anomaly-score histograms of every region as one multi-channel workspace (one channel per
-  region; signal scaled by mu, backgrounds with template statistics). ``workspace.json``,
+  region; signal scaled by mu, backgrounds with template statistics; samples named by their dataset). ``workspace.json``,
   ``fit_results.json`` (observed/expected Z, CLs limit), ``fit.png`` per region (``fit_REGION.png``),
   ``cls_scan.png``, ``datacard.txt`` + ``shapes.root`` (Combine).
 - ``abcd``: four regions A, B, C, D (in that order); data in B, C, D predict A; closure on the summed
@@ -70,8 +70,13 @@ class HistogramPaths:
                 f"histogram path {template!r} may only use the placeholders {{region}} and {{variable}}"
             ) from error
 
+    @staticmethod
+    def sample_name(template: str) -> str:
+        """The first component of a path (the dataset), without placeholder braces."""
+        return template.split("/", 1)[0].replace("{", "").replace("}", "")
+
     def background_names(self) -> list[str]:
-        names = [template.split("/", 1)[0].replace("{", "").replace("}", "") for template in self.backgrounds]
+        names = [self.sample_name(template) for template in self.backgrounds]
         if len(set(names)) != len(names):
             names = [t.replace("/", "_").replace("{", "").replace("}", "") for t in self.backgrounds]
         return names
@@ -179,7 +184,19 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
                 f"the background in region {region!r} is not positive in bins {np.flatnonzero(total <= 0).tolist()}: "
                 "merge bins or choose another binning"
             )
-        channels.append(channel_spec(region, backgrounds, signal=signal, data=data, template_statistics=template_statistics))
+        signal_name = paths.sample_name(paths.signal)
+        if signal_name in backgrounds:
+            raise ConfigurationError(f"the signal and a background are both named {signal_name!r} (first path component)")
+        channels.append(
+            channel_spec(
+                region,
+                backgrounds,
+                signal=signal,
+                signal_name=signal_name,
+                data=data,
+                template_statistics=template_statistics,
+            )
+        )
         shown[region] = (data, signal, backgrounds)
     spec = fit_spec(channels)
     workspace = build_workspace(spec)
