@@ -18,7 +18,6 @@ References:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,9 +40,6 @@ __all__ = [
     "plot_sic",
     "plot_score_distributions",
 ]
-
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class RocCurve:

@@ -19,7 +19,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("coffea_ad.stats needs pyhf: pip install 'coffea-ad[stats]'") from error
 
-from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction
+from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction, closure_test
 from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_workspace
 from coffea_ad.stats.datacard import datacard_text, write_combine
 from coffea_ad.stats.dijet import SQRT_S, DijetFit, dijet_function, dijet_yields, fit_dijet
@@ -62,6 +62,7 @@ __all__ = [
     "build_workspace",
     "bump_hunt",
     "channel_spec",
+    "closure_test",
     "counting_model",
     "datacard_text",
     "dijet_function",

@@ -26,7 +26,7 @@ from scipy.stats import norm
 
 from coffea_ad.errors import ConfigurationError
 
-__all__ = ["REGIONS", "AbcdPrediction", "ClosureTest", "abcd_counts", "abcd_prediction", "abcd_closure"]
+__all__ = ["REGIONS", "AbcdPrediction", "ClosureTest", "abcd_counts", "abcd_prediction", "abcd_closure", "closure_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +112,21 @@ def abcd_prediction(n_b: float, n_c: float, n_d: float, *, var_b=None, var_c=Non
     return AbcdPrediction(value=value, uncertainty=float(value * relative), n_b=counts["B"], n_c=counts["C"], n_d=counts["D"])
 
 
-def abcd_closure(x, y, x_cut: float, y_cut: float, *, weights=None, threshold: float = 3.0) -> ClosureTest:
-    """Closure test on background: predict A from B, C, D and compare with the count in A.
+def closure_test(counts: dict[str, tuple[float, float]], *, threshold: float = 3.0) -> ClosureTest:
+    """Closure test from ``{"A": (sumw, sumw2), "B": ..., "C": ..., "D": ...}`` (background only).
 
     The pull is (N_A − N_A^pred) / sqrt(σ_pred² + σ_A²); the test passes when |pull| < ``threshold``.
     """
-    counts = abcd_counts(x, y, x_cut, y_cut, weights=weights)
+    missing = [name for name in REGIONS if name not in counts]
+    if missing:
+        raise ConfigurationError(f"the closure test needs the counts of regions {', '.join(missing)}")
     prediction = abcd_prediction(
         counts["B"][0], counts["C"][0], counts["D"][0], var_b=counts["B"][1], var_c=counts["C"][1], var_d=counts["D"][1]
     )
-    observed, observed_var = counts["A"]
+    observed, observed_var = float(counts["A"][0]), float(counts["A"][1])
     pull = (observed - prediction.value) / np.sqrt(prediction.uncertainty**2 + observed_var)
-    result = ClosureTest(
+    logger.info("ABCD closure: predicted %.1f ± %.1f, observed %.1f, pull %.2f", prediction.value, prediction.uncertainty, observed, pull)
+    return ClosureTest(
         prediction=prediction,
         observed=observed,
         observed_uncertainty=float(np.sqrt(observed_var)),
@@ -131,5 +134,8 @@ def abcd_closure(x, y, x_cut: float, y_cut: float, *, weights=None, threshold: f
         p_value=float(2 * norm.sf(abs(pull))),
         threshold=threshold,
     )
-    logger.info("ABCD closure: predicted %.1f ± %.1f, observed %.1f, pull %.2f", prediction.value, prediction.uncertainty, observed, pull)
-    return result
+
+
+def abcd_closure(x, y, x_cut: float, y_cut: float, *, weights=None, threshold: float = 3.0) -> ClosureTest:
+    """Closure test on background events: predict A from B, C, D and compare with the count in A."""
+    return closure_test(abcd_counts(x, y, x_cut, y_cut, weights=weights), threshold=threshold)

@@ -32,7 +32,7 @@ import numpy as np
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import atomic_output
 from coffea_ad.plotting import save_figure
-from coffea_ad.stats.abcd import abcd_prediction
+from coffea_ad.stats.abcd import abcd_prediction, closure_test
 from coffea_ad.stats.bumphunt import bump_hunt, mjj_histogram, scan_window
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
@@ -184,15 +184,12 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
                 f"the background in region {region!r} is not positive in bins {np.flatnonzero(total <= 0).tolist()}: "
                 "merge bins or choose another binning"
             )
-        signal_name = paths.sample_name(paths.signal)
-        if signal_name in backgrounds:
-            raise ConfigurationError(f"the signal and a background are both named {signal_name!r} (first path component)")
         channels.append(
             channel_spec(
                 region,
                 backgrounds,
                 signal=signal,
-                signal_name=signal_name,
+                signal_name=paths.sample_name(paths.signal),
                 data=data,
                 template_statistics=template_statistics,
             )
@@ -236,28 +233,22 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
 def _abcd(file, filename, outdir, paths, regions, variable, written) -> dict:
     if len(regions) != 4:
         raise ConfigurationError(f"--method abcd needs exactly four regions A B C D (in that order), got {len(regions)}")
+
     def total(template: str, region: str) -> tuple[float, float]:
         values, variances = histogram_counts(read_histogram(file, paths.fill(template, region, variable), filename=filename), template)
         return float(values.sum()), float(variances.sum())
 
     data = {name: total(paths.data, region) for name, region in zip("ABCD", regions, strict=True)}
-    for name in "BCD":
-        if data[name][0] <= 0:
-            raise ConfigurationError(f"the data in region {name} ({regions['ABCD'.index(name)]}) is empty")
     prediction = abcd_prediction(data["B"][0], data["C"][0], data["D"][0])
     summary = {"method": "abcd", "regions": dict(zip("ABCD", regions, strict=True)), "variable": variable}
     summary["prediction"] = prediction.to_dict()
     summary["observed_A"] = data["A"][0]
     if paths.backgrounds:
-        background = {name: [0.0, 0.0] for name in "ABCD"}
+        background = {name: np.zeros(2) for name in "ABCD"}
         for template in paths.backgrounds:
             for name, region in zip("ABCD", regions, strict=True):
-                value, variance = total(template, region)
-                background[name][0] += value
-                background[name][1] += variance
-        closure = abcd_prediction(*(background[n][0] for n in "BCD"), var_b=background["B"][1], var_c=background["C"][1], var_d=background["D"][1])
-        pull = (background["A"][0] - closure.value) / np.sqrt(closure.uncertainty**2 + background["A"][1])
-        summary["closure_on_background"] = {**closure.to_dict(), "observed_A": background["A"][0], "pull": float(pull)}
+                background[name] += total(template, region)
+        summary["closure_on_background"] = closure_test({name: tuple(v) for name, v in background.items()}).to_dict()
     signal_yield = prediction.value
     if paths.signal is not None:
         signal_yield = total(paths.signal, regions[0])[0]

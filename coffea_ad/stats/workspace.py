@@ -259,6 +259,8 @@ def channel_spec(
         )
     if not backgrounds:
         raise ConfigurationError(f"channel {name!r} needs at least one background histogram")
+    if signal is not None and signal_name in backgrounds:
+        raise ConfigurationError(f"channel {name!r}: a background is named like the signal, {signal_name!r}")
     systematics = dict(systematics or {})
     samples = []
     entries = ([(signal_name, signal)] if signal is not None else []) + list(backgrounds.items())
