@@ -14,22 +14,25 @@ __all__ = ["cms_style", "new_figure", "save_figure"]
 
 
 @contextlib.contextmanager
-def cms_style() -> Iterator[None]:
-    """Apply mplhep's CMS style for the duration of the block only.
-
-    The style asks for fonts that may be missing; matplotlib's font warnings are silenced inside the block.
-    """
-    import matplotlib.pyplot as plt
-    import mplhep
-
+def _quiet_fonts() -> Iterator[None]:
+    """The CMS style asks for fonts that may be missing: silence matplotlib's font warnings in the block."""
     font_logger = logging.getLogger("matplotlib.font_manager")
     level = font_logger.level
     font_logger.setLevel(logging.ERROR)
     try:
-        with plt.style.context(mplhep.style.CMS):
-            yield
+        yield
     finally:
         font_logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def cms_style() -> Iterator[None]:
+    """Apply mplhep's CMS style for the duration of the block only."""
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    with _quiet_fonts(), plt.style.context(mplhep.style.CMS):
+        yield
 
 
 def new_figure(nrows: int = 1, height_ratios: Sequence[float] | None = None):
@@ -47,5 +50,5 @@ def save_figure(fig, path) -> None:
     """Write ``fig`` to ``path`` atomically (the format follows the suffix of ``path``)."""
     from coffea_ad.paths import atomic_output
 
-    with atomic_output(path) as tmp:
+    with _quiet_fonts(), atomic_output(path) as tmp:
         fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], bbox_inches="tight")

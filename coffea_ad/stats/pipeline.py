@@ -215,6 +215,7 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
             np.sum(list(components.values()), axis=0),
             components=components,
             xlabel=f"{variable} ({region})",
+            prediction_label="post-fit total",
         )
         save_figure(figure, outdir / f"fit_{region}.png")
         written.append(f"fit_{region}.png")

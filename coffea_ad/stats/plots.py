@@ -29,6 +29,7 @@ def plot_fit(
     signal: np.ndarray | None = None,
     window: tuple[float, float] | None = None,
     xlabel: str = r"$m_{jj}$ [GeV]",
+    prediction_label: str = "fit",
     log: bool = True,
 ):
     """Data over the fit with a pull panel; ``window`` shades the excluded (signal) window."""
@@ -42,8 +43,11 @@ def plot_fit(
         fig, (ax, pull_ax) = new_figure(2, height_ratios=(3, 1))
         if components:
             mplhep.histplot(list(components.values()), edges, ax=ax, stack=True, histtype="fill", label=list(components), alpha=0.6)
-        mplhep.histplot(prediction, edges, ax=ax, color="tab:blue", label="fit")
-        ax.stairs(prediction + sigma, edges, baseline=prediction - sigma, fill=True, alpha=0.3, color="tab:blue", label="fit uncertainty")
+        mplhep.histplot(prediction, edges, ax=ax, color="tab:blue", label=prediction_label)
+        if uncertainty is not None:
+            ax.stairs(
+                prediction + sigma, edges, baseline=prediction - sigma, fill=True, alpha=0.3, color="tab:blue", label="uncertainty"
+            )
         if signal is not None:
             mplhep.histplot(np.asarray(signal, dtype=np.float64), edges, ax=ax, color="tab:red", label="signal")
         mplhep.histplot(data, edges, ax=ax, histtype="errorbar", yerr=np.sqrt(data), color="black", label="data")
@@ -56,8 +60,12 @@ def plot_fit(
                 axis.axvspan(*window, color="orange", alpha=0.15)
         if log:
             ax.set_yscale("log")
+            low = max(float(np.min(prediction[prediction > 0], initial=1.0)) * 0.3, 1e-3)
+            ax.set_ylim(low, max(float(data.max()), float(prediction.max())) * 30)
+        else:
+            ax.set_ylim(0, max(float(data.max()), float(prediction.max())) * 1.5)
         ax.set_ylabel("Events / bin")
-        ax.legend()
+        ax.legend(ncol=2, fontsize="small")
         pull_ax.set_ylabel("Pull")
         pull_ax.set_xlabel(xlabel)
         limit = max(3.0, float(np.nanmax(np.abs(pulls))) * 1.1)

@@ -20,6 +20,9 @@ The fit specification is a plain dict (JSON-like, histograms allowed in place of
         ],
     }
 
+Optional keys: ``"measurement"`` (its name) and ``"parameters"`` (pyhf parameter settings such as
+``{"name": "mu", "bounds": [[0, 50]]}``, passed through to the measurement).
+
 :func:`build_workspace` copies and validates it (names, bin counts, non-negative yields, known modifier
 types), turns every modifier into its pyhf form through :data:`MODIFIER_BUILDERS` (a registry: an unknown
 ``type`` raises an error listing the valid ones) and hands the result to ``pyhf.Workspace``, which checks it
