@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 
-import hist
 import numpy as np
 import pytest
 import uproot
 
 from coffea_ad import stats
 from coffea_ad.cli import main
+from coffea_ad.stats.workspace import weighted_histogram
 
 MJJ_EDGES = np.linspace(1500.0, 6000.0, 46)
 SCORE_EDGES = np.array([0.0, 0.5, 0.8, 1.0])
-
-
-def weighted(values, edges, variances=None) -> hist.Hist:
-    h = hist.Hist(hist.axis.Variable(edges, name="x"), storage=hist.storage.Weight())
-    h.view().value = values
-    h.view().variance = values if variances is None else variances
-    return h
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +28,19 @@ def histograms(tmp_path_factory):
     resonance *= 120.0 / resonance.sum()
     path = tmp_path_factory.mktemp("fit") / "histograms.root"
     with uproot.recreate(path) as f:
-        f["data/SR/mjj"] = weighted(rng.poisson(mjj + resonance).astype(float), MJJ_EDGES)
-        f["wprime/SR/mjj"] = weighted(resonance, MJJ_EDGES)
-        f["qcd/SR/score"] = weighted(np.array([900.0, 90.0, 9.0]), SCORE_EDGES, np.array([900.0, 90.0, 9.0]) / 4)
-        f["ttbar/SR/score"] = weighted(np.array([50.0, 20.0, 5.0]), SCORE_EDGES)
-        f["wprime/SR/score"] = weighted(np.array([1.0, 4.0, 15.0]), SCORE_EDGES, np.full(3, 0.01))
-        f["data/SR/score"] = weighted(np.array([960.0, 105.0, 16.0]), SCORE_EDGES)
+        f["data/SR/mjj"] = weighted_histogram(rng.poisson(mjj + resonance).astype(float), MJJ_EDGES)
+        f["wprime/SR/mjj"] = weighted_histogram(resonance, MJJ_EDGES)
+        f["qcd/SR/score"] = weighted_histogram(np.array([900.0, 90.0, 9.0]), SCORE_EDGES, np.array([900.0, 90.0, 9.0]) / 4)
+        f["ttbar/SR/score"] = weighted_histogram(np.array([50.0, 20.0, 5.0]), SCORE_EDGES)
+        f["wprime/SR/score"] = weighted_histogram(np.array([1.0, 4.0, 15.0]), SCORE_EDGES, np.full(3, 0.01))
+        f["data/SR/score"] = weighted_histogram(np.array([960.0, 105.0, 16.0]), SCORE_EDGES)
         for region, count in zip("ABCD", (130.0, 1000.0, 1200.0, 10000.0), strict=True):
-            f[f"data/{region}/mjj"] = weighted(np.full(3, count / 3), SCORE_EDGES)
-            f[f"qcd/{region}/mjj"] = weighted(np.full(3, count / 3 * (1.0 if region != "A" else 120.0 / 130.0)), SCORE_EDGES)
-        f["empty/SR/mjj"] = weighted(np.zeros(45), MJJ_EDGES)
-        f["qcd/CR/score"] = weighted(np.array([10.0, 0.0, 1.0]), SCORE_EDGES)
-        f["data/CR/score"] = weighted(np.array([10.0, 1.0, 1.0]), SCORE_EDGES)
-        f["wprime/CR/score"] = weighted(np.array([0.1, 0.1, 0.1]), SCORE_EDGES)
+            f[f"data/{region}/mjj"] = weighted_histogram(np.full(3, count / 3), SCORE_EDGES)
+            f[f"qcd/{region}/mjj"] = weighted_histogram(np.full(3, count / 3 * (1.0 if region != "A" else 120.0 / 130.0)), SCORE_EDGES)
+        f["empty/SR/mjj"] = weighted_histogram(np.zeros(45), MJJ_EDGES)
+        f["qcd/CR/score"] = weighted_histogram(np.array([10.0, 0.0, 1.0]), SCORE_EDGES)
+        f["data/CR/score"] = weighted_histogram(np.array([10.0, 1.0, 1.0]), SCORE_EDGES)
+        f["wprime/CR/score"] = weighted_histogram(np.array([0.1, 0.1, 0.1]), SCORE_EDGES)
     return path
 
 
@@ -65,6 +58,14 @@ def test_bumphunt_writes_workspace_results_and_plots(histograms, tmp_path, capsy
     assert workspace.model().config.poi_name == "mu"
     for name in ("fit.png", "local_significance.png", "cls_scan.png"):
         assert (out / name).stat().st_size > 1000
+    card = (out / "datacard.txt").read_text()
+    assert "dijet_fit_eigen0" in card and "shape" in card
+    with uproot.open(out / "shapes.root") as f:
+        data = f["mjj_window/data_obs"]
+        assert data.values().sum() == pytest.approx(best["observed"])
+        assert data.axis().edges()[0] == pytest.approx(best["window_GeV"][0])
+        assert f["mjj_window/dijet_fit"].values().sum() == pytest.approx(best["background"], rel=1e-6)
+        assert "mjj_window/dijet_fit_dijet_fit_eigen0Up" in [k.rsplit(";", 1)[0] for k in f.keys()]
     assert not list(out.glob(".*.tmp"))
 
 

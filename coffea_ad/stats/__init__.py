@@ -20,7 +20,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError("coffea_ad.stats needs pyhf: pip install 'coffea-ad[stats]'") from error
 
 from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction, closure_test
-from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_workspace
+from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_spec, window_workspace
 from coffea_ad.stats.datacard import datacard_text, write_combine
 from coffea_ad.stats.dijet import SQRT_S, DijetFit, dijet_function, dijet_yields, fit_dijet
 from coffea_ad.stats.inference import (
@@ -75,6 +75,7 @@ __all__ = [
     "scan_window",
     "sculpting_test",
     "upper_limit",
+    "window_spec",
     "window_workspace",
     "write_combine",
     "write_workspace",

@@ -31,7 +31,7 @@ from scipy.stats import norm
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.stats.dijet import SQRT_S, DijetFit, fit_dijet
 from coffea_ad.stats.inference import Significance, model_significance
-from coffea_ad.stats.workspace import build_workspace, histogram_counts
+from coffea_ad.stats.workspace import build_workspace, histogram_counts, weighted_histogram
 
 __all__ = [
     "WindowResult",
@@ -39,6 +39,7 @@ __all__ = [
     "mjj_histogram",
     "window_mask",
     "default_centres",
+    "window_spec",
     "window_workspace",
     "scan_window",
     "bump_hunt",
@@ -146,7 +147,12 @@ class BumpHuntResult:
         }
 
 
-def window_workspace(
+def _window_edges(edges: np.ndarray, window: np.ndarray) -> np.ndarray:
+    inside = np.flatnonzero(window)
+    return edges[np.r_[inside, inside[-1] + 1]]
+
+
+def window_spec(
     counts,
     edges,
     window,
@@ -154,19 +160,19 @@ def window_workspace(
     *,
     signal=None,
     background_uncertainty: str = "histosys",
-) -> pyhf.Workspace:
-    """One-channel workspace of the window bins: the fitted background with its uncertainty, signal, data.
+) -> dict:
+    """Fit spec of the window bins: the fitted background with its uncertainty, signal, data.
 
     ``signal`` is a signal histogram over the full mjj range (only the window bins are used) or None for the
-    model-agnostic template (the fitted background shape).
+    model-agnostic template (the fitted background shape). The data keep the window's mjj bin edges, so the
+    spec also gives a Combine datacard with :func:`~coffea_ad.stats.datacard.write_combine`.
     """
     if background_uncertainty not in BACKGROUND_UNCERTAINTIES:
         raise ConfigurationError(
             f"background_uncertainty must be one of {', '.join(BACKGROUND_UNCERTAINTIES)}, got {background_uncertainty!r}"
         )
     window = np.asarray(window, dtype=bool)
-    inside = np.r_[np.flatnonzero(window), np.flatnonzero(window)[-1] + 1]
-    window_edges = edges[inside]
+    window_edges = _window_edges(edges, window)
     background = fit.yields(window_edges)
     if np.any(background <= 0):
         raise ConfigurationError("the fitted background is not positive in the window")
@@ -186,12 +192,13 @@ def window_workspace(
         ]
     else:
         modifiers = [{"type": "shapesys", "name": "dijet_fit", "uncertainty": fit.yield_uncertainties(window_edges)}]
-    spec = {
+    observed = np.asarray(counts, dtype=np.float64)[window]
+    return {
         "poi": "mu",
         "channels": [
             {
                 "name": "mjj_window",
-                "data": np.asarray(counts, dtype=np.float64)[window],
+                "data": weighted_histogram(observed, window_edges, label="mjj [GeV]"),
                 "samples": [
                     {"name": "signal", "yields": signal_yields, "modifiers": [{"type": "normfactor", "name": "mu"}]},
                     {"name": "dijet_fit", "yields": background, "modifiers": modifiers},
@@ -199,7 +206,11 @@ def window_workspace(
             }
         ],
     }
-    return build_workspace(spec)
+
+
+def window_workspace(counts, edges, window, fit: DijetFit, **options) -> pyhf.Workspace:
+    """The ``pyhf.Workspace`` of :func:`window_spec` (same arguments)."""
+    return build_workspace(window_spec(counts, edges, window, fit, **options))
 
 
 def scan_window(
@@ -212,17 +223,21 @@ def scan_window(
     signal=None,
     background_uncertainty: str = "histosys",
     sqrt_s: float = SQRT_S,
-) -> tuple[WindowResult, pyhf.Workspace]:
-    """Fit the sidebands of the window at ``centre``, build its workspace and compute the local significance."""
+) -> tuple[WindowResult, dict]:
+    """Fit the sidebands of the window at ``centre``, build its workspace and compute the local significance.
+
+    Returns the result and the window's fit spec (:func:`window_spec`).
+    """
     counts = np.asarray(counts, dtype=np.float64)
     window = window_mask(edges, centre, relative_width)
     if not np.any(window):
         raise ConfigurationError(f"the window at {centre:g} GeV (relative width {relative_width:g}) contains no bin")
     fit = fit_dijet(counts, edges, n_parameters=n_parameters, mask=~window, sqrt_s=sqrt_s)
-    workspace = window_workspace(counts, edges, window, fit, signal=signal, background_uncertainty=background_uncertainty)
+    spec = window_spec(counts, edges, window, fit, signal=signal, background_uncertainty=background_uncertainty)
+    workspace = build_workspace(spec)
     model = workspace.model()
     significance = model_significance(model, workspace.data(model))
-    window_edges = edges[np.r_[np.flatnonzero(window), np.flatnonzero(window)[-1] + 1]]
+    window_edges = _window_edges(edges, window)
     background = fit.yields(window_edges)
     # the eigen-variations are independent: their half-differences of the window total add in quadrature
     total_uncertainty = np.sqrt(sum(((up - down).sum() / 2) ** 2 for down, up in fit.eigen_variations(window_edges)))
@@ -236,7 +251,7 @@ def scan_window(
         significance=significance,
         fit=fit,
     )
-    return result, workspace
+    return result, spec
 
 
 def _trials_factor(centres: np.ndarray, relative_width: float) -> float:

@@ -30,13 +30,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import hist
 import numpy as np
 import uproot
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.paths import atomic_output
-from coffea_ad.stats.workspace import build_workspace, histogram_counts
+from coffea_ad.stats.workspace import build_workspace, histogram_counts, weighted_histogram
 
 __all__ = ["write_combine", "datacard_text"]
 
@@ -48,13 +47,6 @@ def _edges(histogram, n_bins: int) -> np.ndarray:
     if hasattr(source, "axes"):
         return np.asarray(source.axes[0].edges, dtype=np.float64)
     return np.arange(n_bins + 1, dtype=np.float64)
-
-
-def _th1(values: np.ndarray, variances: np.ndarray, edges: np.ndarray, name: str) -> hist.Hist:
-    h = hist.Hist(hist.axis.Variable(edges, name="x", label=name), storage=hist.storage.Weight())
-    h.view(flow=False).value = values
-    h.view(flow=False).variance = variances
-    return h
 
 
 def _processes(spec: Mapping, poi: str) -> tuple[list[dict], dict[str, dict]]:
@@ -166,17 +158,17 @@ def write_combine(
         with uproot.recreate(tmp) as out:
             for observation in workspace["observations"]:
                 values = np.asarray(observation["data"], dtype=np.float64)
-                out[f"{observation['name']}/data_obs"] = _th1(values, values, edges_of[observation["name"]], "data_obs")
+                out[f"{observation['name']}/data_obs"] = weighted_histogram(values, edges_of[observation["name"]], label="data_obs")
             for entry in entries:
                 key = f"{entry['channel']}/{entry['sample']}"
-                out[key] = _th1(entry["values"], entry["variances"], entry["edges"], entry["sample"])
+                out[key] = weighted_histogram(entry["values"], entry["edges"], entry["variances"], label=entry["sample"])
                 for name, systematic in systematics.items():
                     modifier = systematic["by_process"].get((entry["channel"], entry["sample"]))
                     if modifier is None or systematic["type"] != "histosys":
                         continue
                     for suffix, side in (("Up", "hi"), ("Down", "lo")):
                         values, variances = histogram_counts(modifier[side], f"{key} {name} {side}")
-                        out[f"{key}_{name}{suffix}"] = _th1(values, variances, entry["edges"], f"{entry['sample']} {name}{suffix}")
+                        out[f"{key}_{name}{suffix}"] = weighted_histogram(values, entry["edges"], variances, label=f"{entry['sample']} {name}{suffix}")
     with atomic_output(datacard_path) as tmp:
         tmp.write_text(text)
     logger.info("wrote %s and %s", datacard_path, shapes_path)

@@ -8,8 +8,9 @@ so the defaults are ``data/{region}/{variable}``, ``background/{region}/{variabl
 Methods and what they write into the output folder (every file atomically):
 
 - ``bumphunt``: the data mjj spectrum (after the anomaly cut) of the first region; :func:`bump_hunt` over a
-  window grid. ``workspace.json`` (the most significant window), ``fit_results.json``, ``fit.png`` (sideband
-  fit over data with pulls), ``local_significance.png``; with a signal also ``cls_scan.png``.
+  window grid. ``workspace.json`` and ``datacard.txt`` + ``shapes.root`` (the most significant window),
+  ``fit_results.json``, ``fit.png`` (sideband fit over data with pulls), ``local_significance.png``; with a
+  signal also ``cls_scan.png``.
 - ``score``: the anomaly-score histograms of every region as one multi-channel workspace (one channel per
   region; signal scaled by mu, backgrounds with template statistics; samples named by their dataset). ``workspace.json``,
   ``fit_results.json`` (observed/expected Z, CLs limit), ``fit.png`` per region (``fit_REGION.png``),
@@ -145,9 +146,11 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
     result = bump_hunt(data, signal=signal, **options)
     best = result.most_significant
     window_options = {k: v for k, v in options.items() if k in ("relative_width", "n_parameters", "background_uncertainty")}
-    _, workspace = scan_window(counts, edges, best.centre, signal=signal, **window_options)
+    _, spec = scan_window(counts, edges, best.centre, signal=signal, **window_options)
+    workspace = build_workspace(spec)
     write_workspace(workspace, outdir / "workspace.json")
-    written.append("workspace.json")
+    write_combine(spec, outdir / "datacard.txt")
+    written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     fit = best.fit
     figure = plot_fit(
         edges,

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hist
 import numpy as np
 import pyhf
 
@@ -61,6 +62,7 @@ __all__ = [
     "channel_spec",
     "fit_spec",
     "histogram_counts",
+    "weighted_histogram",
     "write_workspace",
     "read_workspace",
     "asimov_data",
@@ -69,6 +71,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TEMPLATE_STATISTICS = ("staterror", "shapesys", "none")
+
+
+def weighted_histogram(values, edges, variances=None, *, label: str = "") -> hist.Hist:
+    """A 1D ``hist.Hist`` with ``Weight`` storage from yields (variances default to the yields)."""
+    values = np.asarray(values, dtype=np.float64)
+    histogram = hist.Hist(hist.axis.Variable(np.asarray(edges, dtype=np.float64), name="x", label=label), storage=hist.storage.Weight())
+    histogram.view(flow=False).value = values
+    histogram.view(flow=False).variance = values if variances is None else np.asarray(variances, dtype=np.float64)
+    return histogram
 
 
 def histogram_counts(histogram, name: str) -> tuple[np.ndarray, np.ndarray]:
