@@ -101,7 +101,9 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _fit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("histograms", metavar="HISTOGRAMS", type=Path, help="ROOT file of histograms (written with uproot)")
+    parser.add_argument(
+        "histograms", metavar="HISTOGRAMS", type=Path, help="ROOT file of histograms (written with uproot)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument(
         "--method",
@@ -117,9 +119,7 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="region filled into {region}; repeatable (default: SR; abcd: A B C D, in that order)",
     )
-    parser.add_argument(
-        "--variable", default=None, help="variable filled into {variable} (default: mjj; score: score)"
-    )
+    parser.add_argument("--variable", default=None, help="variable filled into {variable} (default: mjj; score: score)")
     parser.add_argument(
         "--data", default="data/{region}/{variable}", help="path of the data histogram (default: %(default)s)"
     )
@@ -143,16 +143,20 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
         default="staterror",
         help="score: template statistics modifier (default: %(default)s)",
     )
-    parser.add_argument("--window-width", type=float, default=0.2, help="bumphunt: relative window width (default: 0.2)")
+    parser.add_argument(
+        "--window-width", type=float, default=0.2, help="bumphunt: relative window width (default: 0.2)"
+    )
     parser.add_argument(
         "--parameters", type=int, choices=(3, 4), default=4, help="bumphunt: dijet-function parameters (default: 4)"
     )
-    parser.add_argument("--toys", type=int, default=0, help="bumphunt: background-only toys for the global significance")
+    parser.add_argument(
+        "--toys", type=int, default=0, help="bumphunt: background-only toys for the global significance"
+    )
     parser.add_argument("--seed", type=int, default=0, help="bumphunt: seed of the toys (default: 0)")
 
 
 def _fit_run(args: argparse.Namespace) -> int:
-    from coffea_ad.stats.pipeline import HistogramPaths, run_fit
+    from coffea_ad.stats.pipeline import HistogramPaths, describe_fit, run_fit
 
     signal, backgrounds = args.signal, tuple(args.backgrounds or ())
     if args.method == "score":
@@ -174,36 +178,8 @@ def _fit_run(args: argparse.Namespace) -> int:
             "seed": args.seed,
         },
     )
-    print(_describe_fit(summary))
+    print(describe_fit(summary))
     return 0
-
-
-def _describe_fit(summary: dict) -> str:
-    lines = [f"coffea-ad fit ({summary['method']}) on {summary['input']}"]
-    if summary["method"] == "bumphunt":
-        best = summary["most_significant_window"]
-        lines.append(
-            f"  most significant window {best['window_GeV'][0]:.0f}-{best['window_GeV'][1]:.0f} GeV: "
-            f"observed {best['observed']:.0f}, background {best['background']:.1f} ± {best['background_uncertainty']:.1f}, "
-            f"local Z = {summary['local_Z']:.2f}"
-        )
-        lines.append(f"  global Z = {summary['global_Z']:.2f} ({summary['global_method']}, trials factor {summary['trials_factor']:.1f})")
-    elif summary["method"] == "abcd":
-        prediction = summary["prediction"]
-        lines.append(
-            f"  region A: observed {summary['observed_A']:.0f}, ABCD prediction {prediction['predicted_A']:.1f} ± "
-            f"{prediction['uncertainty']:.1f}"
-        )
-        if "closure_on_background" in summary:
-            lines.append(f"  closure on background: pull {summary['closure_on_background']['pull']:.2f}")
-    if "discovery" in summary:
-        lines.append(f"  discovery: p0 = {summary['discovery']['p0']:.3g}, Z = {summary['discovery']['Z']:.2f}")
-    for key in ("upper_limit", "upper_limit_most_significant_window"):
-        if key in summary:
-            limit = summary[key]
-            lines.append(f"  95% CLs upper limit on mu: observed {limit['observed']:.3g}, expected {limit['expected']['median']:.3g}")
-    lines.append(f"  wrote {', '.join(summary['written'])}")
-    return "\n".join(lines)
 
 
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
@@ -215,7 +191,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
     "fit": (
-        "statistical fit of histograms: bump hunt in mjj, anomaly-score template fit or ABCD; workspace, results, plots",
+        "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",
         _fit_arguments,
         _fit_run,
     ),

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.plotting import cms_style, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "RocCurve",
@@ -40,6 +45,7 @@ __all__ = [
     "plot_sic",
     "plot_score_distributions",
 ]
+
 
 @dataclass(frozen=True)
 class RocCurve:
@@ -86,11 +92,11 @@ def _scores_and_weights(scores, weights, name: str) -> tuple[np.ndarray, np.ndar
 
 
 def roc_curve(
-    signal_scores,
-    background_scores,
+    signal_scores: ArrayLike,
+    background_scores: ArrayLike,
     *,
-    signal_weights=None,
-    background_weights=None,
+    signal_weights: ArrayLike | None = None,
+    background_weights: ArrayLike | None = None,
 ) -> RocCurve:
     """Build the ROC of a score (higher = more signal-like) from signal and background samples.
 
@@ -154,7 +160,7 @@ def background_rejection(roc: RocCurve, signal_efficiency: float) -> float:
     return float(np.inf) if fpr <= 0 else float(1.0 / fpr)
 
 
-def seed_band(values) -> SeedBand:
+def seed_band(values: ArrayLike) -> SeedBand:
     """Median and 68 % band across seeds of an array shaped ``(n_seeds, ...)`` (e.g. max SIC per seed).
 
     References:
@@ -167,7 +173,7 @@ def seed_band(values) -> SeedBand:
     return SeedBand(median=median, lower=lower, upper=upper)
 
 
-def sic_band(rocs: Sequence[RocCurve], tpr_grid=None) -> tuple[np.ndarray, SeedBand]:
+def sic_band(rocs: Sequence[RocCurve], tpr_grid: ArrayLike | None = None) -> tuple[np.ndarray, SeedBand]:
     """SIC curves of several seeds interpolated on a common TPR grid; returns ``(tpr_grid, band)``.
 
     Each curve is cut at FPR > 1 / N_bkg before interpolation; grid points outside a curve are NaN and
@@ -185,7 +191,7 @@ def sic_band(rocs: Sequence[RocCurve], tpr_grid=None) -> tuple[np.ndarray, SeedB
     return grid, seed_band(np.vstack(rows))
 
 
-def plot_roc(rocs: Mapping[str, RocCurve]):
+def plot_roc(rocs: Mapping[str, RocCurve]) -> Figure:
     """Background rejection 1/FPR against signal efficiency (log scale), one line per labelled ROC."""
     with cms_style():
         fig, ax = new_figure()
@@ -201,7 +207,7 @@ def plot_roc(rocs: Mapping[str, RocCurve]):
     return fig
 
 
-def plot_sic(rocs: Mapping[str, RocCurve]):
+def plot_sic(rocs: Mapping[str, RocCurve]) -> Figure:
     """SIC = TPR/sqrt(FPR) against signal efficiency, cut at FPR > 1/N_bkg, one line per labelled ROC."""
     with cms_style():
         fig, ax = new_figure()
@@ -222,13 +228,16 @@ def plot_score_distributions(
     bins: int | np.ndarray = 50,
     density: bool = True,
     xlabel: str = "Anomaly score",
-):
+) -> Figure:
     """Histograms of the score, one per class (e.g. ``{"background": ..., "signal": ...}``), on common bins."""
     import mplhep
 
     if not scores:
         raise ConfigurationError("plot_score_distributions needs at least one class of scores")
-    arrays = {name: _scores_and_weights(values, (weights or {}).get(name), f"{name}_scores") for name, values in scores.items()}
+    arrays = {
+        name: _scores_and_weights(values, (weights or {}).get(name), f"{name}_scores")
+        for name, values in scores.items()
+    }
     if np.ndim(bins) == 0:
         low = min(v.min() for v, _ in arrays.values())
         high = max(v.max() for v, _ in arrays.values())

@@ -30,13 +30,17 @@ def histograms(tmp_path_factory):
     with uproot.recreate(path) as f:
         f["data/SR/mjj"] = weighted_histogram(rng.poisson(mjj + resonance).astype(float), MJJ_EDGES)
         f["wprime/SR/mjj"] = weighted_histogram(resonance, MJJ_EDGES)
-        f["qcd/SR/score"] = weighted_histogram(np.array([900.0, 90.0, 9.0]), SCORE_EDGES, np.array([900.0, 90.0, 9.0]) / 4)
+        f["qcd/SR/score"] = weighted_histogram(
+            np.array([900.0, 90.0, 9.0]), SCORE_EDGES, np.array([900.0, 90.0, 9.0]) / 4
+        )
         f["ttbar/SR/score"] = weighted_histogram(np.array([50.0, 20.0, 5.0]), SCORE_EDGES)
         f["wprime/SR/score"] = weighted_histogram(np.array([1.0, 4.0, 15.0]), SCORE_EDGES, np.full(3, 0.01))
         f["data/SR/score"] = weighted_histogram(np.array([960.0, 105.0, 16.0]), SCORE_EDGES)
         for region, count in zip("ABCD", (130.0, 1000.0, 1200.0, 10000.0), strict=True):
             f[f"data/{region}/mjj"] = weighted_histogram(np.full(3, count / 3), SCORE_EDGES)
-            f[f"qcd/{region}/mjj"] = weighted_histogram(np.full(3, count / 3 * (1.0 if region != "A" else 120.0 / 130.0)), SCORE_EDGES)
+            f[f"qcd/{region}/mjj"] = weighted_histogram(
+                np.full(3, count / 3 * (1.0 if region != "A" else 120.0 / 130.0)), SCORE_EDGES
+            )
         f["empty/SR/mjj"] = weighted_histogram(np.zeros(45), MJJ_EDGES)
         f["qcd/CR/score"] = weighted_histogram(np.array([10.0, 0.0, 1.0]), SCORE_EDGES)
         f["data/CR/score"] = weighted_histogram(np.array([10.0, 1.0, 1.0]), SCORE_EDGES)
@@ -46,7 +50,10 @@ def histograms(tmp_path_factory):
 
 def test_bumphunt_writes_workspace_results_and_plots(histograms, tmp_path, capsys):
     out = tmp_path / "bumphunt"
-    assert main(["fit", str(histograms), "-o", str(out), "--method", "bumphunt", "--signal", "wprime/{region}/{variable}"]) == 0
+    assert (
+        main(["fit", str(histograms), "-o", str(out), "--method", "bumphunt", "--signal", "wprime/{region}/{variable}"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "local Z" in printed and "global Z" in printed
     results = json.loads((out / "fit_results.json").read_text())
@@ -88,7 +95,10 @@ def test_score_fit_writes_a_workspace_a_datacard_and_limits(histograms, tmp_path
 
 def test_abcd_predicts_region_a_and_checks_closure(histograms, tmp_path):
     out = tmp_path / "abcd"
-    assert main(["fit", str(histograms), "-o", str(out), "--method", "abcd", "--background", "qcd/{region}/{variable}"]) == 0
+    assert (
+        main(["fit", str(histograms), "-o", str(out), "--method", "abcd", "--background", "qcd/{region}/{variable}"])
+        == 0
+    )
     results = json.loads((out / "fit_results.json").read_text())
     assert results["prediction"]["predicted_A"] == pytest.approx(120.0)
     assert results["observed_A"] == pytest.approx(130.0)
@@ -102,7 +112,16 @@ def test_abcd_predicts_region_a_and_checks_closure(histograms, tmp_path):
         (["--data", "nope/SR/mjj"], "histogram 'nope/SR/mjj' not found in .*; available: .*data/SR/mjj"),
         (["--data", "empty/SR/mjj"], "histogram 'empty/SR/mjj' in .* is empty"),
         (
-            ["--method", "score", "--region", "CR", "--background", "qcd/{region}/{variable}", "--signal", "wprime/{region}/{variable}"],
+            [
+                "--method",
+                "score",
+                "--region",
+                "CR",
+                "--background",
+                "qcd/{region}/{variable}",
+                "--signal",
+                "wprime/{region}/{variable}",
+            ],
             r"background in region 'CR' is not positive in bins \[1\]",
         ),
         (["--data", "data/{regoin}/mjj"], "placeholders"),

@@ -51,7 +51,9 @@ def test_cls_limits_agree_with_pyhf_uncorrelated_background():
                 signal=weighted(signal, np.zeros(2)),
                 data=observed,
                 template_statistics="none",
-                systematics={"background": [{"type": "shapesys", "name": "uncorr_bkguncrt", "uncertainty": uncertainty}]},
+                systematics={
+                    "background": [{"type": "shapesys", "name": "uncorr_bkguncrt", "uncertainty": uncertainty}]
+                },
             )
         ]
     )
@@ -64,7 +66,9 @@ def test_cls_limits_agree_with_pyhf_uncorrelated_background():
     assert limit.observed == pytest.approx(float(obs_ref), rel=1e-3)
     assert np.allclose(limit.expected, [float(e) for e in exp_ref], rtol=1e-3)
     assert limit.expected[0] < limit.expected[2] < limit.expected[4]
-    scanned = stats.upper_limit(stats.counting_model(signal, background, background_uncertainty=uncertainty), data, scan=np.linspace(0, 5, 21))
+    scanned = stats.upper_limit(
+        stats.counting_model(signal, background, background_uncertainty=uncertainty), data, scan=np.linspace(0, 5, 21)
+    )
     scan_ref, exp_scan_ref = pyhf.infer.intervals.upper_limits.upper_limit(data, reference, scan=np.linspace(0, 5, 21))
     assert scanned.observed == pytest.approx(float(scan_ref), rel=1e-6)
     assert scanned.cls_expected.shape == (5, 21)
@@ -75,7 +79,10 @@ def test_workspace_round_trip_and_multichannel(tmp_path):
     channels = [
         stats.channel_spec(
             region,
-            {"qcd": weighted([100.0, 40.0, 10.0], [25.0, 10.0, 4.0], edges), "ttbar": weighted([10.0, 8.0, 6.0], None, edges)},
+            {
+                "qcd": weighted([100.0, 40.0, 10.0], [25.0, 10.0, 4.0], edges),
+                "ttbar": weighted([10.0, 8.0, 6.0], None, edges),
+            },
             signal=weighted([0.5, 2.0, 6.0], [0.01, 0.04, 0.1], edges),
             data=weighted([105.0, 50.0, 18.0], None, edges),
             template_statistics=statistics,
@@ -102,11 +109,17 @@ def test_workspace_round_trip_and_multichannel(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda s: s["channels"][0]["samples"][1]["modifiers"].append({"type": "lumi", "name": "lumi"}), "valid types: normfactor, staterror, shapesys, normsys, histosys"),
+        (
+            lambda s: s["channels"][0]["samples"][1]["modifiers"].append({"type": "lumi", "name": "lumi"}),
+            "valid types: normfactor, staterror, shapesys, normsys, histosys",
+        ),
         (lambda s: s["channels"][0]["samples"][1].update(yields=[1.0, 2.0, 3.0]), "has 3 bins, the channel data has 2"),
         (lambda s: s["channels"][0]["samples"][1].update(yields=[-1.0, 2.0]), "negative yields"),
         (lambda s: s.update(poi="r"), "'r' must be the name of a normfactor"),
-        (lambda s: s["channels"][0]["samples"][1]["modifiers"].append({"type": "normsys", "name": "x", "hi": 1.1}), "numeric 'hi' and 'lo'"),
+        (
+            lambda s: s["channels"][0]["samples"][1]["modifiers"].append({"type": "normsys", "name": "x", "hi": 1.1}),
+            "numeric 'hi' and 'lo'",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_with_the_reason(mutate, message):
@@ -159,7 +172,9 @@ def test_datacard_round_trip_with_uproot(tmp_path):
     )
     card, shapes = stats.write_combine(spec, tmp_path / "datacard.txt")
     text = card.read_text()
-    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line and not line.startswith(("#", "-"))}
+    lines = {
+        line.split()[0]: line.split()[1:] for line in text.splitlines() if line and not line.startswith(("#", "-"))
+    }
     assert lines["observation"] == ["284"]
     assert [float(v) for v in lines["rate"]] == pytest.approx([12.5, 255.0, 34.0])
     assert lines["xsec_ttbar"] == ["lnN", "-", "-", "0.9/1.2"]

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from coffea_ad.errors import ConfigurationError
@@ -78,7 +79,9 @@ class ClosureTest:
         }
 
 
-def abcd_counts(x, y, x_cut: float, y_cut: float, *, weights=None) -> dict[str, tuple[float, float]]:
+def abcd_counts(
+    x: ArrayLike, y: ArrayLike, x_cut: float, y_cut: float, *, weights: ArrayLike | None = None
+) -> dict[str, tuple[float, float]]:
     """Sum of weights and sum of squared weights in each region: ``{"A": (sumw, sumw2), ...}``."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -92,7 +95,15 @@ def abcd_counts(x, y, x_cut: float, y_cut: float, *, weights=None) -> dict[str, 
     return {name: (float(w[mask].sum()), float((w[mask] ** 2).sum())) for name, mask in masks.items()}
 
 
-def abcd_prediction(n_b: float, n_c: float, n_d: float, *, var_b=None, var_c=None, var_d=None) -> AbcdPrediction:
+def abcd_prediction(
+    n_b: float,
+    n_c: float,
+    n_d: float,
+    *,
+    var_b: float | None = None,
+    var_c: float | None = None,
+    var_d: float | None = None,
+) -> AbcdPrediction:
     """N_A = N_B N_C / N_D; variances default to Poisson (the counts themselves).
 
     References:
@@ -109,7 +120,9 @@ def abcd_prediction(n_b: float, n_c: float, n_d: float, *, var_b=None, var_c=Non
     }
     value = counts["B"] * counts["C"] / counts["D"]
     relative = np.sqrt(sum(variances[k] / counts[k] ** 2 for k in counts))
-    return AbcdPrediction(value=value, uncertainty=float(value * relative), n_b=counts["B"], n_c=counts["C"], n_d=counts["D"])
+    return AbcdPrediction(
+        value=value, uncertainty=float(value * relative), n_b=counts["B"], n_c=counts["C"], n_d=counts["D"]
+    )
 
 
 def closure_test(counts: dict[str, tuple[float, float]], *, threshold: float = 3.0) -> ClosureTest:
@@ -125,7 +138,13 @@ def closure_test(counts: dict[str, tuple[float, float]], *, threshold: float = 3
     )
     observed, observed_var = float(counts["A"][0]), float(counts["A"][1])
     pull = (observed - prediction.value) / np.sqrt(prediction.uncertainty**2 + observed_var)
-    logger.info("ABCD closure: predicted %.1f ± %.1f, observed %.1f, pull %.2f", prediction.value, prediction.uncertainty, observed, pull)
+    logger.info(
+        "ABCD closure: predicted %.1f ± %.1f, observed %.1f, pull %.2f",
+        prediction.value,
+        prediction.uncertainty,
+        observed,
+        pull,
+    )
     return ClosureTest(
         prediction=prediction,
         observed=observed,
@@ -136,6 +155,8 @@ def closure_test(counts: dict[str, tuple[float, float]], *, threshold: float = 3
     )
 
 
-def abcd_closure(x, y, x_cut: float, y_cut: float, *, weights=None, threshold: float = 3.0) -> ClosureTest:
+def abcd_closure(
+    x: ArrayLike, y: ArrayLike, x_cut: float, y_cut: float, *, weights: ArrayLike | None = None, threshold: float = 3.0
+) -> ClosureTest:
     """Closure test on background events: predict A from B, C, D and compare with the count in A."""
     return closure_test(abcd_counts(x, y, x_cut, y_cut, weights=weights), threshold=threshold)

@@ -23,8 +23,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 import pyhf
 from scipy.stats import norm
 
@@ -50,7 +52,7 @@ logger = logging.getLogger(__name__)
 BACKGROUND_UNCERTAINTIES = ("histosys", "shapesys")
 
 
-def mjj_histogram(histogram) -> tuple[np.ndarray, np.ndarray]:
+def mjj_histogram(histogram: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(counts, edges)`` of a 1D mjj histogram (``hist``, uproot, or a ``(counts, edges)`` pair)."""
     if isinstance(histogram, tuple) and len(histogram) == 2:
         counts, _ = histogram_counts(histogram[0], "mjj counts")
@@ -64,7 +66,7 @@ def mjj_histogram(histogram) -> tuple[np.ndarray, np.ndarray]:
     return counts, edges
 
 
-def window_mask(edges, centre: float, relative_width: float) -> np.ndarray:
+def window_mask(edges: ArrayLike, centre: float, relative_width: float) -> np.ndarray:
     """Bins whose centres lie in [centre (1 − w/2), centre (1 + w/2))."""
     if not 0 < relative_width < 2:
         raise ConfigurationError(f"relative_width must be in (0, 2), got {relative_width:g}")
@@ -153,12 +155,12 @@ def _window_edges(edges: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 
 def window_spec(
-    counts,
-    edges,
-    window,
+    counts: ArrayLike,
+    edges: ArrayLike,
+    window: ArrayLike,
     fit: DijetFit,
     *,
-    signal=None,
+    signal: Any = None,
     background_uncertainty: str = "histosys",
 ) -> dict:
     """Fit spec of the window bins: the fitted background with its uncertainty, signal, data.
@@ -169,7 +171,8 @@ def window_spec(
     """
     if background_uncertainty not in BACKGROUND_UNCERTAINTIES:
         raise ConfigurationError(
-            f"background_uncertainty must be one of {', '.join(BACKGROUND_UNCERTAINTIES)}, got {background_uncertainty!r}"
+            f"background_uncertainty must be one of {', '.join(BACKGROUND_UNCERTAINTIES)}, "
+            f"got {background_uncertainty!r}"
         )
     window = np.asarray(window, dtype=bool)
     window_edges = _window_edges(edges, window)
@@ -208,19 +211,21 @@ def window_spec(
     }
 
 
-def window_workspace(counts, edges, window, fit: DijetFit, **options) -> pyhf.Workspace:
+def window_workspace(
+    counts: ArrayLike, edges: ArrayLike, window: ArrayLike, fit: DijetFit, **options
+) -> pyhf.Workspace:
     """The ``pyhf.Workspace`` of :func:`window_spec` (same arguments)."""
     return build_workspace(window_spec(counts, edges, window, fit, **options))
 
 
 def scan_window(
-    counts,
-    edges,
+    counts: ArrayLike,
+    edges: ArrayLike,
     centre: float,
     *,
     relative_width: float = 0.2,
     n_parameters: int = 4,
-    signal=None,
+    signal: Any = None,
     background_uncertainty: str = "histosys",
     sqrt_s: float = SQRT_S,
 ) -> tuple[WindowResult, dict]:
@@ -261,12 +266,12 @@ def _trials_factor(centres: np.ndarray, relative_width: float) -> float:
 
 
 def bump_hunt(
-    histogram,
+    histogram: Any,
     *,
     centres: Sequence[float] | None = None,
     relative_width: float = 0.2,
     n_parameters: int = 4,
-    signal=None,
+    signal: Any = None,
     background_uncertainty: str = "histosys",
     n_toys: int = 0,
     seed: int = 0,
@@ -314,14 +319,15 @@ def bump_hunt(
     )
 
 
-def default_centres(edges, relative_width: float) -> np.ndarray:
+def default_centres(edges: ArrayLike, relative_width: float) -> np.ndarray:
     """Log-spaced centres half a window apart, with at least a window width of sideband on each side."""
     edges = np.asarray(edges, dtype=np.float64)
     low = edges[0] * (1 + relative_width) / (1 - relative_width / 2)
     high = edges[-1] * (1 - relative_width) / (1 + relative_width / 2)
     if high <= low:
         raise ConfigurationError(
-            f"the mjj range {edges[0]:g}..{edges[-1]:g} GeV is too narrow for windows of relative width {relative_width:g}"
+            f"the mjj range {edges[0]:g}..{edges[-1]:g} GeV is too narrow "
+            f"for windows of relative width {relative_width:g}"
         )
     step = np.log1p(relative_width / 2)
     return np.exp(np.arange(np.log(low), np.log(high) + 1e-9, step))

@@ -55,7 +55,9 @@ def _processes(spec: Mapping, poi: str) -> tuple[list[dict], dict[str, dict]]:
     for channel in spec["channels"]:
         data = channel.get("data")
         for sample in channel["samples"]:
-            values, variances = histogram_counts(sample["yields"], f"channel {channel['name']!r} sample {sample['name']!r}")
+            values, variances = histogram_counts(
+                sample["yields"], f"channel {channel['name']!r} sample {sample['name']!r}"
+            )
             entry = {
                 "channel": channel["name"],
                 "sample": sample["name"],
@@ -78,7 +80,9 @@ def _processes(spec: Mapping, poi: str) -> tuple[list[dict], dict[str, dict]]:
                 elif kind in ("normsys", "histosys"):
                     known = systematics.setdefault(name, {"type": kind, "by_process": {}})
                     if known["type"] != kind:
-                        raise ConfigurationError(f"systematic {name!r} is both normsys and histosys; Combine needs one type")
+                        raise ConfigurationError(
+                            f"systematic {name!r} is both normsys and histosys; Combine needs one type"
+                        )
                     known["by_process"][(channel["name"], sample["name"])] = modifier
             entries.append(entry)
     return entries, systematics
@@ -148,7 +152,9 @@ def write_combine(
     datacard_path = Path(datacard_path)
     shapes_path = datacard_path.with_name("shapes.root") if shapes_path is None else Path(shapes_path)
     if shapes_path.parent.resolve() != datacard_path.parent.resolve():
-        raise ConfigurationError(f"the shapes file {shapes_path} must be in the datacard's folder {datacard_path.parent}")
+        raise ConfigurationError(
+            f"the shapes file {shapes_path} must be in the datacard's folder {datacard_path.parent}"
+        )
     text = datacard_text(spec, shapes_path.name)
     workspace = build_workspace(spec)
     poi = workspace.get_measurement()["config"]["poi"]
@@ -158,17 +164,23 @@ def write_combine(
         with uproot.recreate(tmp) as out:
             for observation in workspace["observations"]:
                 values = np.asarray(observation["data"], dtype=np.float64)
-                out[f"{observation['name']}/data_obs"] = weighted_histogram(values, edges_of[observation["name"]], label="data_obs")
+                out[f"{observation['name']}/data_obs"] = weighted_histogram(
+                    values, edges_of[observation["name"]], label="data_obs"
+                )
             for entry in entries:
                 key = f"{entry['channel']}/{entry['sample']}"
-                out[key] = weighted_histogram(entry["values"], entry["edges"], entry["variances"], label=entry["sample"])
+                out[key] = weighted_histogram(
+                    entry["values"], entry["edges"], entry["variances"], label=entry["sample"]
+                )
                 for name, systematic in systematics.items():
                     modifier = systematic["by_process"].get((entry["channel"], entry["sample"]))
                     if modifier is None or systematic["type"] != "histosys":
                         continue
                     for suffix, side in (("Up", "hi"), ("Down", "lo")):
                         values, variances = histogram_counts(modifier[side], f"{key} {name} {side}")
-                        out[f"{key}_{name}{suffix}"] = weighted_histogram(values, entry["edges"], variances, label=f"{entry['sample']} {name}{suffix}")
+                        out[f"{key}_{name}{suffix}"] = weighted_histogram(
+                            values, entry["edges"], variances, label=f"{entry['sample']} {name}{suffix}"
+                        )
     with atomic_output(datacard_path) as tmp:
         tmp.write_text(text)
     logger.info("wrote %s and %s", datacard_path, shapes_path)

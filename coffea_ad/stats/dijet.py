@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import optimize, stats
 
 from coffea_ad.errors import ConfigurationError
@@ -48,7 +49,9 @@ def _check_edges(edges, sqrt_s: float) -> np.ndarray:
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ConfigurationError("mjj bin edges must be an increasing 1D array of at least two values")
     if edges[0] <= 0 or edges[-1] >= sqrt_s:
-        raise ConfigurationError(f"mjj bin edges must lie in (0, sqrt_s = {sqrt_s:g}) GeV, got {edges[0]:g}..{edges[-1]:g}")
+        raise ConfigurationError(
+            f"mjj bin edges must lie in (0, sqrt_s = {sqrt_s:g}) GeV, got {edges[0]:g}..{edges[-1]:g}"
+        )
     return edges
 
 
@@ -67,7 +70,7 @@ def _parameters(theta: np.ndarray) -> np.ndarray:
     return params
 
 
-def dijet_function(mjj, parameters, *, sqrt_s: float = SQRT_S) -> np.ndarray:
+def dijet_function(mjj: ArrayLike, parameters: ArrayLike, *, sqrt_s: float = SQRT_S) -> np.ndarray:
     """f(mjj) = p0 (1 − x)^p1 / x^(p2 + p3 ln x) with x = mjj/√s (3 or 4 parameters; events per GeV)."""
     p = np.zeros(4)
     given = np.asarray(parameters, dtype=np.float64)
@@ -79,7 +82,9 @@ def dijet_function(mjj, parameters, *, sqrt_s: float = SQRT_S) -> np.ndarray:
     return p[0] * (1 - x) ** p[1] / x ** (p[2] + p[3] * log_x)
 
 
-def _theta_yields(theta: np.ndarray, features: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _theta_yields(
+    theta: np.ndarray, features: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expected yields, their gradients ``(n_bins, n_par)`` and Hessians ``(n_bins, n_par, n_par)`` in θ."""
     density = weights * np.exp(features @ theta)
     mu = density.sum(axis=1)
@@ -127,17 +132,17 @@ class DijetFit:
         """Goodness of fit: p-value of the deviance for ``ndf`` degrees of freedom."""
         return float(stats.chi2.sf(self.chi2, self.ndf)) if self.ndf > 0 else float("nan")
 
-    def yields(self, edges) -> np.ndarray:
+    def yields(self, edges: ArrayLike) -> np.ndarray:
         """Expected events per bin for ``edges`` (GeV)."""
         return dijet_yields(edges, self.theta, sqrt_s=self.sqrt_s)
 
-    def yield_uncertainties(self, edges) -> np.ndarray:
+    def yield_uncertainties(self, edges: ArrayLike) -> np.ndarray:
         """One-standard-deviation uncertainty of the yields from the fit covariance (linear propagation)."""
         features, weights = _quadrature(_check_edges(edges, self.sqrt_s), self.sqrt_s, self.n_parameters)
         _, grad, _ = _theta_yields(self.theta, features, weights)
         return np.sqrt(np.einsum("bp,pq,bq->b", grad, self.theta_covariance, grad))
 
-    def eigen_variations(self, edges) -> list[tuple[np.ndarray, np.ndarray]]:
+    def eigen_variations(self, edges: ArrayLike) -> list[tuple[np.ndarray, np.ndarray]]:
         """Yields at θ̂ ∓ √λ_k v_k for each eigenvector v_k of the covariance: ``[(down, up), ...]``.
 
         Independent variations whose quadratic sum reproduces the full covariance, correlations included.
@@ -166,7 +171,7 @@ class DijetFit:
         }
 
 
-def dijet_yields(edges, theta, *, sqrt_s: float = SQRT_S) -> np.ndarray:
+def dijet_yields(edges: ArrayLike, theta: ArrayLike, *, sqrt_s: float = SQRT_S) -> np.ndarray:
     """Expected events per bin of the dijet function for θ = (ln p0, p1, p2[, p3])."""
     theta = np.asarray(theta, dtype=np.float64)
     features, weights = _quadrature(_check_edges(edges, sqrt_s), sqrt_s, theta.size)
@@ -185,11 +190,11 @@ def _start(counts: np.ndarray, edges: np.ndarray, sqrt_s: float, n_parameters: i
 
 
 def fit_dijet(
-    counts,
-    edges,
+    counts: ArrayLike,
+    edges: ArrayLike,
     *,
     n_parameters: int = 4,
-    mask=None,
+    mask: ArrayLike | None = None,
     sqrt_s: float = SQRT_S,
 ) -> DijetFit:
     """Fit the dijet function to binned mjj counts with a Poisson likelihood.

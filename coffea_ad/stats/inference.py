@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 import pyhf
 from scipy.stats import norm
 
@@ -82,7 +84,7 @@ def _p_to_z(p: float) -> float:
     return float(norm.isf(min(max(float(p), 0.0), 0.5)))
 
 
-def counting_model(signal, background, *, background_uncertainty=None) -> pyhf.pdf.Model:
+def counting_model(signal: Any, background: Any, *, background_uncertainty: Any = None) -> pyhf.pdf.Model:
     """Binned signal + background model: signal scaled by ``mu``; background optionally with a Poisson-
     constrained (``shapesys``) absolute uncertainty per bin. The same model as
     ``pyhf.simplemodels.uncorrelated_background`` when the uncertainty is given.
@@ -92,7 +94,9 @@ def counting_model(signal, background, *, background_uncertainty=None) -> pyhf.p
     if s.shape != b.shape:
         raise ConfigurationError(f"signal has {s.size} bins but background has {b.size}")
     if np.any(b <= 0):
-        raise ConfigurationError(f"background must be positive in every bin; bins {np.flatnonzero(b <= 0).tolist()} are not")
+        raise ConfigurationError(
+            f"background must be positive in every bin; bins {np.flatnonzero(b <= 0).tolist()} are not"
+        )
     if np.any(s < 0) or not np.any(s > 0):
         raise ConfigurationError("signal must be non-negative with at least one positive bin")
     background_modifiers = []
@@ -118,7 +122,7 @@ def counting_model(signal, background, *, background_uncertainty=None) -> pyhf.p
     return build_workspace(spec).model()
 
 
-def _main_data(model: pyhf.pdf.Model, observed) -> np.ndarray:
+def _main_data(model: pyhf.pdf.Model, observed: Any) -> np.ndarray:
     counts, _ = histogram_counts(observed, "observed")
     if counts.size != model.config.nmaindata:
         raise ConfigurationError(f"observed has {counts.size} bins, the model has {model.config.nmaindata}")
@@ -134,7 +138,7 @@ def _poi_bounds(model: pyhf.pdf.Model, upper: float | None) -> list[tuple[float,
     return bounds
 
 
-def model_significance(model: pyhf.pdf.Model, data, *, poi_upper_bound: float | None = None) -> Significance:
+def model_significance(model: pyhf.pdf.Model, data: ArrayLike, *, poi_upper_bound: float | None = None) -> Significance:
     """Observed and expected discovery significance of ``model`` for ``data`` (main + auxiliary data).
 
     ``poi_upper_bound`` widens the POI range when the best fit could exceed the model's default bound.
@@ -155,11 +159,11 @@ def model_significance(model: pyhf.pdf.Model, data, *, poi_upper_bound: float | 
 
 
 def discovery_significance(
-    signal,
-    background,
+    signal: Any,
+    background: Any,
     *,
-    background_uncertainty=None,
-    observed=None,
+    background_uncertainty: Any = None,
+    observed: Any = None,
 ) -> Significance:
     """Discovery significance (p0, Z) of binned signal and background yields.
 
@@ -185,10 +189,10 @@ def discovery_significance(
 
 def upper_limit(
     model: pyhf.pdf.Model,
-    data,
+    data: ArrayLike,
     *,
     level: float = 0.05,
-    scan=None,
+    scan: ArrayLike | None = None,
     rtol: float = 1e-3,
 ) -> UpperLimit:
     """CLs upper limit on the POI at ``1 - level`` confidence (q~mu test statistic), with the expected band.
@@ -242,6 +246,6 @@ def upper_limit(
     return limit
 
 
-def best_fit(model: pyhf.pdf.Model, data) -> np.ndarray:
+def best_fit(model: pyhf.pdf.Model, data: ArrayLike) -> np.ndarray:
     """Maximum-likelihood parameters of ``model`` for ``data`` (main + auxiliary data), in pyhf's order."""
     return np.asarray(pyhf.infer.mle.fit(np.asarray(data, dtype=np.float64), model), dtype=np.float64)

@@ -12,9 +12,9 @@ Methods and what they write into the output folder (every file atomically):
   ``fit_results.json``, ``fit.png`` (sideband fit over data with pulls), ``local_significance.png``; with a
   signal also ``cls_scan.png``.
 - ``score``: the anomaly-score histograms of every region as one multi-channel workspace (one channel per
-  region; signal scaled by mu, backgrounds with template statistics; samples named by their dataset). ``workspace.json``,
-  ``fit_results.json`` (observed/expected Z, CLs limit), ``fit.png`` per region (``fit_REGION.png``),
-  ``cls_scan.png``, ``datacard.txt`` + ``shapes.root`` (Combine).
+  region; signal scaled by mu, backgrounds with template statistics; samples named by their dataset).
+  ``workspace.json``, ``fit_results.json`` (observed/expected Z, CLs limit), ``fit_REGION.png`` per region
+  (post-fit stack over data with pulls), ``cls_scan.png``, ``datacard.txt`` + ``shapes.root`` (Combine).
 - ``abcd``: four regions A, B, C, D (in that order); data in B, C, D predict A; closure on the summed
   backgrounds when given. ``workspace.json`` (one bin: the ABCD prediction with its uncertainty),
   ``fit_results.json``; with a signal also ``cls_scan.png``.
@@ -27,7 +27,9 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
@@ -40,7 +42,7 @@ from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
 from coffea_ad.stats.plots import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.workspace import build_workspace, channel_spec, fit_spec, histogram_counts, write_workspace
 
-__all__ = ["METHODS", "DEFAULT_VARIABLES", "HistogramPaths", "read_histogram", "run_fit"]
+__all__ = ["METHODS", "DEFAULT_VARIABLES", "HistogramPaths", "read_histogram", "run_fit", "describe_fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def _available(file) -> list[str]:
     )
 
 
-def read_histogram(file, path: str, *, filename: str):
+def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist.Hist:
     """Read one histogram as ``hist.Hist``; a missing name lists the available ones, an empty one is refused."""
     try:
         obj = file[path]
@@ -145,7 +147,9 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
     counts, edges = mjj_histogram(data)
     result = bump_hunt(data, signal=signal, **options)
     best = result.most_significant
-    window_options = {k: v for k, v in options.items() if k in ("relative_width", "n_parameters", "background_uncertainty")}
+    window_options = {
+        k: v for k, v in options.items() if k in ("relative_width", "n_parameters", "background_uncertainty")
+    }
     _, spec = scan_window(counts, edges, best.centre, signal=signal, **window_options)
     workspace = build_workspace(spec)
     write_workspace(workspace, outdir / "workspace.json")
@@ -236,10 +240,14 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
 
 def _abcd(file, filename, outdir, paths, regions, variable, written) -> dict:
     if len(regions) != 4:
-        raise ConfigurationError(f"--method abcd needs exactly four regions A B C D (in that order), got {len(regions)}")
+        raise ConfigurationError(
+            f"--method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
+        )
 
     def total(template: str, region: str) -> tuple[float, float]:
-        values, variances = histogram_counts(read_histogram(file, paths.fill(template, region, variable), filename=filename), template)
+        values, variances = histogram_counts(
+            read_histogram(file, paths.fill(template, region, variable), filename=filename), template
+        )
         return float(values.sum()), float(variances.sum())
 
     data = {name: total(paths.data, region) for name, region in zip("ABCD", regions, strict=True)}
@@ -267,7 +275,9 @@ def _abcd(file, filename, outdir, paths, regions, variable, written) -> dict:
                     {
                         "name": "abcd",
                         "yields": [prediction.value],
-                        "modifiers": [{"type": "shapesys", "name": "abcd_uncertainty", "uncertainty": [prediction.uncertainty]}],
+                        "modifiers": [
+                            {"type": "shapesys", "name": "abcd_uncertainty", "uncertainty": [prediction.uncertainty]}
+                        ],
                     },
                 ],
             }
@@ -318,7 +328,9 @@ def run_fit(
         raise InputFileError(f"cannot open {histograms} as a ROOT file: {error}") from error
     with file:
         if method == "bumphunt":
-            summary = _bumphunt(file, histograms, outdir, paths, regions[0], variable, dict(bumphunt_options or {}), written)
+            summary = _bumphunt(
+                file, histograms, outdir, paths, regions[0], variable, dict(bumphunt_options or {}), written
+            )
         elif method == "score":
             summary = _score(file, histograms, outdir, paths, regions, variable, template_statistics, written)
         else:
@@ -329,3 +341,39 @@ def run_fit(
     summary["written"] = written
     logger.info("coffea-ad fit (%s) wrote %s into %s", method, ", ".join(written), outdir)
     return summary
+
+
+def describe_fit(summary: Mapping) -> str:
+    """A few lines for the terminal from the summary :func:`run_fit` returns."""
+    lines = [f"coffea-ad fit ({summary['method']}) on {summary['input']}"]
+    if summary["method"] == "bumphunt":
+        best = summary["most_significant_window"]
+        lines.append(
+            f"  most significant window {best['window_GeV'][0]:.0f}-{best['window_GeV'][1]:.0f} GeV: "
+            f"observed {best['observed']:.0f}, "
+            f"background {best['background']:.1f} ± {best['background_uncertainty']:.1f}, "
+            f"local Z = {summary['local_Z']:.2f}"
+        )
+        lines.append(
+            f"  global Z = {summary['global_Z']:.2f} "
+            f"({summary['global_method']}, trials factor {summary['trials_factor']:.1f})"
+        )
+    elif summary["method"] == "abcd":
+        prediction = summary["prediction"]
+        lines.append(
+            f"  region A: observed {summary['observed_A']:.0f}, ABCD prediction {prediction['predicted_A']:.1f} ± "
+            f"{prediction['uncertainty']:.1f}"
+        )
+        if "closure_on_background" in summary:
+            lines.append(f"  closure on background: pull {summary['closure_on_background']['pull']:.2f}")
+    if "discovery" in summary:
+        lines.append(f"  discovery: p0 = {summary['discovery']['p0']:.3g}, Z = {summary['discovery']['Z']:.2f}")
+    for key in ("upper_limit", "upper_limit_most_significant_window"):
+        if key in summary:
+            limit = summary[key]
+            lines.append(
+                f"  {limit['confidence_level']:.0%} CLs upper limit on mu: "
+                f"observed {limit['observed']:.3g}, expected {limit['expected']['median']:.3g}"
+            )
+    lines.append(f"  wrote {', '.join(summary['written'])}")
+    return "\n".join(lines)

@@ -9,29 +9,34 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from coffea_ad.plotting import cms_style, new_figure
 from coffea_ad.stats.bumphunt import BumpHuntResult
 from coffea_ad.stats.inference import UpperLimit
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_fit", "plot_cls_scan", "plot_local_significance"]
 
 
 def plot_fit(
-    edges,
-    data,
-    prediction,
+    edges: ArrayLike,
+    data: ArrayLike,
+    prediction: ArrayLike,
     *,
-    uncertainty=None,
+    uncertainty: ArrayLike | None = None,
     components: Mapping[str, np.ndarray] | None = None,
     signal: np.ndarray | None = None,
     window: tuple[float, float] | None = None,
     xlabel: str = r"$m_{jj}$ [GeV]",
     prediction_label: str = "fit",
     log: bool = True,
-):
+) -> Figure:
     """Data over the fit with a pull panel; ``window`` shades the excluded (signal) window."""
     import mplhep
 
@@ -42,11 +47,19 @@ def plot_fit(
     with cms_style():
         fig, (ax, pull_ax) = new_figure(2, height_ratios=(3, 1))
         if components:
-            mplhep.histplot(list(components.values()), edges, ax=ax, stack=True, histtype="fill", label=list(components), alpha=0.6)
+            mplhep.histplot(
+                list(components.values()), edges, ax=ax, stack=True, histtype="fill", label=list(components), alpha=0.6
+            )
         mplhep.histplot(prediction, edges, ax=ax, color="tab:blue", label=prediction_label)
         if uncertainty is not None:
             ax.stairs(
-                prediction + sigma, edges, baseline=prediction - sigma, fill=True, alpha=0.3, color="tab:blue", label="uncertainty"
+                prediction + sigma,
+                edges,
+                baseline=prediction - sigma,
+                fill=True,
+                alpha=0.3,
+                color="tab:blue",
+                label="uncertainty",
             )
         if signal is not None:
             mplhep.histplot(np.asarray(signal, dtype=np.float64), edges, ax=ax, color="tab:red", label="signal")
@@ -73,7 +86,7 @@ def plot_fit(
     return fig
 
 
-def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$"):
+def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$") -> Figure:
     """Observed and expected CLs against the POI with the ±1σ (green) and ±2σ (yellow) bands."""
     with cms_style():
         fig, ax = new_figure()
@@ -92,7 +105,7 @@ def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$"):
     return fig
 
 
-def plot_local_significance(result: BumpHuntResult):
+def plot_local_significance(result: BumpHuntResult) -> Figure:
     """Local significance of every window of a bump hunt, with the global Z in the legend."""
     with cms_style():
         fig, ax = new_figure()

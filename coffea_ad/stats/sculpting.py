@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -55,7 +56,7 @@ class SculptingTest:
         }
 
 
-def sculpting_test(before, after, *, alpha: float = 0.01) -> SculptingTest:
+def sculpting_test(before: Any, after: Any, *, alpha: float = 0.01) -> SculptingTest:
     """χ² test that the cut efficiency is flat in mjj (background only: ``after`` ⊂ ``before``).
 
     References:

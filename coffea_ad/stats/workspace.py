@@ -50,6 +50,7 @@ from typing import Any
 
 import hist
 import numpy as np
+from numpy.typing import ArrayLike
 import pyhf
 
 from coffea_ad.errors import ConfigurationError, InputFileError
@@ -73,16 +74,20 @@ logger = logging.getLogger(__name__)
 TEMPLATE_STATISTICS = ("staterror", "shapesys", "none")
 
 
-def weighted_histogram(values, edges, variances=None, *, label: str = "") -> hist.Hist:
+def weighted_histogram(
+    values: ArrayLike, edges: ArrayLike, variances: ArrayLike | None = None, *, label: str = ""
+) -> hist.Hist:
     """A 1D ``hist.Hist`` with ``Weight`` storage from yields (variances default to the yields)."""
     values = np.asarray(values, dtype=np.float64)
-    histogram = hist.Hist(hist.axis.Variable(np.asarray(edges, dtype=np.float64), name="x", label=label), storage=hist.storage.Weight())
+    histogram = hist.Hist(
+        hist.axis.Variable(np.asarray(edges, dtype=np.float64), name="x", label=label), storage=hist.storage.Weight()
+    )
     histogram.view(flow=False).value = values
     histogram.view(flow=False).variance = values if variances is None else np.asarray(variances, dtype=np.float64)
     return histogram
 
 
-def histogram_counts(histogram, name: str) -> tuple[np.ndarray, np.ndarray]:
+def histogram_counts(histogram: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(counts, variances)`` of a 1D ``hist`` histogram, a uproot histogram or an array of yields.
 
     Arrays get Poisson variances (the counts themselves); histograms without stored variances likewise.
@@ -192,7 +197,9 @@ def _build_sample(sample: Mapping, n_bins: int | None, channel: str, index: int)
                 f"{where}: unknown modifier type {kind!r}; valid types: {', '.join(MODIFIER_BUILDERS)}"
             )
         _name(_require(modifier, "name", f"{where} {kind} modifier"), f"{where} {kind} modifier name")
-        modifiers.append(MODIFIER_BUILDERS[kind](modifier, nominal, variances, f"{where} modifier {modifier['name']!r}"))
+        modifiers.append(
+            MODIFIER_BUILDERS[kind](modifier, nominal, variances, f"{where} modifier {modifier['name']!r}")
+        )
     return {"name": name, "data": nominal.tolist(), "modifiers": modifiers}
 
 
@@ -242,7 +249,9 @@ def build_workspace(spec: Mapping) -> pyhf.Workspace:
     workspace = {
         "channels": pyhf_channels,
         "observations": observations,
-        "measurements": [{"name": spec.get("measurement", "measurement"), "config": {"poi": poi, "parameters": parameters}}],
+        "measurements": [
+            {"name": spec.get("measurement", "measurement"), "config": {"poi": poi, "parameters": parameters}}
+        ],
         "version": "1.0.0",
     }
     try:
@@ -336,4 +345,3 @@ def read_workspace(path: str | os.PathLike) -> pyhf.Workspace:
         return pyhf.Workspace(content)
     except pyhf.exceptions.InvalidSpecification as error:
         raise InputFileError(f"{path} is not a valid HistFactory workspace: {error}") from error
-
