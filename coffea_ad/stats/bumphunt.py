@@ -70,6 +70,7 @@ def window_mask(edges: ArrayLike, centre: float, relative_width: float) -> np.nd
     """Bins whose centres lie in [centre (1 − w/2), centre (1 + w/2))."""
     if not 0 < relative_width < 2:
         raise ConfigurationError(f"relative_width must be in (0, 2), got {relative_width:g}")
+    edges = np.asarray(edges, dtype=np.float64)
     centres = 0.5 * (edges[1:] + edges[:-1])
     low, high = centre * (1 - relative_width / 2), centre * (1 + relative_width / 2)
     return (centres >= low) & (centres < high)
@@ -174,6 +175,7 @@ def window_spec(
             f"background_uncertainty must be one of {', '.join(BACKGROUND_UNCERTAINTIES)}, "
             f"got {background_uncertainty!r}"
         )
+    edges = np.asarray(edges, dtype=np.float64)
     window = np.asarray(window, dtype=bool)
     window_edges = _window_edges(edges, window)
     background = fit.yields(window_edges)
@@ -234,6 +236,7 @@ def scan_window(
     Returns the result and the window's fit spec (:func:`window_spec`).
     """
     counts = np.asarray(counts, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
     window = window_mask(edges, centre, relative_width)
     if not np.any(window):
         raise ConfigurationError(f"the window at {centre:g} GeV (relative width {relative_width:g}) contains no bin")

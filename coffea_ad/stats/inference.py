@@ -172,18 +172,18 @@ def discovery_significance(
     adds a Poisson-constrained nuisance parameter per bin.
 
     References:
-        Cowan, Cranmer, Gross, Vitells, arXiv:1007.1727 (Asimov significance, eq. 97).
+        Cowan, Cranmer, Gross, Vitells, arXiv:1007.1727 (the Asimov significance).
     """
     model = counting_model(signal, background, background_uncertainty=background_uncertainty)
     if observed is None:
         data = asimov_data(model, mu=1.0)
     else:
         data = _main_data(model, observed)
-    signal_plus_background = np.asarray(model.expected_actualdata(asimov_data(model, mu=1.0)))
-    b = np.asarray(model.expected_actualdata(asimov_data(model, mu=0.0)))
-    s = np.maximum(signal_plus_background - b, 1e-12)
+    s, _ = histogram_counts(signal, "signal")
+    b, _ = histogram_counts(background, "background")
     # the POI range must contain the best fit: allow ten times the largest per-bin excess over the signal
-    upper = max(10.0, 10.0 * float(np.max((data[: s.size] - b) / s)))
+    with_signal = s > 0
+    upper = max(10.0, 10.0 * float(np.max((data[: s.size][with_signal] - b[with_signal]) / s[with_signal])))
     return model_significance(model, data, poi_upper_bound=upper)
 
 
