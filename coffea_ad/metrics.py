@@ -75,7 +75,7 @@ class SeedBand:
 def _scores_and_weights(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(scores, dtype=np.float64).ravel()
     if values.size == 0:
-        raise ConfigurationError(f"{name} is empty: a ROC needs at least one {name.split('_')[0]} event")
+        raise ConfigurationError(f"{name} is empty: at least one event is needed")
     if not np.all(np.isfinite(values)):
         raise ConfigurationError(f"{name} contains {int(np.sum(~np.isfinite(values)))} NaN or infinite scores")
     if weights is None:
