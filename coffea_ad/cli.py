@@ -100,6 +100,88 @@ def _demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "histograms", metavar="HISTOGRAMS", type=Path, help="ROOT file of histograms (written with uproot)"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--method",
+        choices=("bumphunt", "score", "abcd"),
+        default="bumphunt",
+        help="bumphunt: dijet-function sideband fit of mjj with a sliding window; score: the anomaly score as the "
+        "fitted variable, one channel per region; abcd: N_A = N_B N_C / N_D (default: bumphunt)",
+    )
+    parser.add_argument(
+        "--region",
+        dest="regions",
+        action="append",
+        default=None,
+        help="region filled into {region}; repeatable (default: SR; abcd: A B C D, in that order)",
+    )
+    parser.add_argument("--variable", default=None, help="variable filled into {variable} (default: mjj; score: score)")
+    parser.add_argument(
+        "--data", default="data/{region}/{variable}", help="path of the data histogram (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--background",
+        dest="backgrounds",
+        action="append",
+        default=None,
+        help="path of a background histogram; repeatable; the sample name is its first path component "
+        "(score: default background/{region}/{variable}; abcd: optional, for the closure test; bumphunt: unused)",
+    )
+    parser.add_argument(
+        "--signal",
+        default=None,
+        help="path of the signal histogram (default: signal/{region}/{variable} for score; none for bumphunt and "
+        "abcd, which then report significances and no limit)",
+    )
+    parser.add_argument(
+        "--template-statistics",
+        choices=("staterror", "shapesys", "none"),
+        default="staterror",
+        help="score: template statistics modifier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--window-width", type=float, default=0.2, help="bumphunt: relative window width (default: 0.2)"
+    )
+    parser.add_argument(
+        "--parameters", type=int, choices=(3, 4), default=4, help="bumphunt: dijet-function parameters (default: 4)"
+    )
+    parser.add_argument(
+        "--toys", type=int, default=0, help="bumphunt: background-only toys for the global significance"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bumphunt: seed of the toys (default: 0)")
+
+
+def _fit_run(args: argparse.Namespace) -> int:
+    from coffea_ad.stats.pipeline import HistogramPaths, describe_fit, run_fit
+
+    signal, backgrounds = args.signal, tuple(args.backgrounds or ())
+    if args.method == "score":
+        signal = signal or "signal/{region}/{variable}"
+        backgrounds = backgrounds or ("background/{region}/{variable}",)
+    paths = HistogramPaths(data=args.data, backgrounds=backgrounds, signal=signal)
+    summary = run_fit(
+        args.histograms,
+        args.output,
+        method=args.method,
+        paths=paths,
+        regions=args.regions,
+        variable=args.variable,
+        template_statistics=args.template_statistics,
+        bumphunt_options={
+            "relative_width": args.window_width,
+            "n_parameters": args.parameters,
+            "n_toys": args.toys,
+            "seed": args.seed,
+        },
+    )
+    print(describe_fit(summary))
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": (
         "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
@@ -108,6 +190,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+    "fit": (
+        "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",
+        _fit_arguments,
+        _fit_run,
+    ),
 }
 
 
