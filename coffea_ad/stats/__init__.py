@@ -1,7 +1,6 @@
 """Statistics for anomaly-detection searches: hist -> pyhf workspaces, significances, limits, bump hunt, ABCD.
 
-Needs the ``stats`` extra (pyhf): ``pip install coffea-ad[stats]``. pyhf's numpy backend is used as set
-(the default); nothing here changes pyhf's global state.
+pyhf's numpy backend is used as set (the default); nothing here changes pyhf's global state.
 
 - :mod:`~coffea_ad.stats.workspace`: one validated fit spec dict -> ``pyhf.Workspace``; JSON read/write.
 - :mod:`~coffea_ad.stats.inference`: discovery significance (p0, Z), CLs upper limits with expected bands.
@@ -13,11 +12,6 @@ Needs the ``stats`` extra (pyhf): ``pip install coffea-ad[stats]``. pyhf's numpy
 """
 
 from __future__ import annotations
-
-try:
-    import pyhf  # noqa: F401
-except ImportError as error:  # pragma: no cover - depends on the installation
-    raise ImportError("coffea_ad.stats needs pyhf: pip install 'coffea-ad[stats]'") from error
 
 from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction, closure_test
 from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_spec, window_workspace
