@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.models.base import Estimator, NotFittedError, Training
+from coffea_ad.models.cathode import ANODE, CATHODE, LaCATHODE
 from coffea_ad.models.flows import MAF, NormalizingFlow, RealNVP
 from coffea_ad.models.outlier import AutoEncoder, VariationalAutoEncoder
+from coffea_ad.models.weak import BDT, ClassifierMethod, CWoLa, IdealizedAD, Supervised
 
 __all__ = [
     "ESTIMATORS",
@@ -22,6 +24,14 @@ __all__ = [
     "NormalizingFlow",
     "RealNVP",
     "MAF",
+    "ClassifierMethod",
+    "CWoLa",
+    "BDT",
+    "CATHODE",
+    "LaCATHODE",
+    "ANODE",
+    "IdealizedAD",
+    "Supervised",
     "get_estimator",
 ]
 
@@ -32,6 +42,13 @@ ESTIMATORS: dict[str, type[Estimator]] = {
         VariationalAutoEncoder,
         RealNVP,
         MAF,
+        CWoLa,
+        CATHODE,
+        LaCATHODE,
+        ANODE,
+        IdealizedAD,
+        Supervised,
+        BDT,
     )
 }
 """Method name -> estimator class."""

@@ -91,6 +91,7 @@ class Estimator:
 
     method: ClassVar[str]
     _fitted_attributes: ClassVar[tuple[str, ...]] = ()
+    _score_reads_mass: ClassVar[bool] = False
 
     def __init__(self, *, training: Training | dict | None = None, seed: int = 0, device: str = "cpu") -> None:
         self.training = Training.coerce(training)
@@ -105,8 +106,7 @@ class Estimator:
 
     def _params_json(self) -> dict[str, Any]:
         params = self.get_params()
-        params["training"] = dataclasses.asdict(params["training"])
-        return params
+        return {k: dataclasses.asdict(v) if isinstance(v, Training) else v for k, v in params.items()}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -156,10 +156,12 @@ class Estimator:
         *,
         name: str,
         checkpoint_dir: str | Path | None,
-        keep_best: int | None = None,
+        settings: Training | None = None,
     ) -> TrainingResult:
-        """Run the shared training loop on numpy arrays; the checkpoint file is ``checkpoint_dir/name.pt``."""
-        settings = self.training
+        """Run the shared training loop on numpy arrays; the checkpoint file is ``checkpoint_dir/name.pt``.
+
+        ``settings`` defaults to the estimator's ``training`` (methods with two networks pass another)."""
+        settings = settings or self.training
         checkpoint = None
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -177,7 +179,7 @@ class Estimator:
             learning_rate=settings.learning_rate,
             weight_decay=settings.weight_decay,
             patience=settings.patience,
-            keep_best=keep_best or settings.keep_best,
+            keep_best=settings.keep_best,
             seed=self.seed,
             checkpoint=checkpoint,
             run_id=run_id,
@@ -191,9 +193,10 @@ class Estimator:
 
     @property
     def input_columns(self) -> list[str]:
-        """The table columns the score (and the ONNX input ``features``) reads, in order."""
+        """The table columns the score (and the ONNX input ``features``) reads, in order: the features, then
+        the resonant variable for methods whose score is conditioned on it (LaCATHODE, ANODE)."""
         self._check_fitted()
-        return list(self.features_)
+        return [*self.features_, self.mass_] if self._score_reads_mass else list(self.features_)
 
     # ---- scoring ----------------------------------------------------------------------------------
     def scoring_module(self) -> nn.Module:

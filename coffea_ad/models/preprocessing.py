@@ -97,6 +97,11 @@ class Preprocessor(nn.Module):
             self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         return self
 
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw features from preprocessed ones (used to turn flow samples into table-like rows)."""
+        y = z * self.scale + self.mean
+        return torch.where(self.is_log, torch.exp(y), torch.where(self.is_logit, torch.sigmoid(y), y))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(z, log_det)``: the preprocessed features ``[N, F]`` and ``log |det dz/dx|`` ``[N]``."""
         y, dy = self._transform(x)

@@ -1,0 +1,317 @@
+"""Density-based weak supervision for resonant searches: CATHODE, LaCATHODE and ANODE.
+
+A conditional flow ``p(x | m)`` learns the background in the sidebands of the resonant variable ``m``
+(``mjj``) and is interpolated into the signal region.
+
+References:
+    Hallin et al., "Classifying Anomalies THrough Outer Density Estimation (CATHODE)", arXiv:2109.00546;
+    Hallin, Kasieczka, Quadfasel, Shih, Sommerhalder, "Resonant anomaly detection without background
+    sculpting" (LaCATHODE), arXiv:2210.14924;
+    Nachman, Shih, "Anomaly Detection with Density Estimation" (ANODE), arXiv:2001.04990.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from coffea_ad.errors import ConfigurationError
+from coffea_ad.models.base import Estimator, Training
+from coffea_ad.models.data import ResonantSplit, Table, parse_signal_region, resonant_split, table_hash
+from coffea_ad.models.flows import ConditionalDensity, build_flow, negative_log_likelihood
+from coffea_ad.models.preprocessing import Preprocessor
+from coffea_ad.models.weak import ClassifierMethod
+
+__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE"]
+
+logger = logging.getLogger(__name__)
+
+
+def sample_kde(values: np.ndarray, n: int, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` values from a Gaussian KDE of ``values`` (Scott's bandwidth), truncated to ``[low, high)``."""
+    width = 1.06 * float(np.std(values)) * len(values) ** (-1 / 5)
+    out = np.empty(0, dtype=np.float32)
+    while len(out) < n:
+        draw = rng.choice(values, size=2 * n) + rng.normal(0.0, width, size=2 * n)
+        out = np.concatenate([out, draw[(draw >= low) & (draw < high)].astype(np.float32)])
+    return out[:n]
+
+
+class _SidebandDensity:
+    """Shared parts of CATHODE, LaCATHODE and ANODE: the conditional flow ``p(x | m)``, the signal-region
+    split and the KDE of the signal-region ``m``. Needs the attributes ``flow_type``, ``transforms``,
+    ``flow_hidden``, ``feature_transforms``, ``flow_training`` and ``oversampling``.
+    """
+
+    def _new_density(self) -> ConditionalDensity:
+        n = len(self.features_)
+        flow = build_flow(self.flow_type, n, 1, self.transforms, self.flow_hidden)
+        return ConditionalDensity(flow, Preprocessor(n, Preprocessor.resolve(self.features_, self.feature_transforms)), Preprocessor(1))
+
+    def _fit_density(
+        self, density: ConditionalDensity, x: np.ndarray, m: np.ndarray, name: str, salt: int, checkpoint_dir
+    ) -> dict:
+        """Fit ``p(x | m)`` with the flow training settings; return its history."""
+        train, val = self._split(len(x), salt=salt)
+        density.pre_x.fit(x[train])
+        density.pre_c.fit(m[train, None])
+        density.to(self.torch_device)
+        result = self._train(
+            density,
+            negative_log_likelihood,
+            [x[train], m[train, None]],
+            [x[val], m[val, None]],
+            name=name,
+            checkpoint_dir=checkpoint_dir,
+            settings=self.flow_training,
+        )
+        density.cpu().eval()
+        return result.summary()
+
+    def _start(self, table: Table, features: Sequence[str], mass: str, signal_region, region: str | None) -> ResonantSplit:
+        self.mass_ = mass
+        self.signal_region_ = list(parse_signal_region(signal_region))
+        split = resonant_split(table, features, mass, tuple(self.signal_region_), region)
+        self.features_, self.region_ = list(features), region
+        self.table_hash_ = table_hash([*features, mass], split.x, split.m[:, None])
+        return split
+
+    def _sample_masses(self, split: ResonantSplit) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 11])
+        return sample_kde(split.m_sr, self.oversampling * len(split.m_sr), *self.signal_region_, rng)
+
+    def sample(self, m: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """Background samples of the raw features, one per value of the resonant variable ``m``."""
+        self._check_fitted()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(m), batch_size):
+                c = torch.as_tensor(np.asarray(m[start : start + batch_size], dtype=np.float32)[:, None])
+                out.append(self.density_.pre_x.inverse(self.density_.sample_preprocessed(c)).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.features_)), np.float32)
+
+
+class CATHODE(_SidebandDensity, ClassifierMethod):
+    """CATHODE: a conditional flow ``p(x | m)`` on the sidebands, sampled in the signal region with ``m`` from
+    a KDE of the signal-region ``m``; a classifier of signal-region data vs those samples is the score.
+
+    The classifier sees the raw features (samples are mapped back through the inverse preprocessing), so
+    the MLP and the boosted trees take the same inputs. Its ``training.keep_best`` best epochs form the
+    ensemble (default 10, as in the paper).
+
+    Arguments (besides those of :class:`~coffea_ad.models.weak.ClassifierMethod`):
+        flow_type: ``"maf"`` or ``"realnvp"`` for the conditional density ``p(x | m)``.
+        transforms / flow_hidden: size of the flow.
+        feature_transforms: ``{column: "log" | "logit"}`` before standardisation (in the flow's space).
+        oversampling: background samples per signal-region event.
+        flow_training: training settings of the flow (``training`` is the classifier's; its ``keep_best``
+            best epochs form the classifier ensemble, 10 by default as in the paper).
+
+    References:
+        Hallin et al., arXiv:2109.00546.
+
+    Example:
+        >>> cathode = CATHODE(oversampling=4).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"],
+        ...                                       signal_region="3300:3700")
+        >>> scores = cathode.score(table)
+    """
+
+    method: ClassVar[str] = "cathode"
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "mass_", "signal_region_")
+
+    def __init__(
+        self,
+        classifier: str = "mlp",
+        hidden: Sequence[int] = (64, 64, 64),
+        ensemble: int = 1,
+        flow_type: str = "maf",
+        transforms: int = 4,
+        flow_hidden: Sequence[int] = (64, 64),
+        feature_transforms: Mapping[str, str] | None = None,
+        oversampling: int = 4,
+        *,
+        flow_training: Training | dict | None = None,
+        training: Training | dict | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        training = Training.coerce(training) if training is not None else Training(keep_best=10)
+        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        if oversampling < 1:
+            raise ConfigurationError(f"oversampling must be >= 1, got {oversampling}")
+        self.flow_type = flow_type
+        self.transforms = transforms
+        self.flow_hidden = list(flow_hidden)
+        self.feature_transforms = dict(feature_transforms or {})
+        self.oversampling = oversampling
+        self.flow_training = Training.coerce(flow_training)
+
+    def _build(self) -> None:
+        super()._build()
+        self.density_ = self._new_density()
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"classifiers": self.classifiers_, "density": self.density_}
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        signal_region: str | Sequence[float],
+        mass: str = "mjj",
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> CATHODE:
+        """Fit the sideband flow, sample the signal region and train data vs samples there."""
+        split = self._start(table, features, mass, signal_region, region)
+        with self._seeded():
+            self.density_ = self._new_density()
+            self.history_ = {"flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)}
+            samples = self.sample(self._sample_masses(split))
+        finite = np.isfinite(samples).all(axis=1)
+        if not finite.all():
+            logger.warning("CATHODE: dropping %d non-finite flow samples", int((~finite).sum()))
+            samples = samples[finite]
+        x = np.concatenate([split.x_sr, samples])
+        labels = np.concatenate([np.ones(len(split.x_sr)), np.zeros(len(samples))])
+        self._fit_classifiers(x, labels, None, checkpoint_dir)
+        return self
+
+
+class _LatentClassifierScore(nn.Module):
+    """Raw ``[x, m]`` -> flow latent coordinates -> classifier probability."""
+
+    def __init__(self, density: ConditionalDensity, classifiers: nn.ModuleList) -> None:
+        super().__init__()
+        self.density = density
+        self.classifiers = classifiers
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        latent = self.density.latent(inputs[:, :-1], inputs[:, -1:])
+        return torch.stack([classifier(latent) for classifier in self.classifiers]).mean(dim=0)
+
+
+class LaCATHODE(CATHODE):
+    """LaCATHODE: CATHODE with the classifier trained in the sideband flow's latent space.
+
+    Signal-region data are mapped to latent coordinates with their own ``m``; the background there is a
+    standard normal, so the classifier learns data-latent vs normal samples. Because the latent space is
+    decorrelated from ``m``, selecting on the score sculpts the ``m`` spectrum much less. The score reads
+    the features and then the resonant variable (ONNX input columns: features + [mass]).
+
+    References:
+        Hallin, Kasieczka, Quadfasel, Shih, Sommerhalder, arXiv:2210.14924.
+    """
+
+    method: ClassVar[str] = "lacathode"
+
+    _score_reads_mass: ClassVar[bool] = True
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        signal_region: str | Sequence[float],
+        mass: str = "mjj",
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> LaCATHODE:
+        """Fit the sideband flow, map signal-region data to its latent space and train data vs normal samples."""
+        split = self._start(table, features, mass, signal_region, region)
+        with self._seeded():
+            self.density_ = self._new_density()
+            self.history_ = {"flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)}
+            with torch.no_grad():
+                latent = self.density_.latent(torch.as_tensor(split.x_sr), torch.as_tensor(split.m_sr[:, None])).numpy()
+            normal = np.random.default_rng([self.seed, 13]).standard_normal((self.oversampling * len(latent), latent.shape[1]))
+        x = np.concatenate([latent, normal.astype(np.float32)])
+        labels = np.concatenate([np.ones(len(latent)), np.zeros(len(normal))])
+        self._fit_classifiers(x, labels, None, checkpoint_dir)
+        return self
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return _LatentClassifierScore(self.density_, self.classifiers_).eval()
+
+
+class _LogDensityRatio(nn.Module):
+    def __init__(self, signal_region: ConditionalDensity, sidebands: ConditionalDensity) -> None:
+        super().__init__()
+        self.signal_region = signal_region
+        self.sidebands = sidebands
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x, m = inputs[:, :-1], inputs[:, -1:]
+        return self.signal_region.log_prob(x, m) - self.sidebands.log_prob(x, m)
+
+
+class ANODE(_SidebandDensity, Estimator):
+    """ANODE: score = ``log p_SR(x | m) - log p_SB(x | m)``, two conditional flows trained on the signal-region
+    data and on the sidebands (interpolated into the signal region). Input columns: features + [mass].
+    Arguments as for :class:`CATHODE`'s flow; ``training`` applies to both flows.
+
+    References:
+        Nachman, Shih, "Anomaly Detection with Density Estimation", arXiv:2001.04990.
+    """
+
+    method: ClassVar[str] = "anode"
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("mass_", "signal_region_")
+
+    def __init__(
+        self,
+        flow_type: str = "maf",
+        transforms: int = 4,
+        flow_hidden: Sequence[int] = (64, 64),
+        feature_transforms: Mapping[str, str] | None = None,
+        *,
+        training: Training | dict | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(training=training, seed=seed, device=device)
+        self.flow_type = flow_type
+        self.transforms = transforms
+        self.flow_hidden = list(flow_hidden)
+        self.feature_transforms = dict(feature_transforms or {})
+        self.flow_training = self.training
+
+    _score_reads_mass: ClassVar[bool] = True
+
+    def _build(self) -> None:
+        self.density_ = self._new_density()
+        self.density_sr_ = self._new_density()
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"density": self.density_, "density_sr": self.density_sr_}
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        signal_region: str | Sequence[float],
+        mass: str = "mjj",
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> ANODE:
+        """Fit ``p_SB(x | m)`` on the sidebands and ``p_SR(x | m)`` on the signal region."""
+        split = self._start(table, features, mass, signal_region, region)
+        with self._seeded():
+            self._build()
+            self.history_ = {
+                "flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir),
+                "flow_sr": self._fit_density(self.density_sr_, split.x_sr, split.m_sr, "flow_sr", 2, checkpoint_dir),
+            }
+        return self
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return _LogDensityRatio(self.density_sr_, self.density_).eval()

@@ -1,0 +1,212 @@
+"""Binary classifiers shared by the weakly and fully supervised methods: an MLP and boosted trees.
+
+A fitted classifier is a :class:`ClassifierEnsemble`: raw inputs -> mean over members of the
+probability of class 1. MLP members are the best epochs of one training run (an ensemble of best epochs,
+as in CATHODE) behind a standardisation; tree members are scikit-learn ``HistGradientBoostingClassifier``
+models trained with different seeds and converted to a torch module of tensors (:class:`TreeEnsemble`),
+so that they export to ONNX through the same path as the networks and are saved without pickle.
+Both use balanced class weights.
+
+References:
+    Finke, Krämer, Mück, Tönshoff, "Back To The Roots: Tree-Based Algorithms for Weakly Supervised
+    Anomaly Detection", arXiv:2309.13111 (boosted trees as the CWoLa/CATHODE classifier).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import zuko
+from torch import nn
+
+from coffea_ad.errors import ConfigurationError
+from coffea_ad.models.preprocessing import Preprocessor
+
+if TYPE_CHECKING:
+    from coffea_ad.models.base import Estimator
+
+__all__ = ["CLASSIFIERS", "probability", "balanced_weights", "TreeEnsemble", "ClassifierEnsemble", "fit_classifier", "build_classifier"]
+
+logger = logging.getLogger(__name__)
+
+CLASSIFIERS = ("mlp", "hgb")
+"""Classifier back-ends: a multilayer perceptron or scikit-learn's HistGradientBoostingClassifier."""
+
+
+class TreeEnsemble(nn.Module):
+    """A fitted ``HistGradientBoostingClassifier`` (binary) as tensors: raw inputs -> logit.
+
+    Every tree is walked for ``depth`` steps with gathers (a leaf points to itself), comparing in float64
+    exactly as scikit-learn does, so the logits equal ``decision_function`` to float64 precision.
+    """
+
+    def __init__(self, n_trees: int, n_nodes: int, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
+        self.register_buffer("feature", torch.zeros(n_trees * n_nodes, dtype=torch.int64))
+        self.register_buffer("threshold", torch.zeros(n_trees * n_nodes, dtype=torch.float64))
+        self.register_buffer("left", torch.zeros(n_trees * n_nodes, dtype=torch.int64))
+        self.register_buffer("right", torch.zeros(n_trees * n_nodes, dtype=torch.int64))
+        self.register_buffer("is_leaf", torch.ones(n_trees * n_nodes, dtype=torch.bool))
+        self.register_buffer("value", torch.zeros(n_trees * n_nodes, dtype=torch.float64))
+        self.register_buffer("root", torch.arange(n_trees, dtype=torch.int64) * n_nodes)
+        self.register_buffer("baseline", torch.zeros((), dtype=torch.float64))
+
+    @staticmethod
+    def shape_of(model) -> tuple[int, int, int]:
+        """``(n_trees, n_nodes, depth)`` of a fitted binary HistGradientBoostingClassifier."""
+        trees = [predictors[0] for predictors in model._predictors]
+        return len(trees), max(len(t.nodes) for t in trees), max(int(t.nodes["depth"].max()) for t in trees)
+
+    @classmethod
+    def from_sklearn(cls, model) -> TreeEnsemble:
+        """Convert a fitted binary ``HistGradientBoostingClassifier`` without categorical features."""
+        trees = [predictors[0] for predictors in model._predictors]
+        n_trees, n_nodes, depth = cls.shape_of(model)
+        module = cls(n_trees, n_nodes, depth)
+        for index, tree in enumerate(trees):
+            nodes = tree.nodes
+            if nodes["is_categorical"].any():
+                raise ConfigurationError("categorical splits are not supported in exported tree ensembles")
+            offset = index * n_nodes
+            span = slice(offset, offset + len(nodes))
+            leaf = nodes["is_leaf"].astype(bool)
+            module.feature[span] = torch.as_tensor(nodes["feature_idx"].astype(np.int64))
+            module.threshold[span] = torch.as_tensor(nodes["num_threshold"])
+            module.left[span] = torch.as_tensor(np.where(leaf, 0, nodes["left"]).astype(np.int64) + offset)
+            module.right[span] = torch.as_tensor(np.where(leaf, 0, nodes["right"]).astype(np.int64) + offset)
+            module.is_leaf[span] = torch.as_tensor(leaf)
+            module.value[span] = torch.as_tensor(nodes["value"])
+        module.baseline.fill_(float(np.asarray(model._baseline_prediction).ravel()[0]))
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logit ``[N]`` of class 1."""
+        x = x.double()
+        node = self.root.expand(x.shape[0], -1)
+        for _ in range(self.depth):
+            values = torch.gather(x, 1, self.feature[node])
+            step = torch.where(values <= self.threshold[node], self.left[node], self.right[node])
+            node = torch.where(self.is_leaf[node], node, step)
+        return (self.value[node].sum(dim=-1) + self.baseline).float()
+
+
+def probability(logit: torch.Tensor) -> torch.Tensor:
+    """The logistic function, written so that ONNX Runtime computes it to float32 precision.
+
+    ONNX Runtime's own ``Sigmoid`` loses relative precision for negative inputs (about 2e-4 at -10 and 0
+    below -20), where the most background-like events sit.
+    """
+    small = torch.exp(-torch.abs(logit))
+    return torch.where(logit >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+
+
+class ClassifierEnsemble(nn.Module):
+    """Raw inputs -> mean over members of ``sigmoid(member(pre(x)))``, the probability of class 1."""
+
+    def __init__(self, pre: Preprocessor, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.pre = pre
+        self.members = nn.ModuleList(members)
+
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        """Logit of the first member (the trained one; used as the training loss input)."""
+        return self.members[0](self.pre(x)[0]).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.pre(x)[0]
+        return torch.stack([probability(member(z).squeeze(-1)) for member in self.members]).mean(dim=0)
+
+
+def _weighted_bce(module: ClassifierEnsemble, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    x, label, weight = batch
+    loss = nn.functional.binary_cross_entropy_with_logits(module.logit(x), label, reduction="none")
+    return (loss * weight).sum() / weight.sum()
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-event weights that give both classes the same total weight."""
+    n_signal = int(labels.sum())
+    n_background = len(labels) - n_signal
+    if n_signal == 0 or n_background == 0:
+        raise ConfigurationError(f"a classifier needs events of both classes, got {n_signal} and {n_background}")
+    return np.where(labels > 0.5, len(labels) / (2 * n_signal), len(labels) / (2 * n_background)).astype(np.float32)
+
+
+def build_classifier(kind: str, n_inputs: int, hidden: Sequence[int], shapes: Sequence[Sequence[int]]) -> ClassifierEnsemble:
+    """An empty ensemble: MLPs of ``hidden`` widths, or trees of the given ``(n_trees, n_nodes, depth)``."""
+    if kind == "mlp":
+        members = [zuko.nn.MLP(n_inputs, 1, tuple(hidden)) for _ in shapes]
+        return ClassifierEnsemble(Preprocessor(n_inputs), members)
+    if kind == "hgb":
+        return ClassifierEnsemble(Preprocessor(n_inputs), [TreeEnsemble(*shape) for shape in shapes])
+    raise ConfigurationError(f"unknown classifier {kind!r}; valid ones: {', '.join(CLASSIFIERS)}")
+
+
+def fit_classifier(
+    estimator: Estimator,
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    kind: str,
+    hidden: Sequence[int],
+    name: str,
+    checkpoint_dir: str | Path | None,
+    salt: int = 0,
+    ensemble: int = 1,
+) -> tuple[ClassifierEnsemble, list[list[int]], dict]:
+    """Fit a balanced binary classifier on ``x``; return (ensemble, member shapes, history).
+
+    ``kind="mlp"`` trains one network with the estimator's training loop and keeps its ``keep_best`` best
+    epochs; ``kind="hgb"`` fits ``ensemble`` boosted-tree models with seeds ``seed + i`` and scikit-learn's
+    own early stopping on a validation split.
+    """
+    labels = labels.astype(np.float32)
+    weights = balanced_weights(labels)
+    if kind == "mlp":
+        train, val = estimator._split(len(x), salt)
+        classifier = build_classifier("mlp", x.shape[1], hidden, [[0]])
+        classifier.pre.fit(x[train])
+        classifier.to(estimator.torch_device)
+        result = estimator._train(
+            classifier,
+            _weighted_bce,
+            [x[train], labels[train], weights[train]],
+            [x[val], labels[val], weights[val]],
+            name=name,
+            checkpoint_dir=checkpoint_dir,
+        )
+        members = []
+        for state in result.best_states:
+            member = zuko.nn.MLP(x.shape[1], 1, tuple(hidden))
+            member.load_state_dict({key[len("members.0.") :]: v for key, v in state.items() if key.startswith("members.0.")})
+            members.append(member)
+        fitted = ClassifierEnsemble(classifier.pre.cpu(), members).eval()
+        return fitted, [[0]] * len(members), result.summary()
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        settings = estimator.training
+        members, shapes, scores = [], [], []
+        for member in range(ensemble):
+            model = HistGradientBoostingClassifier(
+                max_iter=settings.epochs,
+                learning_rate=0.1,
+                early_stopping=True,
+                validation_fraction=settings.validation_fraction,
+                n_iter_no_change=settings.patience or settings.epochs,
+                class_weight="balanced",
+                random_state=estimator.seed + 1000 * salt + member,
+            ).fit(x, labels.astype(np.int64))
+            members.append(TreeEnsemble.from_sklearn(model))
+            shapes.append(list(TreeEnsemble.shape_of(model)))
+            scores.append([float(s) for s in model.validation_score_])
+            logger.info("%s %s member %d: %d trees", estimator.method, name, member, model.n_iter_)
+        fitted = ClassifierEnsemble(Preprocessor(x.shape[1]), members).eval()
+        return fitted, shapes, {"validation_log_likelihood": scores}
+    raise ConfigurationError(f"unknown classifier {kind!r}; valid ones: {', '.join(CLASSIFIERS)}")
