@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 FEATURES = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
 SIGNAL_REGION = (3300.0, 3700.0)
@@ -49,3 +50,14 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
     return float((ranks[labels.astype(bool)].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Run every test of a module that imports this fixture with one torch thread (the test machine's cores are shared; two threads contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -281,7 +281,7 @@ class Estimator:
     @classmethod
     def load(cls, folder: str | Path) -> Estimator:
         """Load an estimator saved by :meth:`save` (any subclass when called on :class:`Estimator`)."""
-        from coffea_ad.models import ESTIMATORS
+        from coffea_ad.models import METHODS, get_estimator
 
         folder = Path(folder)
         try:
@@ -292,9 +292,9 @@ class Estimator:
         except Exception as error:  # malformed JSON or a tensor file torch refuses
             raise InputFileError(f"cannot load the model saved in {folder}: {error}") from error
         method = config.get("method")
-        if method not in ESTIMATORS:
+        if method not in METHODS:
             raise InputFileError(f"{folder} holds an unknown method {method!r}")
-        estimator_class = ESTIMATORS[method]
+        estimator_class = get_estimator(method)
         if cls is not Estimator and not issubclass(estimator_class, cls):
             raise InputFileError(f"{folder} holds a {estimator_class.__name__}, not a {cls.__name__}")
         estimator = estimator_class(**config["params"])

@@ -141,7 +141,8 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        training = Training.coerce(training) if training is not None else Training(keep_best=10)
+        if training is None or isinstance(training, dict):
+            training = Training.coerce({"keep_best": 10, **(training or {})})
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
         if oversampling < 1:
             raise ConfigurationError(f"oversampling must be >= 1, got {oversampling}")
