@@ -39,7 +39,7 @@ CLASSIFIERS = ("mlp", "hgb")
 
 
 class TreeEnsemble(nn.Module):
-    """A fitted ``HistGradientBoostingClassifier`` (binary) as tensors: raw inputs -> logit.
+    """A fitted ``HistGradientBoostingClassifier`` (binary) as tensors: raw inputs -> logit ``[N, 1]``.
 
     Every tree is walked for ``depth`` steps with gathers (a leaf points to itself), comparing in float64
     exactly as scikit-learn does, so the logits equal ``decision_function`` to float64 precision.
@@ -86,14 +86,14 @@ class TreeEnsemble(nn.Module):
         return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logit ``[N]`` of class 1."""
+        """Logit ``[N, 1]`` of class 1 (the shape of the MLP's output)."""
         x = x.double()
         node = self.root.expand(x.shape[0], -1)
         for _ in range(self.depth):
             values = torch.gather(x, 1, self.feature[node])
             step = torch.where(values <= self.threshold[node], self.left[node], self.right[node])
             node = torch.where(self.is_leaf[node], node, step)
-        return (self.value[node].sum(dim=-1) + self.baseline).float()
+        return (self.value[node].sum(dim=-1, keepdim=True) + self.baseline).float()
 
 
 def probability(logit: torch.Tensor) -> torch.Tensor:
