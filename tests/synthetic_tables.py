@@ -24,10 +24,10 @@ def dijet_table(n_background: int, n_signal: int = 0, seed: int = 0) -> pd.DataF
     t1_b = np.clip(rng.beta(5.0, 2.5, n_background), 0.02, 0.98)
     t2_b = np.clip(0.6 * t1_b + 0.4 * rng.beta(5.0, 2.5, n_background), 0.02, 0.98)
     mjj_s = rng.normal(3500.0, 60.0, n_signal)
-    mj_s = rng.normal(100.0, 8.0, n_signal)
-    dmj_s = np.abs(rng.normal(400.0, 15.0, n_signal))
-    t1_s = np.clip(rng.normal(0.25, 0.06, n_signal), 0.02, 0.98)
-    t2_s = np.clip(rng.normal(0.25, 0.06, n_signal), 0.02, 0.98)
+    mj_s = rng.normal(100.0, 15.0, n_signal)
+    dmj_s = np.abs(rng.normal(300.0, 40.0, n_signal))
+    t1_s = np.clip(rng.normal(0.35, 0.1, n_signal), 0.02, 0.98)
+    t2_s = np.clip(rng.normal(0.35, 0.1, n_signal), 0.02, 0.98)
     table = pd.DataFrame(
         {
             "mjj": np.concatenate([mjj_b, mjj_s]),
