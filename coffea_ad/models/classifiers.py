@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import zuko
 from torch import nn
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.models.decorrelation import distance_correlation
 from coffea_ad.models.preprocessing import Preprocessor
 
 if TYPE_CHECKING:
@@ -123,10 +125,16 @@ class ClassifierEnsemble(nn.Module):
         return torch.stack([probability(member(z).squeeze(-1)) for member in self.members]).mean(dim=0)
 
 
-def _weighted_bce(module: ClassifierEnsemble, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-    x, label, weight = batch
-    loss = nn.functional.binary_cross_entropy_with_logits(module.logit(x), label, reduction="none")
-    return (loss * weight).sum() / weight.sum()
+def _weighted_bce(module: ClassifierEnsemble, batch: Sequence[torch.Tensor], disco: float = 0.0) -> torch.Tensor:
+    """Class-weighted binary cross-entropy; with ``disco`` > 0 and a fourth tensor (the resonant variable),
+    plus ``disco`` times the distance correlation of the output and that variable on background events."""
+    x, label, weight = batch[:3]
+    logit = module.logit(x)
+    loss = (nn.functional.binary_cross_entropy_with_logits(logit, label, reduction="none") * weight).sum() / weight.sum()
+    if disco > 0.0:
+        background = label < 0.5
+        loss = loss + disco * distance_correlation(torch.sigmoid(logit[background]), batch[3][background], weight[background])
+    return loss
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:
@@ -159,25 +167,31 @@ def fit_classifier(
     checkpoint_dir: str | Path | None,
     salt: int = 0,
     ensemble: int = 1,
+    decorrelate: np.ndarray | None = None,
+    disco: float = 0.0,
 ) -> tuple[ClassifierEnsemble, list[list[int]], dict]:
     """Fit a balanced binary classifier on ``x``; return (ensemble, member shapes, history).
 
     ``kind="mlp"`` trains one network with the estimator's training loop and keeps its ``keep_best`` best
     epochs; ``kind="hgb"`` fits ``ensemble`` boosted-tree models with seeds ``seed + i`` and scikit-learn's
-    own early stopping on a validation split.
+    own early stopping on a validation split. ``disco`` > 0 adds the DisCo term between the MLP output and
+    ``decorrelate`` (the resonant variable) on background (label 0) events.
     """
     labels = labels.astype(np.float32)
     weights = balanced_weights(labels)
+    if disco > 0.0 and (kind != "mlp" or decorrelate is None):
+        raise ConfigurationError("the DisCo term needs the MLP classifier and the resonant variable (mass)")
     if kind == "mlp":
         train, val = estimator._split(len(x), salt)
         classifier = build_classifier("mlp", x.shape[1], hidden, [[0]])
         classifier.pre.fit(x[train])
         classifier.to(estimator.torch_device)
+        tensors = [x, labels, weights] + ([decorrelate.astype(np.float32)] if disco > 0.0 else [])
         result = estimator._train(
             classifier,
-            _weighted_bce,
-            [x[train], labels[train], weights[train]],
-            [x[val], labels[val], weights[val]],
+            functools.partial(_weighted_bce, disco=disco),
+            [tensor[train] for tensor in tensors],
+            [tensor[val] for tensor in tensors],
             name=name,
             checkpoint_dir=checkpoint_dir,
         )

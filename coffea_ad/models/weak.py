@@ -26,6 +26,7 @@ from coffea_ad.models.classifiers import CLASSIFIERS, build_classifier, fit_clas
 from coffea_ad.models.data import (
     Table,
     column_array,
+    feature_matrix,
     open_table,
     parse_signal_region,
     region_mask,
@@ -95,7 +96,13 @@ class ClassifierMethod(Estimator):
         return {"classifiers": self.classifiers_}
 
     def _fit_classifiers(
-        self, x: np.ndarray, labels: np.ndarray, folds: Sequence[np.ndarray] | None, checkpoint_dir: str | Path | None
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        folds: Sequence[np.ndarray] | None,
+        checkpoint_dir: str | Path | None,
+        decorrelate: np.ndarray | None = None,
+        disco: float = 0.0,
     ) -> list[np.ndarray]:
         """Fit one classifier (``folds=None``) or one per fold on the other folds; return per-fold test indices."""
         parts = [np.arange(len(x))] if folds is None else list(folds)
@@ -114,6 +121,8 @@ class ClassifierMethod(Estimator):
                     checkpoint_dir=checkpoint_dir,
                     salt=index,
                     ensemble=self.ensemble,
+                    decorrelate=None if decorrelate is None else decorrelate[train],
+                    disco=disco,
                 )
                 classifiers.append(fitted)
                 shapes.append(member_shapes)
@@ -130,8 +139,12 @@ class ClassifierMethod(Estimator):
 class Supervised(ClassifierMethod):
     """Fully supervised classifier, signal vs background with true labels: the upper reference.
 
+    With ``disco`` > 0 (MLP only) the loss adds ``disco`` times the distance correlation between the output
+    and the resonant variable ``mass`` on background events, which decorrelates the score from ``mjj``.
+
     References:
-        Hallin et al., arXiv:2109.00546 (the supervised reference of the LHC Olympics R&D comparison).
+        Hallin et al., arXiv:2109.00546 (the supervised reference of the LHC Olympics R&D comparison);
+        Kasieczka, Shih, arXiv:2001.05310 (DisCo).
 
     Example:
         >>> Supervised(training={"epochs": 5}).fit(table, features, label="is_signal").score(table)
@@ -139,25 +152,48 @@ class Supervised(ClassifierMethod):
 
     method: ClassVar[str] = "supervised"
 
+    def __init__(
+        self,
+        classifier: str = "mlp",
+        hidden: Sequence[int] = (64, 64, 64),
+        ensemble: int = 1,
+        disco: float = 0.0,
+        *,
+        training: Training | dict | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        if disco < 0:
+            raise ConfigurationError(f"disco must be >= 0, got {disco}")
+        if disco > 0 and classifier != "mlp":
+            raise ConfigurationError("the DisCo term needs classifier='mlp'")
+        self.disco = disco
+
     def fit(
         self,
         table: Table,
         features: Sequence[str],
         *,
         label: str = "is_signal",
+        mass: str | None = None,
         region: str | None = None,
         checkpoint_dir: str | Path | None = None,
     ) -> Supervised:
-        """Train on ``features`` with the 0/1 (or boolean) ``label`` column (1 = signal)."""
+        """Train on ``features`` with the 0/1 (or boolean) ``label`` column (1 = signal); ``mass`` is the
+        resonant variable of the DisCo term (needed when ``disco`` > 0)."""
         table = open_table(table)
         rows = region_mask(table, region)
         labels = column_array(table, label).astype(np.float64)
         labels = labels if rows is None else labels[rows]
         if not np.isin(labels, (0.0, 1.0)).all():
             raise ConfigurationError(f"label column {label!r} must hold 0/1 or booleans")
+        if self.disco > 0 and mass is None:
+            raise ConfigurationError("Supervised(disco > 0) needs the resonant variable: fit(..., mass='mjj')")
         x = self._read(table, features, region)
+        decorrelate = feature_matrix(table, [mass], rows=rows)[:, 0] if self.disco > 0 else None
         self.table_hash_ = table_hash([*features, label], x, labels[:, None])
-        self._fit_classifiers(x, labels, None, checkpoint_dir)
+        self._fit_classifiers(x, labels, None, checkpoint_dir, decorrelate, self.disco)
         return self
 
 
