@@ -114,6 +114,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mass", default=None, help="resonant variable column (default: mjj)")
     parser.add_argument("--label", default=None, help="0/1 signal label column (supervised; default: is_signal)")
     parser.add_argument("--background", type=Path, default=None, help="background-only table (iad)")
+    parser.add_argument("--simulation", type=Path, default=None, help="simulated background table (salad, reweight)")
+    parser.add_argument(
+        "--context", default=None, help="comma-separated context columns (reweight, generate; default: ht,met)"
+    )
+    parser.add_argument(
+        "--signal-flag", default=None, help="boolean signal-region column (non-resonant: reweight, generate)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0); same seed, same model")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the method's)")
@@ -147,6 +154,9 @@ def _train_run(args: argparse.Namespace) -> int:
         mass=args.mass,
         label=args.label,
         background=args.background,
+        simulation=args.simulation,
+        context=[name.strip() for name in args.context.split(",")] if args.context else None,
+        signal_flag=args.signal_flag,
         seed=args.seed,
         device=args.device,
         training=training,

@@ -30,12 +30,19 @@ CASES = {
     "anode": ({"transforms": 2}, {"signal_region": "3300:3700"}),
     "iad": ({}, {"signal_region": "3300:3700"}),
     "supervised": ({"classifier": "hgb", "ensemble": 2}, {"label": "is_signal"}),
+    "salad": ({}, {"signal_region": "3300:3700"}),
+    "reweight": ({"classifier": "hgb"}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
+    "generate": ({"transforms": 2, "flow_training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
 }
 
 
 @pytest.fixture(scope="module")
 def tables():
-    return dijet_table(3000, 150, seed=11), dijet_table(3000, 0, seed=12), dijet_table(400, 40, seed=13)
+    return (
+        dijet_table(3000, 150, seed=11),
+        dijet_table(3000, 0, seed=12, mismodelling=0.05),
+        dijet_table(400, 40, seed=13),
+    )
 
 
 def _fit(method: str, tables):
@@ -46,6 +53,8 @@ def _fit(method: str, tables):
     estimator = get_estimator(method)(**{"training": TRAIN, **init}, seed=1)
     if method == "iad":
         fit = {**fit, "background": background}
+    if method in ("salad", "reweight"):
+        fit = {**fit, "simulation": background}
     features = JET_FEATURES if method == "vae" else FEATURES
     return estimator.fit(data, features, **fit)
 

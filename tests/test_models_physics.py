@@ -12,7 +12,7 @@ from synthetic_tables import FEATURES, SIGNAL_REGION, auc, dijet_table, single_t
 
 from coffea_ad.cli import main
 from coffea_ad.export import read_metadata, score_onnx
-from coffea_ad.models import CATHODE, CWoLa, VariationalAutoEncoder
+from coffea_ad.models import CATHODE, SALAD, CWoLa, Generate, VariationalAutoEncoder
 from coffea_ad.models.cathode import sample_kde
 from coffea_ad.models.classifiers import TreeEnsemble
 
@@ -66,6 +66,29 @@ def test_cwola_without_signal_finds_nothing_out_of_fold():
     in_sr = ((table["mjj"] >= SIGNAL_REGION[0]) & (table["mjj"] < SIGNAL_REGION[1])).to_numpy()
     cwola = CWoLa(folds=3, hidden=(32, 32), training=FAST, seed=2).fit(table, FEATURES, signal_region="3300:3700")
     assert abs(auc(cwola.out_of_fold_scores_, in_sr) - 0.5) < 0.06
+
+
+def test_salad_ranks_injected_signal_higher_despite_mismodelled_simulation(injected):
+    table, in_sr = injected
+    simulation = dijet_table(12000, 0, seed=23, mismodelling=0.05)
+    salad = SALAD(hidden=(32, 32), training=FAST, seed=4).fit(table, FEATURES, simulation=simulation, signal_region=SIGNAL_REGION)
+    weights = salad.weights(np.concatenate([simulation[FEATURES].to_numpy(), simulation[["mjj"]].to_numpy()], axis=1))
+    assert 0.5 < weights.mean() < 2.0
+    value = auc(salad.score(table)[in_sr], table["is_signal"].to_numpy()[in_sr])
+    print(f"SALAD AUC in the SR: {value:.3f}")
+    assert value > 0.7
+
+
+def test_generate_ranks_injected_signal_higher_in_the_ht_met_signal_region(injected):
+    table, _ = injected
+    in_sr = table["high_ht_met"].to_numpy()
+    generate = Generate(
+        transforms=3, flow_hidden=(32, 32), hidden=(32, 32), oversampling=3,
+        flow_training={**FAST, "epochs": 15}, training={**FAST, "keep_best": 3}, seed=5,
+    ).fit(table, FEATURES, signal_flag="high_ht_met", context=["ht", "met"])
+    value = auc(generate.score(table)[in_sr], table["is_signal"].to_numpy()[in_sr])
+    print(f"Generate AUC in the HT/MET signal region: {value:.3f}")
+    assert value > 0.7
 
 
 def test_kde_samples_stay_in_the_signal_region():

@@ -35,6 +35,9 @@ __all__ = [
     "ANODE",
     "IdealizedAD",
     "Supervised",
+    "SALAD",
+    "Reweight",
+    "Generate",
 ]
 
 METHODS: dict[str, str] = {
@@ -49,6 +52,9 @@ METHODS: dict[str, str] = {
     "anode": "cathode:ANODE",
     "iad": "weak:IdealizedAD",
     "supervised": "weak:Supervised",
+    "salad": "reweighting:SALAD",
+    "reweight": "reweighting:Reweight",
+    "generate": "cathode:Generate",
 }
 """Method name -> ``module:Class`` inside :mod:`coffea_ad.models`."""
 

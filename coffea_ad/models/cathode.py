@@ -7,7 +7,8 @@ References:
     Hallin et al., "Classifying Anomalies THrough Outer Density Estimation (CATHODE)", arXiv:2109.00546;
     Hallin, Kasieczka, Quadfasel, Shih, Sommerhalder, "Resonant anomaly detection without background
     sculpting" (LaCATHODE), arXiv:2210.14924;
-    Nachman, Shih, "Anomaly Detection with Density Estimation" (ANODE), arXiv:2001.04990.
+    Nachman, Shih, "Anomaly Detection with Density Estimation" (ANODE), arXiv:2001.04990;
+    Bai, Mastandrea, Nachman, arXiv:2311.12924 (Generate: the same with context variables HT, MET).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from torch import nn
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.models.base import Estimator, Training
-from coffea_ad.models.data import ResonantSplit, Table, parse_signal_region, resonant_split, table_hash
+from coffea_ad.models.data import ResonantSplit, Table, context_split, parse_signal_region, resonant_split, table_hash
 from coffea_ad.models.flows import ConditionalDensity, build_flow, negative_log_likelihood
 from coffea_ad.models.preprocessing import Preprocessor
 from coffea_ad.models.weak import ClassifierMethod
 
-__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE"]
+__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +50,30 @@ class _SidebandDensity:
     ``flow_hidden``, ``feature_transforms``, ``flow_training`` and ``oversampling``.
     """
 
+    @property
+    def _n_context(self) -> int:
+        return 1
+
     def _new_density(self) -> ConditionalDensity:
         n = len(self.features_)
-        flow = build_flow(self.flow_type, n, 1, self.transforms, self.flow_hidden)
-        return ConditionalDensity(flow, Preprocessor(n, Preprocessor.resolve(self.features_, self.feature_transforms)), Preprocessor(1))
+        flow = build_flow(self.flow_type, n, self._n_context, self.transforms, self.flow_hidden)
+        pre_x = Preprocessor(n, Preprocessor.resolve(self.features_, self.feature_transforms))
+        return ConditionalDensity(flow, pre_x, Preprocessor(self._n_context))
 
     def _fit_density(
         self, density: ConditionalDensity, x: np.ndarray, m: np.ndarray, name: str, salt: int, checkpoint_dir
     ) -> dict:
         """Fit ``p(x | m)`` with the flow training settings; return its history."""
         train, val = self._split(len(x), salt=salt)
+        m = m.reshape(len(m), -1)
         density.pre_x.fit(x[train])
-        density.pre_c.fit(m[train, None])
+        density.pre_c.fit(m[train])
         density.to(self.torch_device)
         result = self._train(
             density,
             negative_log_likelihood,
-            [x[train], m[train, None]],
-            [x[val], m[val, None]],
+            [x[train], m[train]],
+            [x[val], m[val]],
             name=name,
             checkpoint_dir=checkpoint_dir,
             settings=self.flow_training,
@@ -87,12 +94,14 @@ class _SidebandDensity:
         return sample_kde(split.m_sr, self.oversampling * len(split.m_sr), *self.signal_region_, rng)
 
     def sample(self, m: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """Background samples of the raw features, one per value of the resonant variable ``m``."""
+        """Background samples of the raw features, one per value of the resonant variable (or per row of
+        the context variables) ``m``."""
         self._check_fitted()
+        m = np.asarray(m, dtype=np.float32).reshape(len(m), -1)
         out = []
         with torch.no_grad():
             for start in range(0, len(m), batch_size):
-                c = torch.as_tensor(np.asarray(m[start : start + batch_size], dtype=np.float32)[:, None])
+                c = torch.as_tensor(m[start : start + batch_size])
                 out.append(self.density_.pre_x.inverse(self.density_.sample_preprocessed(c)).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.features_)), np.float32)
 
@@ -172,17 +181,59 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
     ) -> CATHODE:
         """Fit the sideband flow, sample the signal region and train data vs samples there."""
         split = self._start(table, features, mass, signal_region, region)
+        self._fit_split(split, self._sample_masses(split), checkpoint_dir)
+        return self
+
+    def _fit_split(self, split: ResonantSplit, conditions: np.ndarray, checkpoint_dir: str | Path | None) -> None:
+        """Flow on the sidebands / control region, one sample per row of ``conditions``, then the classifier."""
         with self._seeded():
             self.density_ = self._new_density()
             self.history_ = {"flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)}
-            samples = self.sample(self._sample_masses(split))
+            samples = self.sample(conditions)
         finite = np.isfinite(samples).all(axis=1)
         if not finite.all():
-            logger.warning("CATHODE: dropping %d non-finite flow samples", int((~finite).sum()))
+            logger.warning("%s: dropping %d non-finite flow samples", self.method, int((~finite).sum()))
             samples = samples[finite]
         x = np.concatenate([split.x_sr, samples])
         labels = np.concatenate([np.ones(len(split.x_sr)), np.zeros(len(samples))])
         self._fit_classifiers(x, labels, None, checkpoint_dir)
+
+
+class Generate(CATHODE):
+    """Non-resonant Generate: CATHODE with context variables ``c`` (default HT, MET) in place of ``mjj``.
+
+    A conditional flow ``p(x | c)`` is trained in the control region (the events without the boolean
+    ``signal_flag``), sampled at the context values of the signal-region events (``oversampling`` times each),
+    and a classifier of signal-region data vs samples is the score (input columns: the features).
+
+    References:
+        Bai, Mastandrea, Nachman, "Non-resonant Anomaly Detection with Background Extrapolation", arXiv:2311.12924.
+    """
+
+    method: ClassVar[str] = "generate"
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "context_", "signal_flag_")
+
+    @property
+    def _n_context(self) -> int:
+        return len(self.context_)
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        signal_flag: str,
+        context: Sequence[str] = ("ht", "met"),
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> Generate:
+        """Fit ``p(x | c)`` in the control region, sample it in the signal region, train data vs samples."""
+        split = context_split(table, features, context, signal_flag, region)
+        self.features_, self.region_, self.context_, self.signal_flag_ = list(features), region, list(context), signal_flag
+        self.table_hash_ = table_hash([*features, *context], split.x, split.m)
+        rng = np.random.default_rng([self.seed, 17])
+        conditions = split.m_sr[rng.integers(0, len(split.m_sr), self.oversampling * len(split.m_sr))]
+        self._fit_split(split, conditions, checkpoint_dir)
         return self
 
 

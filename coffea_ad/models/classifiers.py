@@ -137,13 +137,16 @@ def _weighted_bce(module: ClassifierEnsemble, batch: Sequence[torch.Tensor], dis
     return loss
 
 
-def balanced_weights(labels: np.ndarray) -> np.ndarray:
-    """Per-event weights that give both classes the same total weight."""
-    n_signal = int(labels.sum())
-    n_background = len(labels) - n_signal
+def balanced_weights(labels: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-event weights (``sample_weight`` times a class factor) that give both classes the same total weight."""
+    sample_weight = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    positive = labels > 0.5
+    n_signal, n_background = int(positive.sum()), int((~positive).sum())
     if n_signal == 0 or n_background == 0:
         raise ConfigurationError(f"a classifier needs events of both classes, got {n_signal} and {n_background}")
-    return np.where(labels > 0.5, len(labels) / (2 * n_signal), len(labels) / (2 * n_background)).astype(np.float32)
+    total_signal, total_background = sample_weight[positive].sum(), sample_weight[~positive].sum()
+    factor = np.where(positive, len(labels) / (2 * total_signal), len(labels) / (2 * total_background))
+    return (sample_weight * factor).astype(np.float32)
 
 
 def build_classifier(kind: str, n_inputs: int, hidden: Sequence[int], shapes: Sequence[Sequence[int]]) -> ClassifierEnsemble:
@@ -169,16 +172,18 @@ def fit_classifier(
     ensemble: int = 1,
     decorrelate: np.ndarray | None = None,
     disco: float = 0.0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[ClassifierEnsemble, list[list[int]], dict]:
     """Fit a balanced binary classifier on ``x``; return (ensemble, member shapes, history).
 
     ``kind="mlp"`` trains one network with the estimator's training loop and keeps its ``keep_best`` best
     epochs; ``kind="hgb"`` fits ``ensemble`` boosted-tree models with seeds ``seed + i`` and scikit-learn's
     own early stopping on a validation split. ``disco`` > 0 adds the DisCo term between the MLP output and
-    ``decorrelate`` (the resonant variable) on background (label 0) events.
+    ``decorrelate`` (the resonant variable) on background (label 0) events. ``sample_weight`` multiplies
+    the balanced class weights (reweighted templates, as in SALAD).
     """
     labels = labels.astype(np.float32)
-    weights = balanced_weights(labels)
+    weights = balanced_weights(labels, sample_weight)
     if disco > 0.0 and (kind != "mlp" or decorrelate is None):
         raise ConfigurationError("the DisCo term needs the MLP classifier and the resonant variable (mass)")
     if kind == "mlp":
@@ -214,9 +219,8 @@ def fit_classifier(
                 early_stopping=True,
                 validation_fraction=settings.validation_fraction,
                 n_iter_no_change=settings.patience or settings.epochs,
-                class_weight="balanced",
                 random_state=estimator.seed + 1000 * salt + member,
-            ).fit(x, labels.astype(np.int64))
+            ).fit(x, labels.astype(np.int64), sample_weight=weights)
             members.append(TreeEnsemble.from_sklearn(model))
             shapes.append(list(TreeEnsemble.shape_of(model)))
             scores.append([float(s) for s in model.validation_score_])

@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 _BOOKKEEPING = ("run", "luminosityBlock", "event")
 
 
-def default_features(table: Table, mass: str) -> list[str]:
-    """Every floating-point column except the resonant variable ``mass`` (flags, ids and strings are skipped)."""
+def default_features(table: Table, exclude: Sequence[str]) -> list[str]:
+    """Every floating-point column except those in ``exclude`` (the resonant variable and the context
+    variables); flags, ids and strings are skipped."""
     import pyarrow as pa
 
     table = open_table(table)
@@ -41,7 +42,7 @@ def default_features(table: Table, mass: str) -> list[str]:
         names = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     else:
         names = [str(name) for name in table.columns if np.issubdtype(np.asarray(table[name]).dtype, np.floating)]
-    features = [name for name in names if name != mass and name not in _BOOKKEEPING]
+    features = [name for name in names if name not in exclude and name not in _BOOKKEEPING]
     if not features:
         raise ConfigurationError("the table has no floating-point feature columns; name them with --features")
     return features
@@ -76,6 +77,9 @@ def train_to_folder(
     mass: str | None = None,
     label: str | None = None,
     background: str | Path | None = None,
+    simulation: str | Path | None = None,
+    context: Sequence[str] | None = None,
+    signal_flag: str | None = None,
     seed: int = 0,
     device: str = "cpu",
     training: dict | None = None,
@@ -88,7 +92,7 @@ def train_to_folder(
     """
     estimator_class = get_estimator(method)
     table = open_table(table)
-    features = list(features) if features else default_features(table, mass or "mjj")
+    features = list(features) if features else default_features(table, [mass or "mjj", *(context or ())])
     settings = {"seed": seed, "device": device, "training": training}
     if training is not None and "flow_training" in inspect.signature(estimator_class).parameters:
         settings["flow_training"] = training
@@ -99,6 +103,9 @@ def train_to_folder(
         "mass": mass,
         "label": label,
         "background": open_table(background) if background is not None else None,
+        "simulation": open_table(simulation) if simulation is not None else None,
+        "context": list(context) if context else None,
+        "signal_flag": signal_flag,
         "checkpoint_dir": checkpoint_dir,
     }
     arguments = _fit_arguments(estimator, options)

@@ -103,6 +103,7 @@ class ClassifierMethod(Estimator):
         checkpoint_dir: str | Path | None,
         decorrelate: np.ndarray | None = None,
         disco: float = 0.0,
+        sample_weight: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """Fit one classifier (``folds=None``) or one per fold on the other folds; return per-fold test indices."""
         parts = [np.arange(len(x))] if folds is None else list(folds)
@@ -123,6 +124,7 @@ class ClassifierMethod(Estimator):
                     ensemble=self.ensemble,
                     decorrelate=None if decorrelate is None else decorrelate[train],
                     disco=disco,
+                    sample_weight=None if sample_weight is None else sample_weight[train],
                 )
                 classifiers.append(fitted)
                 shapes.append(member_shapes)
