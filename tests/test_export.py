@@ -33,6 +33,7 @@ CASES = {
     "salad": ({}, {"signal_region": "3300:3700"}),
     "reweight": ({"classifier": "hgb"}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
     "generate": ({"transforms": 2, "flow_training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
+    "morph": ({"transforms": 2, "flow_training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
 }
 
 
@@ -53,7 +54,7 @@ def _fit(method: str, tables):
     estimator = get_estimator(method)(**{"training": TRAIN, **init}, seed=1)
     if method == "iad":
         fit = {**fit, "background": background}
-    if method in ("salad", "reweight"):
+    if method in ("salad", "reweight", "morph"):
         fit = {**fit, "simulation": background}
     features = JET_FEATURES if method == "vae" else FEATURES
     return estimator.fit(data, features, **fit)
@@ -66,7 +67,7 @@ def test_every_method_has_a_case():
 
 
 @pytest.mark.parametrize("method", list(CASES))
-def test_onnxruntime_equals_torch(method, tables, tmp_path):
+def test_onnxruntime_equals_torch_and_save_load_round_trip(method, tables, tmp_path):
     estimator = _fit(method, tables)
     path = estimator.export_onnx(tmp_path / "model.onnx")
     fresh = tables[2][estimator.input_columns].to_numpy(np.float32)
@@ -87,6 +88,11 @@ def test_onnxruntime_equals_torch(method, tables, tmp_path):
     assert metadata.method == method
     assert metadata.training_table_hash == estimator.table_hash_
     assert metadata.params["seed"] == 1
+    # save/load rebuilds every module of every method from JSON + tensors
+    from coffea_ad.models import Estimator
+
+    loaded = Estimator.load(estimator.save(tmp_path / "saved"))
+    np.testing.assert_array_equal(loaded.score_array(fresh), reference)
 
 
 def test_onnx_contract_names_shapes_and_metadata(tables, tmp_path):

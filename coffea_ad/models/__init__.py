@@ -38,6 +38,7 @@ __all__ = [
     "SALAD",
     "Reweight",
     "Generate",
+    "Morph",
 ]
 
 METHODS: dict[str, str] = {
@@ -55,6 +56,7 @@ METHODS: dict[str, str] = {
     "salad": "reweighting:SALAD",
     "reweight": "reweighting:Reweight",
     "generate": "cathode:Generate",
+    "morph": "cathode:Morph",
 }
 """Method name -> ``module:Class`` inside :mod:`coffea_ad.models`."""
 

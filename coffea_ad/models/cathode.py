@@ -8,7 +8,7 @@ References:
     Hallin, Kasieczka, Quadfasel, Shih, Sommerhalder, "Resonant anomaly detection without background
     sculpting" (LaCATHODE), arXiv:2210.14924;
     Nachman, Shih, "Anomaly Detection with Density Estimation" (ANODE), arXiv:2001.04990;
-    Bai, Mastandrea, Nachman, arXiv:2311.12924 (Generate: the same with context variables HT, MET).
+    Bai, Mastandrea, Nachman, arXiv:2311.12924 (Generate and Morph: context variables HT, MET).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from coffea_ad.models.flows import ConditionalDensity, build_flow, negative_log_
 from coffea_ad.models.preprocessing import Preprocessor
 from coffea_ad.models.weak import ClassifierMethod
 
-__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate"]
+__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate", "Morph"]
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +367,119 @@ class ANODE(_SidebandDensity, Estimator):
     def scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _LogDensityRatio(self.density_sr_, self.density_).eval()
+
+
+class _MorphModel(nn.Module):
+    """``log p_data(x | c) = log p_sim(T(x | c) | c) + log |det dT/dx|`` with the simulation density frozen."""
+
+    def __init__(self, simulation: ConditionalDensity, morph: nn.Module) -> None:
+        super().__init__()
+        self.simulation = simulation
+        self.morph = morph
+        for parameter in self.simulation.parameters():
+            parameter.requires_grad_(False)
+
+    def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        z, log_det = self.simulation.pre_x(x)
+        context = self.simulation.context(c)
+        y, ladj = self.morph(context).call_and_ladj(z)
+        return self.simulation.flow(context).log_prob(y) + ladj + log_det
+
+    @torch.no_grad()
+    def transport(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Move simulated events onto data: ``T^-1(x_sim | c)`` in raw coordinates."""
+        z = self.simulation.pre_x(x)[0]
+        return self.simulation.pre_x.inverse(self.morph(self.simulation.context(c)).inv(z))
+
+
+class Morph(_SidebandDensity, ClassifierMethod):
+    """Non-resonant Morph: a flow that moves simulation onto data, learned in the control region.
+
+    A conditional flow ``p_sim(x | c)`` is fitted to the whole simulation; on top of it a second conditional
+    transform ``T(x | c)`` is trained on control-region data so that ``p_sim(T(x | c) | c) |det dT/dx|``
+    is the data density; signal-region simulation moved by ``T^-1`` is the background template, and a
+    classifier of signal-region data vs that template is the score (input columns: the features).
+
+    References:
+        Bai, Mastandrea, Nachman, arXiv:2311.12924; Golling et al., "Flow-enhanced transportation for anomaly
+        detection" (FETA), arXiv:2212.11285.
+    """
+
+    method: ClassVar[str] = "morph"
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "context_", "signal_flag_")
+
+    def __init__(
+        self,
+        classifier: str = "mlp",
+        hidden: Sequence[int] = (64, 64, 64),
+        ensemble: int = 1,
+        flow_type: str = "maf",
+        transforms: int = 4,
+        flow_hidden: Sequence[int] = (64, 64),
+        feature_transforms: Mapping[str, str] | None = None,
+        *,
+        flow_training: Training | dict | None = None,
+        training: Training | dict | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        self.flow_type = flow_type
+        self.transforms = transforms
+        self.flow_hidden = list(flow_hidden)
+        self.feature_transforms = dict(feature_transforms or {})
+        self.flow_training = Training.coerce(flow_training)
+
+    @property
+    def _n_context(self) -> int:
+        return len(self.context_)
+
+    def _build(self) -> None:
+        super()._build()
+        self.density_ = self._new_density()
+        morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
+        self.morph_ = _MorphModel(self.density_, morph.transform)
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"classifiers": self.classifiers_, "morph": self.morph_}
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        simulation: Table,
+        signal_flag: str,
+        context: Sequence[str] = ("ht", "met"),
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> Morph:
+        """Fit ``p_sim(x | c)``, the morph on control-region data, and data vs morphed simulation in the SR."""
+        data = context_split(table, features, context, signal_flag, region)
+        simulated = context_split(simulation, features, context, signal_flag, region)
+        self.features_, self.region_, self.context_, self.signal_flag_ = list(features), region, list(context), signal_flag
+        self.table_hash_ = table_hash([*features, *context], data.x, data.m, simulated.x, simulated.m)
+        with self._seeded():
+            self.density_ = self._new_density()
+            self.history_ = {"flow": self._fit_density(self.density_, simulated.x, simulated.m, "flow", 3, checkpoint_dir)}
+            morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
+            self.morph_ = _MorphModel(self.density_, morph.transform).to(self.torch_device)
+            train, val = self._split(int((~data.in_sr).sum()), salt=4)
+            x_cr, c_cr = data.x_sb, data.m_sb
+            result = self._train(
+                self.morph_,
+                negative_log_likelihood,
+                [x_cr[train], c_cr[train]],
+                [x_cr[val], c_cr[val]],
+                name="morph",
+                checkpoint_dir=checkpoint_dir,
+                settings=self.flow_training,
+            )
+            self.morph_.cpu().eval()
+            self.history_["morph"] = result.summary()
+            template = self.morph_.transport(torch.as_tensor(simulated.x_sr), torch.as_tensor(simulated.m_sr)).numpy()
+        finite = np.isfinite(template).all(axis=1)
+        x = np.concatenate([data.x_sr, template[finite]])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(int(finite.sum()))])
+        self._fit_classifiers(x, labels, None, checkpoint_dir)
+        return self
