@@ -46,9 +46,23 @@ def sample_kde(values: np.ndarray, n: int, low: float, high: float, rng: np.rand
 
 class _SidebandDensity:
     """Shared parts of CATHODE, LaCATHODE and ANODE: the conditional flow ``p(x | m)``, the signal-region
-    split and the KDE of the signal-region ``m``. Needs the attributes ``flow_type``, ``transforms``,
-    ``flow_hidden``, ``feature_transforms``, ``flow_training`` and ``oversampling``.
+    split and the KDE of the signal-region ``m``. ``__init__`` calls :meth:`_set_flow`.
     """
+
+    def _set_flow(
+        self,
+        flow_type: str,
+        transforms: int,
+        flow_hidden: Sequence[int],
+        feature_transforms: Mapping[str, str] | None,
+        flow_training: Training | dict | None,
+    ) -> None:
+        """Store the flow hyperparameters (called by ``__init__``)."""
+        self.flow_type = flow_type
+        self.transforms = transforms
+        self.flow_hidden = list(flow_hidden)
+        self.feature_transforms = dict(feature_transforms or {})
+        self.flow_training = Training.coerce(flow_training)
 
     @property
     def _n_context(self) -> int:
@@ -155,12 +169,8 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
         if oversampling < 1:
             raise ConfigurationError(f"oversampling must be >= 1, got {oversampling}")
-        self.flow_type = flow_type
-        self.transforms = transforms
-        self.flow_hidden = list(flow_hidden)
-        self.feature_transforms = dict(feature_transforms or {})
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, flow_training)
         self.oversampling = oversampling
-        self.flow_training = Training.coerce(flow_training)
 
     def _build(self) -> None:
         super()._build()
@@ -329,11 +339,7 @@ class ANODE(_SidebandDensity, Estimator):
         device: str = "cpu",
     ) -> None:
         super().__init__(training=training, seed=seed, device=device)
-        self.flow_type = flow_type
-        self.transforms = transforms
-        self.flow_hidden = list(flow_hidden)
-        self.feature_transforms = dict(feature_transforms or {})
-        self.flow_training = self.training
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, self.training)
 
     _score_reads_mass: ClassVar[bool] = True
 
@@ -424,21 +430,20 @@ class Morph(_SidebandDensity, ClassifierMethod):
         device: str = "cpu",
     ) -> None:
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
-        self.flow_type = flow_type
-        self.transforms = transforms
-        self.flow_hidden = list(flow_hidden)
-        self.feature_transforms = dict(feature_transforms or {})
-        self.flow_training = Training.coerce(flow_training)
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, flow_training)
 
     @property
     def _n_context(self) -> int:
         return len(self.context_)
 
+    def _new_morph(self) -> _MorphModel:
+        morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
+        return _MorphModel(self.density_, morph.transform)
+
     def _build(self) -> None:
         super()._build()
         self.density_ = self._new_density()
-        morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
-        self.morph_ = _MorphModel(self.density_, morph.transform)
+        self.morph_ = self._new_morph()
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"classifiers": self.classifiers_, "morph": self.morph_}
@@ -462,8 +467,7 @@ class Morph(_SidebandDensity, ClassifierMethod):
         with self._seeded():
             self.density_ = self._new_density()
             self.history_ = {"flow": self._fit_density(self.density_, simulated.x, simulated.m, "flow", 3, checkpoint_dir)}
-            morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
-            self.morph_ = _MorphModel(self.density_, morph.transform).to(self.torch_device)
+            self.morph_ = self._new_morph().to(self.torch_device)
             train, val = self._split(int((~data.in_sr).sum()), salt=4)
             x_cr, c_cr = data.x_sb, data.m_sb
             result = self._train(
