@@ -154,6 +154,10 @@ class AutoEncoder(Estimator):
     def _n_jets(self) -> int:
         return 1
 
+    @property
+    def _kl_weight(self) -> float:
+        return 0.0
+
     def _jet_transforms(self) -> list[str]:
         per_feature = Preprocessor.resolve(self.features_, self.feature_transforms)
         width = len(per_feature) // self._n_jets
@@ -165,7 +169,7 @@ class AutoEncoder(Estimator):
     def _build(self) -> None:
         width = len(self.features_) // self._n_jets
         net = _AutoEncoderNet(width, self.latent, self.hidden, self._variational)
-        self.model_ = _TrainingModel(Preprocessor(width, self._jet_transforms()), net, getattr(self, "beta", 1.0))
+        self.model_ = _TrainingModel(Preprocessor(width, self._jet_transforms()), net, self._kl_weight)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"model": self.model_}
@@ -242,6 +246,10 @@ class VariationalAutoEncoder(AutoEncoder):
     @property
     def _n_jets(self) -> int:
         return self.jets
+
+    @property
+    def _kl_weight(self) -> float:
+        return self.beta
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()

@@ -22,7 +22,7 @@ from coffea_ad.errors import ConfigurationError
 from coffea_ad.export import score_onnx
 from coffea_ad.models import get_estimator
 from coffea_ad.models.base import Estimator
-from coffea_ad.models.data import Table, column_array, feature_matrix, open_table
+from coffea_ad.models.data import Table, feature_matrix, open_table, region_mask
 from coffea_ad.paths import atomic_output
 
 __all__ = ["default_features", "train_to_folder"]
@@ -116,10 +116,7 @@ def train_to_folder(
     seconds = time.perf_counter() - start
     onnx_path = estimator.export_onnx(output / "model.onnx")
     estimator.save(output)
-    rows = np.ones(len(column_array(table, features[0])), dtype=bool)
-    if region is not None:
-        rows = column_array(table, region).astype(bool)
-    check = feature_matrix(table, estimator.input_columns, rows=rows)[:2000]
+    check = feature_matrix(table, estimator.input_columns, rows=region_mask(table, region))[:2000]
     reference = estimator.score_array(check)
     exported = score_onnx(onnx_path, check)
     scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
