@@ -276,6 +276,7 @@ class Estimator:
             torch.save(states, tmp)
         with atomic_output(folder / _CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(config, indent=1))
+        logger.info("saved %s to %s", type(self).__name__, folder)
         return folder
 
     @classmethod
