@@ -166,9 +166,12 @@ class Estimator:
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             checkpoint = Path(checkpoint_dir) / f"{name}.pt"
-        run_id = fingerprint(
-            type(self).__name__, self._params_json(), name, [array.shape for array in train], self.table_hash_
-        )
+        # what changes the result identifies the run; the device and the progress bar do not
+        params = {key: value for key, value in self._params_json().items() if key != "device"}
+        for key, value in params.items():
+            if isinstance(value, dict) and "progress" in value:
+                params[key] = {k: v for k, v in value.items() if k != "progress"}
+        run_id = fingerprint(type(self).__name__, params, name, [array.shape for array in train], self.table_hash_)
         return train_module(
             module,
             loss,
