@@ -104,14 +104,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results: dict = {"rows": args.rows, "events": args.events, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    results: dict = {
+        "rows": args.rows,
+        "events": args.events,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     data = table(args.rows)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         for estimator_class in (AutoEncoder, MAF):
             seconds = seconds_per_epoch(estimator_class, data, device, args.batch_size)
             results[f"{estimator_class.method}_{device}_seconds_per_epoch"] = seconds
-            print(f"training {estimator_class.method:12s} {device}: {seconds:7.2f} s/epoch on {args.rows} events", flush=True)
+            name = estimator_class.method
+            print(f"training {name:12s} {device}: {seconds:7.2f} s/epoch on {args.rows} events", flush=True)
     x = np.ascontiguousarray(table(args.events, seed=1).to_numpy())
     with tempfile.TemporaryDirectory() as folder:
         for estimator_class in (AutoEncoder, MAF):

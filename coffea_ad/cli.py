@@ -104,13 +104,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from coffea_ad.models import METHODS
 
     parser.add_argument("method", metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
-    parser.add_argument("table", metavar="FEATURES", type=Path, help="feature table (parquet) from 'coffea-ad features'")
+    parser.add_argument(
+        "table", metavar="FEATURES", type=Path, help="feature table (parquet) from 'coffea-ad features'"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="model folder: model.onnx + summary.json")
     parser.add_argument(
-        "--features", default=None, help="comma-separated feature columns (default: every float column but --mass)"
+        "--features",
+        default=None,
+        help="comma-separated feature columns (default: every float column except --mass and --context)",
     )
     parser.add_argument("--region", default=None, help="boolean region column: train on its rows only")
-    parser.add_argument("--signal-region", default=None, metavar="LO:HI", help="signal region of --mass (resonant methods)")
+    parser.add_argument(
+        "--signal-region", default=None, metavar="LO:HI", help="signal region of --mass (resonant methods)"
+    )
     parser.add_argument("--mass", default=None, help="resonant variable column (default: mjj)")
     parser.add_argument("--label", default=None, help="0/1 signal label column (supervised; default: is_signal)")
     parser.add_argument("--background", type=Path, default=None, help="background-only table (iad)")
@@ -162,9 +168,14 @@ def _train_run(args: argparse.Namespace) -> int:
         training=training,
         checkpoint_dir=args.checkpoint_dir,
     )
-    best = {name: part.get("best_validation_loss") for name, part in summary["history"].items() if isinstance(part, dict)}
-    print(f"{args.method}: wrote {args.output / 'model.onnx'} ({summary['training_seconds']:.1f} s); "
-          f"best validation losses {json.dumps(best)}")
+    metrics = {
+        name: {key: part[key] for key in ("best_validation_loss", "validation_auc") if part.get(key) is not None}
+        for name, part in summary["history"].items()
+    }
+    print(
+        f"{args.method}: wrote {args.output / 'model.onnx'} ({summary['training_seconds']:.1f} s); "
+        f"validation: {json.dumps(metrics)}"
+    )
     return 0
 
 
@@ -176,7 +187,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
-    "train": ("fit an anomaly-detection method on a feature table; write model.onnx + summary.json", _train_arguments, _train_run),
+    "train": (
+        "fit an anomaly-detection method on a feature table; write model.onnx + summary.json",
+        _train_arguments,
+        _train_run,
+    ),
 }
 
 

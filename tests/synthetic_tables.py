@@ -65,7 +65,8 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.fixture(autouse=True)
 def single_thread():
-    """Run every test of a module that imports this fixture with one torch thread (the test machine's cores are shared; two threads contend)."""
+    """Run every test of a module that imports this fixture with one torch thread (the test machine's
+    cores are shared, and two threads contend)."""
     import torch
 
     before = torch.get_num_threads()

@@ -25,7 +25,10 @@ CASES = {
     "maf": ({"transforms": 2, "feature_transforms": {"mj_min": "log", "tau21_j1": "logit"}}, {}),
     "cwola": ({"folds": 2}, {"signal_region": "3300:3700"}),
     "bdt": ({"folds": 2, "ensemble": 2}, {"signal_region": "3300:3700"}),
-    "cathode": ({"transforms": 2, "flow_training": TRAIN, "training": {**TRAIN, "keep_best": 2}}, {"signal_region": "3300:3700"}),
+    "cathode": (
+        {"transforms": 2, "flow_training": TRAIN, "training": {**TRAIN, "keep_best": 2}},
+        {"signal_region": "3300:3700"},
+    ),
     "lacathode": ({"transforms": 2, "flow_training": TRAIN}, {"signal_region": "3300:3700"}),
     "anode": ({"transforms": 2}, {"signal_region": "3300:3700"}),
     "iad": ({}, {"signal_region": "3300:3700"}),

@@ -120,7 +120,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
 
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
-        train_module(_linear(), _mse, train, validation, checkpoint=checkpoint, run_id="a", on_epoch_end=stop_after_third, **settings)
+        train_module(
+            _linear(), _mse, train, validation, checkpoint=checkpoint, run_id="a", on_epoch_end=stop_after_third,
+            **settings,
+        )
     torch.manual_seed(999)  # the resumed run must not depend on the state the interruption left behind
     resumed_module = torch.nn.Linear(3, 1)
     resumed = train_module(resumed_module, _mse, train, validation, checkpoint=checkpoint, run_id="a", **settings)

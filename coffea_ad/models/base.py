@@ -313,4 +313,9 @@ class Estimator:
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: method, parameters, features, region, losses and validation metrics."""
         self._check_fitted()
-        return {**self.metadata(), "features": self.input_columns, "coffea_ad_version": __version__, "history": self.history_}
+        return {
+            **self.metadata(),
+            "features": self.input_columns,
+            "coffea_ad_version": __version__,
+            "history": self.history_,
+        }

@@ -95,7 +95,9 @@ class _SidebandDensity:
         density.cpu().eval()
         return result.summary()
 
-    def _start(self, table: Table, features: Sequence[str], mass: str, signal_region, region: str | None) -> ResonantSplit:
+    def _start(
+        self, table: Table, features: Sequence[str], mass: str, signal_region, region: str | None
+    ) -> ResonantSplit:
         self.mass_ = mass
         self.signal_region_ = list(parse_signal_region(signal_region))
         split = resonant_split(table, features, mass, tuple(self.signal_region_), region)
@@ -198,7 +200,8 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         """Flow on the sidebands / control region, one sample per row of ``conditions``, then the classifier."""
         with self._seeded():
             self.density_ = self._new_density()
-            self.history_ = {"flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)}
+            flow = self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)
+            self.history_ = {"flow": flow}
             samples = self.sample(conditions)
         finite = np.isfinite(samples).all(axis=1)
         if not finite.all():
@@ -239,7 +242,8 @@ class Generate(CATHODE):
     ) -> Generate:
         """Fit ``p(x | c)`` in the control region, sample it in the signal region, train data vs samples."""
         split = context_split(table, features, context, signal_flag, region)
-        self.features_, self.region_, self.context_, self.signal_flag_ = list(features), region, list(context), signal_flag
+        self.features_, self.region_ = list(features), region
+        self.context_, self.signal_flag_ = list(context), signal_flag
         self.table_hash_ = table_hash([*features, *context], split.x, split.m)
         rng = np.random.default_rng([self.seed, 17])
         conditions = split.m_sr[rng.integers(0, len(split.m_sr), self.oversampling * len(split.m_sr))]
@@ -290,10 +294,12 @@ class LaCATHODE(CATHODE):
         split = self._start(table, features, mass, signal_region, region)
         with self._seeded():
             self.density_ = self._new_density()
-            self.history_ = {"flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)}
+            flow = self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)
+            self.history_ = {"flow": flow}
             with torch.no_grad():
                 latent = self.density_.latent(torch.as_tensor(split.x_sr), torch.as_tensor(split.m_sr[:, None])).numpy()
-            normal = np.random.default_rng([self.seed, 13]).standard_normal((self.oversampling * len(latent), latent.shape[1]))
+            shape = (self.oversampling * len(latent), latent.shape[1])
+            normal = np.random.default_rng([self.seed, 13]).standard_normal(shape)
         x = np.concatenate([latent, normal.astype(np.float32)])
         labels = np.concatenate([np.ones(len(latent)), np.zeros(len(normal))])
         self._fit_classifiers(x, labels, None, checkpoint_dir)
@@ -462,11 +468,13 @@ class Morph(_SidebandDensity, ClassifierMethod):
         """Fit ``p_sim(x | c)``, the morph on control-region data, and data vs morphed simulation in the SR."""
         data = context_split(table, features, context, signal_flag, region)
         simulated = context_split(simulation, features, context, signal_flag, region)
-        self.features_, self.region_, self.context_, self.signal_flag_ = list(features), region, list(context), signal_flag
+        self.features_, self.region_ = list(features), region
+        self.context_, self.signal_flag_ = list(context), signal_flag
         self.table_hash_ = table_hash([*features, *context], data.x, data.m, simulated.x, simulated.m)
         with self._seeded():
             self.density_ = self._new_density()
-            self.history_ = {"flow": self._fit_density(self.density_, simulated.x, simulated.m, "flow", 3, checkpoint_dir)}
+            flow = self._fit_density(self.density_, simulated.x, simulated.m, "flow", 3, checkpoint_dir)
+            self.history_ = {"flow": flow}
             self.morph_ = self._new_morph().to(self.torch_device)
             train, val = self._split(int((~data.in_sr).sum()), salt=4)
             x_cr, c_cr = data.x_sb, data.m_sb

@@ -32,7 +32,15 @@ from coffea_ad.models.preprocessing import Preprocessor
 if TYPE_CHECKING:
     from coffea_ad.models.base import Estimator
 
-__all__ = ["CLASSIFIERS", "probability", "balanced_weights", "TreeEnsemble", "ClassifierEnsemble", "fit_classifier", "build_classifier"]
+__all__ = [
+    "CLASSIFIERS",
+    "probability",
+    "balanced_weights",
+    "TreeEnsemble",
+    "ClassifierEnsemble",
+    "fit_classifier",
+    "build_classifier",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +138,12 @@ def _weighted_bce(module: ClassifierEnsemble, batch: Sequence[torch.Tensor], dis
     plus ``disco`` times the distance correlation of the output and that variable on background events."""
     x, label, weight = batch[:3]
     logit = module.logit(x)
-    loss = (nn.functional.binary_cross_entropy_with_logits(logit, label, reduction="none") * weight).sum() / weight.sum()
+    loss = nn.functional.binary_cross_entropy_with_logits(logit, label, reduction="none")
+    loss = (loss * weight).sum() / weight.sum()
     if disco > 0.0:
         background = label < 0.5
-        loss = loss + disco * distance_correlation(torch.sigmoid(logit[background]), batch[3][background], weight[background])
+        signal_probability = torch.sigmoid(logit[background])
+        loss = loss + disco * distance_correlation(signal_probability, batch[3][background], weight[background])
     return loss
 
 
@@ -158,7 +168,9 @@ def _auc(classifier: ClassifierEnsemble, x: np.ndarray, labels: np.ndarray, weig
     return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
-def build_classifier(kind: str, n_inputs: int, hidden: Sequence[int], shapes: Sequence[Sequence[int]]) -> ClassifierEnsemble:
+def build_classifier(
+    kind: str, n_inputs: int, hidden: Sequence[int], shapes: Sequence[Sequence[int]]
+) -> ClassifierEnsemble:
     """An empty ensemble: MLPs of ``hidden`` widths, or trees of the given ``(n_trees, n_nodes, depth)``."""
     if kind == "mlp":
         members = [zuko.nn.MLP(n_inputs, 1, tuple(hidden)) for _ in shapes]
@@ -189,8 +201,8 @@ def fit_classifier(
     epochs; ``kind="hgb"`` fits ``ensemble`` boosted-tree models with seeds ``seed + i`` (each split sees
     70 % of the features when ``ensemble`` > 1, so that the members differ) and scikit-learn's own early
     stopping on the same validation split. The history records the validation ROC AUC. ``disco`` > 0 adds
-    the DisCo term between the MLP output and ``decorrelate`` (the resonant variable) on background events. ``sample_weight`` multiplies
-    the balanced class weights (reweighted templates, as in SALAD).
+    the DisCo term between the MLP output and ``decorrelate`` (the resonant variable) on background events.
+    ``sample_weight`` multiplies the balanced class weights (reweighted templates, as in SALAD).
     """
     labels = labels.astype(np.float32)
     weights = balanced_weights(labels, sample_weight)
@@ -213,7 +225,8 @@ def fit_classifier(
         members = []
         for state in result.best_states:
             member = zuko.nn.MLP(x.shape[1], 1, tuple(hidden))
-            member.load_state_dict({key[len("members.0.") :]: v for key, v in state.items() if key.startswith("members.0.")})
+            prefix = "members.0."
+            member.load_state_dict({key[len(prefix) :]: v for key, v in state.items() if key.startswith(prefix)})
             members.append(member)
         fitted = ClassifierEnsemble(classifier.pre.cpu(), members).eval()
         history = {**result.summary(), "validation_auc": _auc(fitted, x[val], labels[val], weights[val])}

@@ -97,7 +97,8 @@ def feature_matrix(table: Table, features: Sequence[str], *, rows: np.ndarray | 
     missing = [name for name in features if name not in names]
     if missing:
         raise ConfigurationError(
-            f"feature column(s) {', '.join(map(repr, missing))} not in {description}; its columns are: {', '.join(names)}"
+            f"feature column(s) {', '.join(map(repr, missing))} not in {description}; "
+            f"its columns are: {', '.join(names)}"
         )
     columns = []
     for name in features:
@@ -127,7 +128,9 @@ def region_mask(table: Table, region: str | None) -> np.ndarray | None:
     if values.dtype != np.bool_:
         raise ConfigurationError(f"region column {region!r} must be boolean, it has dtype {values.dtype}")
     if not values.any():
-        raise ConfigurationError(f"region {region!r} selects no events of the training table: no background to train on")
+        raise ConfigurationError(
+            f"region {region!r} selects no events of the training table: no background to train on"
+        )
     return values
 
 
@@ -209,7 +212,9 @@ def resonant_split(
     if not in_sr.any():
         raise ConfigurationError(f"signal region {mass} in [{lo}, {hi}) holds no events{where}")
     if in_sr.all():
-        raise ConfigurationError(f"sidebands outside {mass} in [{lo}, {hi}) hold no events{where}: no background to learn")
+        raise ConfigurationError(
+            f"sidebands outside {mass} in [{lo}, {hi}) hold no events{where}: no background to learn"
+        )
     return ResonantSplit(x=x, m=m, in_sr=in_sr)
 
 
@@ -240,5 +245,7 @@ def context_split(
     if not in_sr.any():
         raise ConfigurationError(f"signal region {signal_flag!r} holds no events{where}")
     if in_sr.all():
-        raise ConfigurationError(f"the control region (not {signal_flag!r}) holds no events{where}: no background to learn")
+        raise ConfigurationError(
+            f"the control region (not {signal_flag!r}) holds no events{where}: no background to learn"
+        )
     return ResonantSplit(x=x, m=c, in_sr=in_sr)

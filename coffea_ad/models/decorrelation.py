@@ -85,7 +85,9 @@ class MassDependentThreshold:
 
         score, mass = np.asarray(score, dtype=np.float64), np.asarray(mass, dtype=np.float64)
         if score.shape != mass.shape or score.ndim != 1:
-            raise ConfigurationError(f"score and mass must be 1-d and of equal length, got {score.shape} and {mass.shape}")
+            raise ConfigurationError(
+                f"score and mass must be 1-d and of equal length, got {score.shape} and {mass.shape}"
+            )
         finite = np.isfinite(score) & np.isfinite(mass)
         needed = int(np.ceil(10 * (self.degree + 1) / self.efficiency))
         if finite.sum() < needed:

@@ -170,7 +170,12 @@ class NormalizingFlow(Estimator):
         return {"density": self.density_}
 
     def fit(
-        self, table: Table, features: Sequence[str], *, region: str | None = None, checkpoint_dir: str | Path | None = None
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> NormalizingFlow:
         """Fit the density of ``features`` on the rows of ``table`` (inside the boolean column ``region``)."""
         x = self._read(table, features, region)

@@ -128,7 +128,8 @@ class AutoEncoder(Estimator):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
     Example:
-        >>> ae = AutoEncoder(latent=2, training={"epochs": 5}).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"])
+        >>> ae = AutoEncoder(latent=2, training={"epochs": 5})
+        >>> ae.fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"])
         >>> scores = ae.score(table)
     """
 
@@ -175,7 +176,12 @@ class AutoEncoder(Estimator):
         return {"model": self.model_}
 
     def fit(
-        self, table: Table, features: Sequence[str], *, region: str | None = None, checkpoint_dir: str | Path | None = None
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> AutoEncoder:
         """Train on the rows of ``table`` (inside the boolean column ``region``) to reconstruct ``features``."""
         if len(features) % self._n_jets:
@@ -187,7 +193,9 @@ class AutoEncoder(Estimator):
             self._build()
             self.model_.pre.fit(jets[train])
             self.model_.to(self.torch_device)
-            result = self._train(self.model_, _model_loss, [jets[train]], [jets[val]], name=self.method, checkpoint_dir=checkpoint_dir)
+            result = self._train(
+                self.model_, _model_loss, [jets[train]], [jets[val]], name=self.method, checkpoint_dir=checkpoint_dir
+            )
         self.model_.cpu().eval()
         self.history_ = {self.method: result.summary()}
         return self

@@ -85,7 +85,8 @@ class Preprocessor(nn.Module):
         for column, name in enumerate(self.transforms):
             values = x[:, column]
             if name == "log" and (values <= 0).any():
-                raise ConfigurationError(f"log transform of column {column} needs x > 0; {(values <= 0).sum()} row(s) are not")
+                bad = (values <= 0).sum()
+                raise ConfigurationError(f"log transform of column {column} needs x > 0; {bad} row(s) are not")
             if name == "logit" and ((values <= 0) | (values >= 1)).any():
                 bad = ((values <= 0) | (values >= 1)).sum()
                 raise ConfigurationError(f"logit transform of column {column} needs 0 < x < 1; {bad} row(s) are not")

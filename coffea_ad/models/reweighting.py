@@ -86,7 +86,7 @@ class SALAD(ClassifierMethod):
             )
         self.history_ = {"reweighter": history}
         weights = self.weights(_with_context(simulation, True))
-        logger.info("%s: signal-region simulation weights mean %.3g, max %.3g", self.method, weights.mean(), weights.max())
+        logger.info("%s: SR simulation weights mean %.3g, max %.3g", self.method, weights.mean(), weights.max())
         x = np.concatenate([data.x_sr, simulation.x_sr])
         labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(simulation.x_sr))])
         sample_weight = np.concatenate([np.ones(len(data.x_sr)), weights])

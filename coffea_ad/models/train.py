@@ -124,7 +124,10 @@ def train_to_folder(
         **estimator.summary(),
         "training_seconds": seconds,
         "device": str(estimator.torch_device),
-        "onnx": {"path": "model.onnx", "max_abs_diff_over_max_abs_score": float(np.abs(exported - reference).max() / scale)},
+        "onnx": {
+            "path": "model.onnx",
+            "max_abs_diff_over_max_abs_score": float(np.abs(exported - reference).max() / scale),
+        },
     }
     with atomic_output(output / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1, default=float))
