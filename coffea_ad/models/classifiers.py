@@ -8,7 +8,7 @@ so that they export to ONNX through the same path as the networks and are saved 
 Both use balanced class weights.
 
 References:
-    Finke, Krämer, Mück, Tönshoff, "Back To The Roots: Tree-Based Algorithms for Weakly Supervised
+    Finke et al., "Back To The Roots: Tree-Based Algorithms for Weakly Supervised
     Anomaly Detection", arXiv:2309.13111 (boosted trees as the CWoLa/CATHODE classifier).
 """
 

@@ -306,7 +306,7 @@ class BDT(CWoLa):
     """CWoLa hunting with boosted decision trees (HistGradientBoosting, ensemble of 5 seeds) as classifier.
 
     References:
-        Finke, Krämer, Mück, Tönshoff, arXiv:2309.13111; Collins, Howe, Nachman, arXiv:1805.02664.
+        Finke et al., arXiv:2309.13111; Collins, Howe, Nachman, arXiv:1805.02664.
     """
 
     method: ClassVar[str] = "bdt"
