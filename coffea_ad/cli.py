@@ -100,6 +100,167 @@ def _demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "histograms", metavar="HISTOGRAMS", type=Path, help="ROOT file of histograms (written with uproot)"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--method",
+        choices=("bumphunt", "score", "abcd"),
+        default="bumphunt",
+        help="bumphunt: dijet-function sideband fit of mjj with a sliding window; score: the anomaly score as the "
+        "fitted variable, one channel per region; abcd: N_A = N_B N_C / N_D (default: bumphunt)",
+    )
+    parser.add_argument(
+        "--region",
+        dest="regions",
+        action="append",
+        default=None,
+        help="region filled into {region}; repeatable (default: SR; abcd: A B C D, in that order)",
+    )
+    parser.add_argument("--variable", default=None, help="variable filled into {variable} (default: mjj; score: score)")
+    parser.add_argument(
+        "--data", default="data/{region}/{variable}", help="path of the data histogram (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--background",
+        dest="backgrounds",
+        action="append",
+        default=None,
+        help="path of a background histogram; repeatable; the sample name is its first path component "
+        "(score: default background/{region}/{variable}; abcd: optional, for the closure test; bumphunt: unused)",
+    )
+    parser.add_argument(
+        "--signal",
+        default=None,
+        help="path of the signal histogram (default: signal/{region}/{variable} for score; none for bumphunt and "
+        "abcd, which then report significances and no limit)",
+    )
+    parser.add_argument(
+        "--template-statistics",
+        choices=("staterror", "shapesys", "none"),
+        default="staterror",
+        help="score: template statistics modifier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--window-width", type=float, default=0.2, help="bumphunt: relative window width (default: 0.2)"
+    )
+    parser.add_argument(
+        "--parameters", type=int, choices=(3, 4), default=4, help="bumphunt: dijet-function parameters (default: 4)"
+    )
+    parser.add_argument(
+        "--toys", type=int, default=0, help="bumphunt: background-only toys for the global significance"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bumphunt: seed of the toys (default: 0)")
+
+
+def _fit_run(args: argparse.Namespace) -> int:
+    from coffea_ad.stats.pipeline import HistogramPaths, describe_fit, run_fit
+
+    signal, backgrounds = args.signal, tuple(args.backgrounds or ())
+    if args.method == "score":
+        signal = signal or "signal/{region}/{variable}"
+        backgrounds = backgrounds or ("background/{region}/{variable}",)
+    paths = HistogramPaths(data=args.data, backgrounds=backgrounds, signal=signal)
+    summary = run_fit(
+        args.histograms,
+        args.output,
+        method=args.method,
+        paths=paths,
+        regions=args.regions,
+        variable=args.variable,
+        template_statistics=args.template_statistics,
+        bumphunt_options={
+            "relative_width": args.window_width,
+            "n_parameters": args.parameters,
+            "n_toys": args.toys,
+            "seed": args.seed,
+        },
+    )
+    print(describe_fit(summary))
+    return 0
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from coffea_ad.models import METHODS
+
+    parser.add_argument("method", metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
+    parser.add_argument(
+        "table", metavar="FEATURES", type=Path, help="feature table (parquet) from 'coffea-ad features'"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="model folder: model.onnx + summary.json")
+    parser.add_argument(
+        "--features",
+        default=None,
+        help="comma-separated feature columns (default: every float column except --mass and --context)",
+    )
+    parser.add_argument("--region", default=None, help="boolean region column: train on its rows only")
+    parser.add_argument(
+        "--signal-region", default=None, metavar="LO:HI", help="signal region of --mass (resonant methods)"
+    )
+    parser.add_argument("--mass", default=None, help="resonant variable column (default: mjj)")
+    parser.add_argument("--label", default=None, help="0/1 signal label column (supervised; default: is_signal)")
+    parser.add_argument("--background", type=Path, default=None, help="background-only table (iad)")
+    parser.add_argument("--simulation", type=Path, default=None, help="simulated background table (salad, reweight)")
+    parser.add_argument(
+        "--context", default=None, help="comma-separated context columns (reweight, generate; default: ht,met)"
+    )
+    parser.add_argument(
+        "--signal-flag", default=None, help="boolean signal-region column (non-resonant: reweight, generate)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0); same seed, same model")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the method's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="events per batch (default: the method's)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None, help="checkpoint every epoch here; resume from it")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    import json
+
+    from coffea_ad.models.train import train_to_folder
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    training = {"progress": not args.no_progress}
+    if args.epochs is not None:
+        training["epochs"] = args.epochs
+    if args.batch_size is not None:
+        training["batch_size"] = args.batch_size
+    summary = train_to_folder(
+        args.method,
+        args.table,
+        args.output,
+        features=[name.strip() for name in args.features.split(",")] if args.features else None,
+        region=args.region,
+        signal_region=args.signal_region,
+        mass=args.mass,
+        label=args.label,
+        background=args.background,
+        simulation=args.simulation,
+        context=[name.strip() for name in args.context.split(",")] if args.context else None,
+        signal_flag=args.signal_flag,
+        seed=args.seed,
+        device=args.device,
+        training=training,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+    metrics = {
+        name: {key: part[key] for key in ("best_validation_loss", "validation_auc") if part.get(key) is not None}
+        for name, part in summary["history"].items()
+    }
+    print(
+        f"{args.method}: wrote {args.output / 'model.onnx'} ({summary['training_seconds']:.1f} s); "
+        f"validation: {json.dumps(metrics)}"
+    )
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": (
         "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
@@ -108,6 +269,16 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+    "fit": (
+        "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",
+        _fit_arguments,
+        _fit_run,
+    ),
+    "train": (
+        "fit an anomaly-detection method on a feature table; write model.onnx + summary.json",
+        _train_arguments,
+        _train_run,
+    ),
 }
 
 

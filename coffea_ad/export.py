@@ -141,6 +141,9 @@ def export_module(
     with atomic_output(path) as tmp, warnings.catch_warnings():
         # constants taken from tensors while tracing (masks, permutations) are constants by design
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # the TorchScript exporter is chosen on purpose (dynamo=False: zuko's flows trace with it); its own
+        # deprecation notices are not the caller's to act on
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
             (example,),

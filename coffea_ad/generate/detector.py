@@ -84,7 +84,8 @@ class DetectorCard:
 
     #: b tagging (Jet_btagDeepFlavB) for jets inside the tracker: the probability to pass the working
     #: point for b, c and light jets; the score is drawn above the working point when tagged, below otherwise.
-    btag_working_point: float = 0.3
+    #: The working point is the DeepJet medium one of 2018 UL, the default of coffea_ad.features.
+    btag_working_point: float = 0.2783
     btag_efficiency_b: float = 0.75
     btag_efficiency_c: float = 0.15
     btag_efficiency_light: float = 0.01

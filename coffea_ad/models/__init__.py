@@ -2,18 +2,23 @@
 
 Every estimator follows one contract: hyperparameters in ``__init__``, ``fit(table, features, ...)``
 returning ``self``, ``score(table)`` (higher = more anomalous), ``save``/``load`` and ``export_onnx``.
-:data:`ESTIMATORS` maps each method name of ``coffea-ad train`` to its class.
+:data:`METHODS` maps each method name of ``coffea-ad train`` to its class; the classes are imported on
+first use, so that ``import coffea_ad.models`` alone (e.g. to list the methods) does not import torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.models.base import Estimator, NotFittedError, Training
-from coffea_ad.models.flows import MAF, NormalizingFlow, RealNVP
-from coffea_ad.models.outlier import AutoEncoder, VariationalAutoEncoder
+
+if TYPE_CHECKING:
+    from coffea_ad.models.base import Estimator
 
 __all__ = [
-    "ESTIMATORS",
+    "METHODS",
+    "get_estimator",
     "Estimator",
     "NotFittedError",
     "Training",
@@ -22,24 +27,60 @@ __all__ = [
     "NormalizingFlow",
     "RealNVP",
     "MAF",
-    "get_estimator",
+    "ClassifierMethod",
+    "CWoLa",
+    "BDT",
+    "CATHODE",
+    "LaCATHODE",
+    "ANODE",
+    "IdealizedAD",
+    "Supervised",
+    "SALAD",
+    "Reweight",
+    "Generate",
+    "Morph",
 ]
 
-ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.method: cls
-    for cls in (
-        AutoEncoder,
-        VariationalAutoEncoder,
-        RealNVP,
-        MAF,
-    )
+METHODS: dict[str, str] = {
+    "autoencoder": "outlier:AutoEncoder",
+    "vae": "outlier:VariationalAutoEncoder",
+    "realnvp": "flows:RealNVP",
+    "maf": "flows:MAF",
+    "cwola": "weak:CWoLa",
+    "bdt": "weak:BDT",
+    "cathode": "cathode:CATHODE",
+    "lacathode": "cathode:LaCATHODE",
+    "anode": "cathode:ANODE",
+    "iad": "weak:IdealizedAD",
+    "supervised": "weak:Supervised",
+    "salad": "reweighting:SALAD",
+    "reweight": "reweighting:Reweight",
+    "generate": "cathode:Generate",
+    "morph": "cathode:Morph",
 }
-"""Method name -> estimator class."""
+"""Method name -> ``module:Class`` inside :mod:`coffea_ad.models`."""
+
+_OTHER_NAMES = {
+    "Estimator": "base",
+    "NotFittedError": "base",
+    "Training": "base",
+    "NormalizingFlow": "flows",
+    "ClassifierMethod": "weak",
+}
 
 
 def get_estimator(method: str) -> type[Estimator]:
     """The estimator class of ``method``; an unknown name raises, listing the valid ones."""
-    try:
-        return ESTIMATORS[method]
-    except KeyError:
-        raise ConfigurationError(f"unknown method {method!r}; valid methods: {', '.join(ESTIMATORS)}") from None
+    if method not in METHODS:
+        raise ConfigurationError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    module, name = METHODS[method].split(":")
+    return getattr(importlib.import_module(f"coffea_ad.models.{module}"), name)
+
+
+def __getattr__(name: str):
+    for method, target in METHODS.items():
+        if target.endswith(f":{name}"):
+            return get_estimator(method)
+    if name in _OTHER_NAMES:
+        return getattr(importlib.import_module(f"coffea_ad.models.{_OTHER_NAMES[name]}"), name)
+    raise AttributeError(f"module 'coffea_ad.models' has no attribute {name!r}")

@@ -91,6 +91,7 @@ class Estimator:
 
     method: ClassVar[str]
     _fitted_attributes: ClassVar[tuple[str, ...]] = ()
+    _score_reads_mass: ClassVar[bool] = False
 
     def __init__(self, *, training: Training | dict | None = None, seed: int = 0, device: str = "cpu") -> None:
         self.training = Training.coerce(training)
@@ -105,8 +106,7 @@ class Estimator:
 
     def _params_json(self) -> dict[str, Any]:
         params = self.get_params()
-        params["training"] = dataclasses.asdict(params["training"])
-        return params
+        return {k: dataclasses.asdict(v) if isinstance(v, Training) else v for k, v in params.items()}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
@@ -156,17 +156,22 @@ class Estimator:
         *,
         name: str,
         checkpoint_dir: str | Path | None,
-        keep_best: int | None = None,
+        settings: Training | None = None,
     ) -> TrainingResult:
-        """Run the shared training loop on numpy arrays; the checkpoint file is ``checkpoint_dir/name.pt``."""
-        settings = self.training
+        """Run the shared training loop on numpy arrays; the checkpoint file is ``checkpoint_dir/name.pt``.
+
+        ``settings`` defaults to the estimator's ``training`` (methods with two networks pass another)."""
+        settings = settings or self.training
         checkpoint = None
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             checkpoint = Path(checkpoint_dir) / f"{name}.pt"
-        run_id = fingerprint(
-            type(self).__name__, self._params_json(), name, [array.shape for array in train], self.table_hash_
-        )
+        # what changes the result identifies the run; the device and the progress bar do not
+        params = {key: value for key, value in self._params_json().items() if key != "device"}
+        for key, value in params.items():
+            if isinstance(value, dict) and "progress" in value:
+                params[key] = {k: v for k, v in value.items() if k != "progress"}
+        run_id = fingerprint(type(self).__name__, params, name, [array.shape for array in train], self.table_hash_)
         return train_module(
             module,
             loss,
@@ -177,7 +182,7 @@ class Estimator:
             learning_rate=settings.learning_rate,
             weight_decay=settings.weight_decay,
             patience=settings.patience,
-            keep_best=keep_best or settings.keep_best,
+            keep_best=settings.keep_best,
             seed=self.seed,
             checkpoint=checkpoint,
             run_id=run_id,
@@ -191,9 +196,10 @@ class Estimator:
 
     @property
     def input_columns(self) -> list[str]:
-        """The table columns the score (and the ONNX input ``features``) reads, in order."""
+        """The table columns the score (and the ONNX input ``features``) reads, in order: the features, then
+        the resonant variable for methods whose score is conditioned on it (LaCATHODE, ANODE)."""
         self._check_fitted()
-        return list(self.features_)
+        return [*self.features_, self.mass_] if self._score_reads_mass else list(self.features_)
 
     # ---- scoring ----------------------------------------------------------------------------------
     def scoring_module(self) -> nn.Module:
@@ -273,12 +279,13 @@ class Estimator:
             torch.save(states, tmp)
         with atomic_output(folder / _CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(config, indent=1))
+        logger.info("saved %s to %s", type(self).__name__, folder)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> Estimator:
         """Load an estimator saved by :meth:`save` (any subclass when called on :class:`Estimator`)."""
-        from coffea_ad.models import ESTIMATORS
+        from coffea_ad.models import METHODS, get_estimator
 
         folder = Path(folder)
         try:
@@ -289,9 +296,9 @@ class Estimator:
         except Exception as error:  # malformed JSON or a tensor file torch refuses
             raise InputFileError(f"cannot load the model saved in {folder}: {error}") from error
         method = config.get("method")
-        if method not in ESTIMATORS:
+        if method not in METHODS:
             raise InputFileError(f"{folder} holds an unknown method {method!r}")
-        estimator_class = ESTIMATORS[method]
+        estimator_class = get_estimator(method)
         if cls is not Estimator and not issubclass(estimator_class, cls):
             raise InputFileError(f"{folder} holds a {estimator_class.__name__}, not a {cls.__name__}")
         estimator = estimator_class(**config["params"])
@@ -306,4 +313,9 @@ class Estimator:
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: method, parameters, features, region, losses and validation metrics."""
         self._check_fitted()
-        return {**self.metadata(), "features": self.input_columns, "coffea_ad_version": __version__, "history": self.history_}
+        return {
+            **self.metadata(),
+            "features": self.input_columns,
+            "coffea_ad_version": __version__,
+            "history": self.history_,
+        }

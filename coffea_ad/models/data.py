@@ -29,6 +29,7 @@ __all__ = [
     "table_hash",
     "ResonantSplit",
     "resonant_split",
+    "context_split",
 ]
 
 Table = Any
@@ -96,7 +97,8 @@ def feature_matrix(table: Table, features: Sequence[str], *, rows: np.ndarray | 
     missing = [name for name in features if name not in names]
     if missing:
         raise ConfigurationError(
-            f"feature column(s) {', '.join(map(repr, missing))} not in {description}; its columns are: {', '.join(names)}"
+            f"feature column(s) {', '.join(map(repr, missing))} not in {description}; "
+            f"its columns are: {', '.join(names)}"
         )
     columns = []
     for name in features:
@@ -126,7 +128,9 @@ def region_mask(table: Table, region: str | None) -> np.ndarray | None:
     if values.dtype != np.bool_:
         raise ConfigurationError(f"region column {region!r} must be boolean, it has dtype {values.dtype}")
     if not values.any():
-        raise ConfigurationError(f"region {region!r} selects no events of the training table: no background to train on")
+        raise ConfigurationError(
+            f"region {region!r} selects no events of the training table: no background to train on"
+        )
     return values
 
 
@@ -161,7 +165,8 @@ def table_hash(features: Sequence[str], *arrays: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class ResonantSplit:
-    """Features and resonant variable of a table, split into signal region (SR) and sidebands (SB)."""
+    """Features and resonant variable (or context variables, ``m`` of shape ``[N, k]``) of a table, split
+    into signal region (SR) and sidebands or control region (SB)."""
 
     x: np.ndarray
     m: np.ndarray
@@ -207,5 +212,40 @@ def resonant_split(
     if not in_sr.any():
         raise ConfigurationError(f"signal region {mass} in [{lo}, {hi}) holds no events{where}")
     if in_sr.all():
-        raise ConfigurationError(f"sidebands outside {mass} in [{lo}, {hi}) hold no events{where}: no background to learn")
+        raise ConfigurationError(
+            f"sidebands outside {mass} in [{lo}, {hi}) hold no events{where}: no background to learn"
+        )
     return ResonantSplit(x=x, m=m, in_sr=in_sr)
+
+
+def context_split(
+    table: Table,
+    features: Sequence[str],
+    context: Sequence[str],
+    signal_flag: str,
+    region: str | None = None,
+) -> ResonantSplit:
+    """Read ``features`` and the ``context`` columns (e.g. HT, MET) and split at the boolean ``signal_flag``.
+
+    For non-resonant searches: the signal region is a set of cuts on the context, given as a region flag of
+    the feature table; the control region is its complement (inside ``region``). Either being empty raises.
+    """
+    overlap = sorted(set(context) & set(features))
+    if overlap:
+        raise ConfigurationError(f"context column(s) {overlap} must not also be features")
+    table = open_table(table)
+    rows = region_mask(table, region)
+    x = feature_matrix(table, features, rows=rows)
+    c = feature_matrix(table, context, rows=rows)
+    flag = column_array(table, signal_flag)
+    if flag.dtype != np.bool_:
+        raise ConfigurationError(f"signal-region flag {signal_flag!r} must be boolean, it has dtype {flag.dtype}")
+    in_sr = flag if rows is None else flag[rows]
+    where = f" of region {region!r}" if region else ""
+    if not in_sr.any():
+        raise ConfigurationError(f"signal region {signal_flag!r} holds no events{where}")
+    if in_sr.all():
+        raise ConfigurationError(
+            f"the control region (not {signal_flag!r}) holds no events{where}: no background to learn"
+        )
+    return ResonantSplit(x=x, m=c, in_sr=in_sr)

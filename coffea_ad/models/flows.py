@@ -1,8 +1,9 @@
 """Normalizing flows (zuko): density estimators whose anomaly score is ``-log p(x)``.
 
 The flows live in the preprocessed space; the score adds the preprocessing log-Jacobian so that it is the
-negative log-density of the raw features. Conditional flows ``p(x | m)`` (the building block of CATHODE,
-LaCATHODE and ANODE) use the same :class:`ConditionalDensity` module with a one-column context.
+negative log-density of the raw features. Conditional flows ``p(x | c)`` (the building block of CATHODE,
+LaCATHODE, ANODE, Generate and Morph, with ``c = mjj`` or ``c = (HT, MET)``) use the same
+:class:`ConditionalDensity` module.
 
 References:
     Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", arXiv:1605.08803;
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 import zuko
 from torch import nn
-
 from zuko.flows.coupling import GeneralCouplingTransform
 
 from coffea_ad.errors import ConfigurationError
@@ -28,7 +28,15 @@ from coffea_ad.models.base import Estimator, Training
 from coffea_ad.models.data import Table
 from coffea_ad.models.preprocessing import Preprocessor
 
-__all__ = ["FLOW_TYPES", "build_flow", "ConditionalDensity", "NormalizingFlow", "RealNVP", "MAF"]
+__all__ = [
+    "FLOW_TYPES",
+    "build_flow",
+    "ConditionalDensity",
+    "negative_log_likelihood",
+    "NormalizingFlow",
+    "RealNVP",
+    "MAF",
+]
 
 FLOW_TYPES = ("maf", "realnvp")
 
@@ -162,7 +170,12 @@ class NormalizingFlow(Estimator):
         return {"density": self.density_}
 
     def fit(
-        self, table: Table, features: Sequence[str], *, region: str | None = None, checkpoint_dir: str | Path | None = None
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> NormalizingFlow:
         """Fit the density of ``features`` on the rows of ``table`` (inside the boolean column ``region``)."""
         x = self._read(table, features, region)

@@ -128,7 +128,8 @@ class AutoEncoder(Estimator):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
 
     Example:
-        >>> ae = AutoEncoder(latent=2, training={"epochs": 5}).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"])
+        >>> ae = AutoEncoder(latent=2, training={"epochs": 5})
+        >>> ae.fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"])
         >>> scores = ae.score(table)
     """
 
@@ -154,6 +155,10 @@ class AutoEncoder(Estimator):
     def _n_jets(self) -> int:
         return 1
 
+    @property
+    def _kl_weight(self) -> float:
+        return 0.0
+
     def _jet_transforms(self) -> list[str]:
         per_feature = Preprocessor.resolve(self.features_, self.feature_transforms)
         width = len(per_feature) // self._n_jets
@@ -165,13 +170,18 @@ class AutoEncoder(Estimator):
     def _build(self) -> None:
         width = len(self.features_) // self._n_jets
         net = _AutoEncoderNet(width, self.latent, self.hidden, self._variational)
-        self.model_ = _TrainingModel(Preprocessor(width, self._jet_transforms()), net, getattr(self, "beta", 1.0))
+        self.model_ = _TrainingModel(Preprocessor(width, self._jet_transforms()), net, self._kl_weight)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"model": self.model_}
 
     def fit(
-        self, table: Table, features: Sequence[str], *, region: str | None = None, checkpoint_dir: str | Path | None = None
+        self,
+        table: Table,
+        features: Sequence[str],
+        *,
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> AutoEncoder:
         """Train on the rows of ``table`` (inside the boolean column ``region``) to reconstruct ``features``."""
         if len(features) % self._n_jets:
@@ -183,7 +193,9 @@ class AutoEncoder(Estimator):
             self._build()
             self.model_.pre.fit(jets[train])
             self.model_.to(self.torch_device)
-            result = self._train(self.model_, _model_loss, [jets[train]], [jets[val]], name=self.method, checkpoint_dir=checkpoint_dir)
+            result = self._train(
+                self.model_, _model_loss, [jets[train]], [jets[val]], name=self.method, checkpoint_dir=checkpoint_dir
+            )
         self.model_.cpu().eval()
         self.history_ = {self.method: result.summary()}
         return self
@@ -242,6 +254,10 @@ class VariationalAutoEncoder(AutoEncoder):
     @property
     def _n_jets(self) -> int:
         return self.jets
+
+    @property
+    def _kl_weight(self) -> float:
+        return self.beta
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()

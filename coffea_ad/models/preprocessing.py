@@ -85,7 +85,8 @@ class Preprocessor(nn.Module):
         for column, name in enumerate(self.transforms):
             values = x[:, column]
             if name == "log" and (values <= 0).any():
-                raise ConfigurationError(f"log transform of column {column} needs x > 0; {(values <= 0).sum()} row(s) are not")
+                bad = (values <= 0).sum()
+                raise ConfigurationError(f"log transform of column {column} needs x > 0; {bad} row(s) are not")
             if name == "logit" and ((values <= 0) | (values >= 1)).any():
                 bad = ((values <= 0) | (values >= 1)).sum()
                 raise ConfigurationError(f"logit transform of column {column} needs 0 < x < 1; {bad} row(s) are not")
@@ -96,6 +97,11 @@ class Preprocessor(nn.Module):
             std = y.std(dim=0).float() if len(y) > 1 else torch.ones_like(self.scale)
             self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         return self
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw features from preprocessed ones (used to turn flow samples into table-like rows)."""
+        y = z * self.scale + self.mean
+        return torch.where(self.is_log, torch.exp(y), torch.where(self.is_logit, torch.sigmoid(y), y))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(z, log_det)``: the preprocessed features ``[N, F]`` and ``log |det dz/dx|`` ``[N]``."""

@@ -137,10 +137,13 @@ def train_module(
     after each epoch's checkpoint (tests use it to interrupt a run).
     """
     if epochs < 1 or batch_size < 1 or keep_best < 1:
-        raise ConfigurationError(f"epochs, batch_size and keep_best must be >= 1, got {epochs}, {batch_size}, {keep_best}")
+        raise ConfigurationError(
+            f"epochs, batch_size and keep_best must be >= 1, got {epochs}, {batch_size}, {keep_best}"
+        )
     if len(train[0]) == 0 or len(validation[0]) == 0:
         raise ConfigurationError(
-            f"training needs events in both the training and validation splits (got {len(train[0])} and {len(validation[0])})"
+            "training needs events in both the training and validation splits "
+            f"(got {len(train[0])} and {len(validation[0])})"
         )
     optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
     shuffler = torch.Generator().manual_seed(seed)
@@ -171,7 +174,8 @@ def train_module(
         module.train()
         order = torch.randperm(n_train, generator=shuffler).to(train[0].device)
         running = 0.0
-        with tqdm(total=n_batches, desc=f"{description} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False) as bar:
+        label = f"{description} epoch {epoch + 1}/{epochs}"
+        with tqdm(total=n_batches, desc=label, disable=not progress, leave=False) as bar:
             for start in range(0, n_train, batch_size):
                 index = order[start : start + batch_size]
                 value = loss(module, [tensor[index] for tensor in train])
@@ -190,7 +194,9 @@ def train_module(
         result.train_loss.append(running / n_train)
         validation_loss = _evaluate(module, loss, validation, batch_size)
         result.validation_loss.append(validation_loss)
-        logger.info("%s epoch %d: train %.5g validation %.5g", description, epoch + 1, result.train_loss[-1], validation_loss)
+        logger.info(
+            "%s epoch %d: train %.5g validation %.5g", description, epoch + 1, result.train_loss[-1], validation_loss
+        )
         if result.best_epoch < 0 or validation_loss < result.validation_loss[result.best_epoch]:
             result.best_epoch, since_best = epoch, 0
         else:

@@ -1,0 +1,76 @@
+"""Statistics for anomaly-detection searches: hist -> pyhf workspaces, significances, limits, bump hunt, ABCD.
+
+pyhf's numpy backend is used as set (the default); nothing here changes pyhf's global state.
+
+- :mod:`~coffea_ad.stats.workspace`: one validated fit spec dict -> ``pyhf.Workspace``; JSON read/write.
+- :mod:`~coffea_ad.stats.inference`: discovery significance (p0, Z), CLs upper limits with expected bands.
+- :mod:`~coffea_ad.stats.dijet` and :mod:`~coffea_ad.stats.bumphunt`: dijet-function sideband fits, local
+  and global significance of a sliding mjj window.
+- :mod:`~coffea_ad.stats.abcd`: ABCD estimate and closure test; :mod:`~coffea_ad.stats.sculpting`: mjj
+  sculpting check of a cut.
+- :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.stats.plots`.
+"""
+
+from __future__ import annotations
+
+from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction, closure_test
+from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_spec, window_workspace
+from coffea_ad.stats.datacard import datacard_text, write_combine
+from coffea_ad.stats.dijet import SQRT_S, DijetFit, dijet_function, dijet_yields, fit_dijet
+from coffea_ad.stats.inference import (
+    Significance,
+    UpperLimit,
+    best_fit,
+    counting_model,
+    discovery_significance,
+    model_significance,
+    upper_limit,
+)
+from coffea_ad.stats.sculpting import SculptingTest, sculpting_test
+from coffea_ad.stats.workspace import (
+    MODIFIER_BUILDERS,
+    asimov_data,
+    build_workspace,
+    channel_spec,
+    fit_spec,
+    read_workspace,
+    write_workspace,
+)
+
+__all__ = [
+    "SQRT_S",
+    "MODIFIER_BUILDERS",
+    "AbcdPrediction",
+    "BumpHuntResult",
+    "ClosureTest",
+    "DijetFit",
+    "SculptingTest",
+    "Significance",
+    "UpperLimit",
+    "WindowResult",
+    "abcd_closure",
+    "abcd_counts",
+    "abcd_prediction",
+    "asimov_data",
+    "best_fit",
+    "build_workspace",
+    "bump_hunt",
+    "channel_spec",
+    "closure_test",
+    "counting_model",
+    "datacard_text",
+    "dijet_function",
+    "dijet_yields",
+    "discovery_significance",
+    "fit_dijet",
+    "fit_spec",
+    "model_significance",
+    "read_workspace",
+    "scan_window",
+    "sculpting_test",
+    "upper_limit",
+    "window_spec",
+    "window_workspace",
+    "write_combine",
+    "write_workspace",
+]

@@ -1,0 +1,82 @@
+"""ABCD closes on independent variables and fails on correlated ones; the sculpting test sees a sculpted mjj."""
+
+from __future__ import annotations
+
+import hist
+import numpy as np
+import pytest
+
+from coffea_ad import stats
+from coffea_ad.errors import ConfigurationError
+
+N_EVENTS = 200_000
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(2024)
+
+
+def test_abcd_prediction_and_its_uncertainty():
+    prediction = stats.abcd_prediction(400.0, 300.0, 1200.0)
+    assert prediction.value == pytest.approx(100.0)
+    assert prediction.uncertainty == pytest.approx(100.0 * np.sqrt(1 / 400 + 1 / 300 + 1 / 1200))
+    with pytest.raises(ConfigurationError, match="region D"):
+        stats.abcd_prediction(1.0, 1.0, 0.0)
+
+
+def test_abcd_closes_on_independent_variables(rng):
+    x, y = rng.normal(size=N_EVENTS), rng.exponential(size=N_EVENTS)
+    closure = stats.abcd_closure(x, y, 1.5, 2.0)
+    assert closure.closes
+    assert abs(closure.pull) < 3
+    assert closure.ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_abcd_closes_with_weights(rng):
+    x, y = rng.normal(size=N_EVENTS), rng.normal(size=N_EVENTS)
+    closure = stats.abcd_closure(x, y, 1.0, 1.0, weights=rng.uniform(0.5, 1.5, N_EVENTS))
+    assert closure.closes
+
+
+def test_abcd_fails_visibly_on_correlated_variables(rng):
+    x = rng.normal(size=N_EVENTS)
+    y = 0.5 * x + rng.normal(size=N_EVENTS)
+    closure = stats.abcd_closure(x, y, 1.5, 1.5)
+    assert not closure.closes
+    assert closure.pull > 10
+    assert closure.ratio > 1.5
+    assert closure.to_dict()["closes"] is False
+
+
+def _mjj_histograms(mjj, passed):
+    axis = hist.axis.Regular(25, 1500, 4000, name="mjj")
+    before = hist.Hist(axis).fill(mjj)
+    after = hist.Hist(axis).fill(mjj[passed])
+    return before, after
+
+
+def test_sculpting_test_passes_an_unsculpted_cut(rng):
+    mjj = 1500 + rng.exponential(500, N_EVENTS)
+    score = rng.normal(size=N_EVENTS)
+    result = stats.sculpting_test(*_mjj_histograms(mjj, score > 1.3))
+    assert not result.sculpted
+    assert result.p_value > 0.01
+    assert result.ndf == 24
+    assert result.efficiency == pytest.approx(0.097, abs=0.005)
+
+
+def test_sculpting_test_flags_a_sculpted_cut(rng):
+    mjj = 1500 + rng.exponential(500, N_EVENTS)
+    score = rng.normal(size=N_EVENTS) + (mjj - 1500) / 1000
+    result = stats.sculpting_test(*_mjj_histograms(mjj, score > 1.3))
+    assert result.sculpted
+    assert result.p_value < 1e-6
+    assert np.nanmax(result.bin_efficiencies) > 3 * result.efficiency
+
+
+def test_sculpting_test_input_errors():
+    with pytest.raises(ConfigurationError, match="subset of before"):
+        stats.sculpting_test([10.0, 10.0], [11.0, 1.0])
+    with pytest.raises(ConfigurationError, match="before has 2 bins but after has 3"):
+        stats.sculpting_test([10.0, 10.0], [1.0, 1.0, 1.0])

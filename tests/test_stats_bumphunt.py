@@ -1,0 +1,117 @@
+"""Dijet-function fit (pulls over pseudo-experiments), window workspaces and the sliding bump hunt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coffea_ad import stats
+from coffea_ad.errors import ConfigurationError
+from coffea_ad.stats.bumphunt import default_centres, window_mask
+
+EDGES = np.linspace(1500.0, 6000.0, 46)
+CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])
+
+
+def spectrum(n_parameters: int, n_events: float) -> tuple[np.ndarray, np.ndarray]:
+    """θ = (ln p0, p1, p2[, p3]) normalised to ``n_events`` in 1.5–6 TeV, and its expected bin yields."""
+    theta = np.array([0.0, 10.0, 5.0, 0.1][:n_parameters])
+    theta[0] = np.log(n_events / stats.dijet_yields(EDGES, theta).sum())
+    return theta, stats.dijet_yields(EDGES, theta)
+
+
+def test_dijet_function_matches_the_formula_and_the_yields_integrate_it():
+    params = [2.0e-3, 10.0, 5.0, 0.1]
+    mjj = np.array([2000.0, 4000.0])
+    x = mjj / 13000.0
+    expected = params[0] * (1 - x) ** params[1] / x ** (params[2] + params[3] * np.log(x))
+    assert np.allclose(stats.dijet_function(mjj, params), expected)
+    fine = np.linspace(EDGES[0], EDGES[1], 20001)
+    integral = np.trapezoid(stats.dijet_function(fine, params), fine)
+    theta = np.r_[np.log(params[0]), params[1:]]
+    assert stats.dijet_yields(EDGES[:2], theta)[0] == pytest.approx(integral, rel=1e-6)
+
+
+@pytest.mark.parametrize("n_parameters", [3, 4])
+def test_fit_recovers_the_parameters_with_unit_pulls(n_parameters):
+    theta, expected = spectrum(n_parameters, 2.0e5)
+    rng = np.random.default_rng(11 + n_parameters)
+    pulls = []
+    for _ in range(80):
+        fit = stats.fit_dijet(rng.poisson(expected), EDGES, n_parameters=n_parameters)
+        assert fit.converged
+        pulls.append((fit.theta - theta) / np.sqrt(np.diag(fit.theta_covariance)))
+    pulls = np.array(pulls)
+    # 80 pseudo-experiments: the mean has a standard error of 0.11, the width one of 0.08
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.35), pulls.mean(axis=0)
+    assert np.all(np.abs(pulls.std(axis=0) - 1) < 0.25), pulls.std(axis=0)
+
+
+def test_fit_reports_parameters_covariance_and_goodness_of_fit():
+    theta, expected = spectrum(4, 2.0e5)
+    fit = stats.fit_dijet(np.random.default_rng(3).poisson(expected), EDGES)
+    assert fit.parameters[0] == pytest.approx(np.exp(fit.theta[0]))
+    assert fit.covariance.shape == (4, 4) and np.all(np.linalg.eigvalsh(fit.covariance) > 0)
+    assert 0.001 < fit.p_value < 0.999
+    assert fit.ndf == 45 - 4
+    # the eigen-variations reproduce the propagated uncertainty of every bin
+    variations = fit.eigen_variations(EDGES)
+    half = np.sqrt(np.sum([((up - down) / 2) ** 2 for down, up in variations], axis=0))
+    assert np.allclose(half, fit.yield_uncertainties(EDGES), rtol=0.05)
+    three = stats.fit_dijet(np.random.default_rng(3).poisson(expected), EDGES, n_parameters=3)
+    assert three.chi2 >= fit.chi2 - 1e-6
+
+
+def test_fit_input_errors():
+    with pytest.raises(ConfigurationError, match="n_parameters must be 3 or 4"):
+        stats.fit_dijet(np.ones(45), EDGES, n_parameters=5)
+    with pytest.raises(ConfigurationError, match="more than 4 non-empty bins"):
+        stats.fit_dijet(np.r_[np.ones(3), np.zeros(42)], EDGES)
+    with pytest.raises(ConfigurationError, match="sqrt_s"):
+        stats.fit_dijet(np.ones(2), [1000.0, 14000.0, 15000.0])
+
+
+def test_window_workspace_with_histosys_and_shapesys():
+    _, expected = spectrum(4, 5.0e4)
+    counts = np.random.default_rng(5).poisson(expected).astype(float)
+    window = window_mask(EDGES, 3500.0, 0.2)
+    fit = stats.fit_dijet(counts, EDGES, mask=~window)
+    model = stats.window_workspace(counts, EDGES, window, fit).model()
+    assert model.config.nmaindata == window.sum()
+    assert sum(name.startswith("dijet_fit_eigen") for name in model.config.par_names) == 4
+    shapesys = stats.window_workspace(counts, EDGES, window, fit, background_uncertainty="shapesys").model()
+    assert "dijet_fit" in shapesys.config.parameters
+    with pytest.raises(ConfigurationError, match="histosys, shapesys"):
+        stats.window_workspace(counts, EDGES, window, fit, background_uncertainty="flat")
+
+
+def test_bump_hunt_finds_an_injected_resonance_and_not_a_fluctuation():
+    _, expected = spectrum(4, 5.0e4)
+    rng = np.random.default_rng(21)
+    resonance = np.exp(-0.5 * ((CENTRES - 3500.0) / 150.0) ** 2)
+    resonance *= 150.0 / resonance.sum()
+    background_only = stats.bump_hunt((rng.poisson(expected), EDGES))
+    assert background_only.most_significant.significance.z < 3.0
+    assert background_only.global_z <= background_only.most_significant.significance.z
+    with_signal = stats.bump_hunt((rng.poisson(expected + resonance), EDGES))
+    best = with_signal.most_significant
+    assert best.low <= 3500.0 <= best.high
+    assert best.significance.z > 4.0
+    assert with_signal.global_p_trials > best.significance.p0
+    assert with_signal.trials_factor == pytest.approx(
+        np.log(default_centres(EDGES, 0.2).max() / default_centres(EDGES, 0.2).min()) / np.log(1.1 / 0.9) + 1
+    )
+    summary = with_signal.to_dict()
+    assert summary["local_Z"] == pytest.approx(best.significance.z)
+    assert len(summary["windows"]) == len(default_centres(EDGES, 0.2))
+
+
+def test_bump_hunt_toys_give_a_global_p_value():
+    _, expected = spectrum(3, 2.0e4)
+    counts = np.random.default_rng(2).poisson(expected)
+    result = stats.bump_hunt((counts, EDGES), centres=[2500.0, 3000.0, 3500.0], n_parameters=3, n_toys=8, seed=4)
+    assert result.toy_max_z.shape == (8,)
+    assert 0.0 <= result.global_p_toys <= 1.0
+    assert result.global_method in ("toys", "trials_factor")
+    with pytest.raises(ConfigurationError, match="inside the mjj range"):
+        stats.bump_hunt((counts, EDGES), centres=[7000.0])
