@@ -100,6 +100,70 @@ def _demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _features_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fileset", metavar="FILESET.json", type=Path, help="coffea fileset JSON")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
+    )
+    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+    parser.add_argument(
+        "--features",
+        default="all",
+        metavar="NAMES",
+        help="comma-separated features or feature sets (lhco, nonresonant, context, dijet, event, leptons, all)",
+    )
+    parser.add_argument(
+        "--optional",
+        default="all",
+        metavar="NAMES",
+        help="features left out with a warning when a branch is absent: names, 'all' (default) or 'none'",
+    )
+    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _features_run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from coffea_ad.feature_pipeline import run_features
+    from coffea_ad.features import FeatureConfig
+
+    optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, _name_list(args.optional))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, paths = run_features(
+            args.fileset,
+            args.output,
+            mode=args.mode,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.no_progress,
+            features=_name_list(args.features),
+            optional=optional,
+            feature_config=FeatureConfig(met_collection=args.met),
+            step_size=args.step_size,
+        )
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and warning.filename.endswith("feature_pipeline.py"):
+            print(f"warning: {warning.message}", file=sys.stderr)
+    for skipped in result.skipped:
+        print(f"skipped {skipped.path} ({skipped.dataset}): {skipped.reason}", file=sys.stderr)
+    for dataset, counts in result.cutflows.items():
+        print(f"{dataset}: {counts['n_events']} events, {len(result.features[dataset])} features")
+    print(f"files skipped: {len(result.skipped)}")
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": (
         "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
@@ -108,6 +172,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
     "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+    "features": (
+        "compute features, region flags, histograms and cutflow of a fileset on a dask cluster",
+        _features_arguments,
+        _features_run,
+    ),
 }
 
 

@@ -61,10 +61,20 @@ class DijetSystem(FeatureGroup):
         leading, subleading = self.pair_field("msoftdrop")
         return ak.fill_none(subleading < leading, False)
 
+    @cached_property
+    def has_pair(self) -> Any:
+        """True for events with at least two selected fat jets."""
+        return self.n_fatjets >= 2
+
     def by_mass(self, leading: Any, subleading: Any) -> tuple[Any, Any]:
-        """Reorder a (leading-pT, subleading-pT) pair of columns into (j1, j2) = (lighter, heavier)."""
+        """Reorder a (leading-pT, subleading-pT) pair of columns into (j1, j2) = (lighter, heavier).
+
+        Both are None in events without two fat jets: a lone jet is neither the lighter nor the heavier.
+        """
         swap = self.lighter_is_subleading
-        return ak.where(swap, subleading, leading), ak.where(swap, leading, subleading)
+        lighter = ak.where(swap, subleading, leading)
+        heavier = ak.where(swap, leading, subleading)
+        return ak.mask(lighter, self.has_pair), ak.mask(heavier, self.has_pair)
 
     def tau_ratio(self, numerator: str, denominator: str) -> tuple[Any, Any]:
         """Return τ_numerator/τ_denominator of (j1, j2); None where τ_denominator ≤ 0."""
