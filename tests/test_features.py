@@ -149,13 +149,13 @@ def four_lepton_file(tmp_path_factory):
     ]
 
     def collection(objects, mass, extra):
-        fields = {"pt": [[o[0] for o in event] for event in objects], "eta": [[o[1] for o in event] for event in objects],
-                  "phi": [[o[2] for o in event] for event in objects], "charge": [[o[3] for o in event] for event in objects]}
-        fields["mass"] = [[mass] * len(event) for event in objects]
-        fields.update({name: [[value] * len(event) for event in objects] for name, value in extra.items()})
-        return ak.zip({name: ak.values_astype(ak.Array(values), dtype) for name, (values, dtype) in
-                       {k: (v, "int32" if k in ("charge", "cutBased") else "bool" if k == "tightId" else "float32")
-                        for k, v in fields.items()}.items()})
+        kinematics = {name: [[o[index] for o in event] for event in objects]
+                      for index, name in enumerate(("pt", "eta", "phi", "charge"))}
+        kinematics["mass"] = [[mass] * len(event) for event in objects]
+        kinematics.update({name: [[value] * len(event) for event in objects] for name, value in extra.items()})
+        dtypes = {"charge": "int32", "cutBased": "int32", "tightId": "bool"}
+        return ak.zip({name: ak.values_astype(ak.Array(values), dtypes.get(name, "float32"))
+                       for name, values in kinematics.items()})
 
     content = {
         "run": np.ones(4, np.uint32),
@@ -166,13 +166,14 @@ def four_lepton_file(tmp_path_factory):
     }
     path = tmp_path_factory.mktemp("leptons") / "four_leptons.root"
     with uproot.recreate(path) as file:
-        tree = file.mktree("Events", {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in content.items()})
+        tree = file.mktree("Events", {name: getattr(column, "type", column.dtype) for name, column in content.items()})
         tree.extend(content)
     return path, electrons, muons
 
 
 def four_vector(pt, eta, phi, mass):
-    return np.array([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)])
+    energy = np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
+    return np.array([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), energy])
 
 
 def mass_of(vectors):
