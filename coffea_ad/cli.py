@@ -134,11 +134,11 @@ def _features_run(args: argparse.Namespace) -> int:
     import warnings
 
     from coffea_ad.feature_pipeline import run_features
-    from coffea_ad.features import FeatureConfig
+    from coffea_ad.features import FeatureConfig, FeatureSkippedWarning
 
     optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, _name_list(args.optional))
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", FeatureSkippedWarning)
         result, paths = run_features(
             args.fileset,
             args.output,
@@ -152,10 +152,10 @@ def _features_run(args: argparse.Namespace) -> int:
             step_size=args.step_size,
         )
     for warning in caught:
-        if issubclass(warning.category, UserWarning) and warning.filename.endswith("feature_pipeline.py"):
+        if issubclass(warning.category, FeatureSkippedWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
-    for skipped in result.skipped:
-        print(f"skipped {skipped.path} ({skipped.dataset}): {skipped.reason}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     for dataset, counts in result.cutflows.items():
         print(f"{dataset}: {counts['n_events']} events, {len(result.features[dataset])} features")
     print(f"files skipped: {len(result.skipped)}")

@@ -166,7 +166,9 @@ def four_lepton_file(tmp_path_factory):
     }
     path = tmp_path_factory.mktemp("leptons") / "four_leptons.root"
     with uproot.recreate(path) as file:
-        types = {name: column.type if isinstance(column, ak.Array) else column.dtype for name, column in content.items()}
+        types = {
+            name: column.type if isinstance(column, ak.Array) else column.dtype for name, column in content.items()
+        }
         tree = file.mktree("Events", types)
         tree.extend(content)
     return path, electrons, muons
