@@ -218,3 +218,19 @@ def test_generated_wprime_and_qcd_samples(generated_sample, client):
     assert signal_region["sr"] > signal_region["sb"]
     assert sum(signal_region.values()) == 300
     assert set(FEATURES) == set(result.features["qcd"])
+
+
+def test_histograms_weighted_by_a_branch(shared_nanoaod):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    path = shared_nanoaod / "nano_tt_v12.root"
+    events = NanoEventsFactory.from_root(
+        {str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager", metadata={"dataset": "ttbar"}
+    ).events()
+    output = AnomalyFeatureProcessor("context", weight_branch="genWeight").process(events)["ttbar"]
+    weights = ak.to_numpy(uproot.open(path)["Events"]["genWeight"].array()).astype(np.float64)
+    histogram = output["histograms"]["ht"]
+    assert histogram.axes["region"].metadata == ("context_sr", "context_cr", "context_missing")
+    assert histogram.sum(flow=True).value == pytest.approx(weights.sum())
+    assert histogram.sum(flow=True).variance == pytest.approx((weights**2).sum())
+    assert output["cutflow"]["n_events"] == 200 and output["cutflow"]["regions"].values().sum() == 200
