@@ -136,6 +136,10 @@ def _features_run(args: argparse.Namespace) -> int:
     from coffea_ad.feature_pipeline import run_features
     from coffea_ad.features import FeatureConfig, FeatureSkippedWarning
 
+    if not args.verbose:
+        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
+
+        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
     optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, _name_list(args.optional))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FeatureSkippedWarning)
