@@ -7,7 +7,8 @@ Measured on the same files, in this order, after one untimed read that warms the
    NanoEvents) in this process; the time ratio processor / bare read is the cost of the physics
    (goal: <= 1.5);
 3. processor in dask mode (``preprocess`` -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` with 1
-   and with 2 worker processes: events/s and the speedup 1 -> 2 workers.
+   and with 2 worker processes, the events split into ``--partitions`` chunks: events/s and the speedup
+   1 -> 2 workers (each after one untimed run that warms the workers).
 
     python benchmarks/feature_throughput.py [FILE.root ...] [--fileset FILESET.json] [--events N]
 
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--fileset", type=Path, help="coffea fileset JSON instead of files")
     parser.add_argument("--events", type=int, default=100_000, help="events to generate without files (100000)")
     parser.add_argument("--process", default="qcd_dijet", help="process to generate without files (qcd_dijet)")
-    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (100000)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk, 1-core runs (100000)")
+    parser.add_argument("--partitions", type=int, default=8, help="dask partitions for the 1 vs 2 worker runs (8)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # coffea: absent cross-references
 
@@ -90,13 +92,15 @@ def main() -> None:
     bare_read(all_files, branches, args.step_size)  # warm the page cache
     bare = bare_read(all_files, branches, args.step_size)
     one_core = timed_run(checked, mode="virtual", client=None, **options)
+    dask_options = {"optional": True, "step_size": max(1, -(-n_events // args.partitions))}
     dask_seconds = {}
     for workers in (1, 2):
         with dask_client(None, workers) as client:
-            timed_run(checked, mode="dask", client=client, **options)  # warm the workers' imports
-            dask_seconds[workers] = timed_run(checked, mode="dask", client=client, **options)
+            timed_run(checked, mode="dask", client=client, **dask_options)  # warm the workers' imports
+            dask_seconds[workers] = timed_run(checked, mode="dask", client=client, **dask_options)
 
-    print(f"{n_events} events in {len(all_files)} files, {len(branches)} branches, step size {args.step_size}")
+    print(f"{n_events} events in {len(all_files)} files, {len(branches)} branches, step size {args.step_size} "
+          f"(dask runs: {dask_options['step_size']})")
     print("| measurement | seconds | events/s | events/s/core |")
     print("|---|---|---|---|")
     print(f"| bare uproot read of the same branches (1 core) | {bare:.2f} | {n_events / bare:.0f} | "
