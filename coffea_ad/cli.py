@@ -29,6 +29,10 @@ def _parse_settings(pairs: Sequence[str]) -> dict[str, str]:
     return settings
 
 
+def _name_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _generate_arguments(parser: argparse.ArgumentParser) -> None:
     from coffea_ad.generate.processes import PROCESSES
 
@@ -236,14 +240,14 @@ def _train_run(args: argparse.Namespace) -> int:
         args.method,
         args.table,
         args.output,
-        features=[name.strip() for name in args.features.split(",")] if args.features else None,
+        features=_name_list(args.features) if args.features else None,
         region=args.region,
         signal_region=args.signal_region,
         mass=args.mass,
         label=args.label,
         background=args.background,
         simulation=args.simulation,
-        context=[name.strip() for name in args.context.split(",")] if args.context else None,
+        context=_name_list(args.context) if args.context else None,
         signal_flag=args.signal_flag,
         seed=args.seed,
         device=args.device,
@@ -261,6 +265,70 @@ def _train_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fileset", metavar="FILESET.json", type=Path, help="coffea fileset JSON")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
+    )
+    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+    parser.add_argument(
+        "--features",
+        default="all",
+        metavar="NAMES",
+        help="comma-separated features or feature sets (lhco, nonresonant, context, dijet, event, leptons, all)",
+    )
+    parser.add_argument(
+        "--optional",
+        default="all",
+        metavar="NAMES",
+        help="features left out with a warning when a branch is absent: names, 'all' (default) or 'none'",
+    )
+    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _features_run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from coffea_ad.feature_pipeline import run_features
+    from coffea_ad.features import FeatureConfig, FeatureSkippedWarning
+
+    if not args.verbose:
+        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
+
+        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
+    optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, _name_list(args.optional))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FeatureSkippedWarning)
+        result, paths = run_features(
+            args.fileset,
+            args.output,
+            mode=args.mode,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.no_progress,
+            features=_name_list(args.features),
+            optional=optional,
+            feature_config=FeatureConfig(met_collection=args.met),
+            step_size=args.step_size,
+        )
+    for warning in caught:
+        if issubclass(warning.category, FeatureSkippedWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for dataset, counts in result.cutflows.items():
+        print(f"{dataset}: {counts['n_events']} events, {len(result.features[dataset])} features")
+    print(f"files skipped: {len(result.skipped)}")
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "generate": (
         "generate Pythia8 events, cluster them with fastjet and write a NanoAOD ROOT file",
@@ -268,17 +336,22 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
         _generate_run,
     ),
     "processes": ("list the processes 'generate' knows and their parameters", _processes_arguments, _processes_run),
-    "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
-    "fit": (
-        "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",
-        _fit_arguments,
-        _fit_run,
+    "features": (
+        "compute features, region flags, histograms and cutflow of a fileset on a dask cluster",
+        _features_arguments,
+        _features_run,
     ),
     "train": (
         "fit an anomaly-detection method on a feature table; write model.onnx + summary.json",
         _train_arguments,
         _train_run,
     ),
+    "fit": (
+        "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",
+        _fit_arguments,
+        _fit_run,
+    ),
+    "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
 }
 
 

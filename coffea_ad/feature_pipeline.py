@@ -77,7 +77,6 @@ class DatasetFiles:
     branches: frozenset[str]
     n_entries: int
     empty_files: list[str] = dataclasses.field(default_factory=list)
-    simulation: bool = True
 
 
 @dataclasses.dataclass
@@ -138,8 +137,8 @@ def normalize_fileset(raw: Any, source: str = "the fileset") -> dict[str, dict[s
     return fileset
 
 
-def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str], bool]:
-    """(entries, branch names, has GenPart) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
+def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str]]:
+    """(entries, branch names) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
     import uproot
 
     with uproot.open(path) as handle:
@@ -147,8 +146,7 @@ def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str], bool]:
         if actual is not None and actual < expected:
             raise OSError(f"truncated: {actual} bytes, the ROOT header says {expected}")
         tree = handle[tree_name]
-        branches = frozenset(tree.keys(recursive=False))
-        return tree.num_entries, branches, "nGenPart" in branches
+        return tree.num_entries, frozenset(tree.keys(recursive=False))
 
 
 def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, DatasetFiles], list[SkippedFile]]:
@@ -159,11 +157,10 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
         files: dict[str, str] = {}
         branch_sets: list[frozenset[str]] = []
         empty: list[str] = []
-        simulation = []
         n_entries = 0
         for path, tree_name in spec["files"].items():
             try:
-                entries, branches, has_gen = _open_tree(path, tree_name)
+                entries, branches = _open_tree(path, tree_name)
             except (OSError, ValueError, KeyError, TypeError) as error:
                 reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
                 logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
@@ -174,10 +171,9 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
                 continue
             files[path] = tree_name
             branch_sets.append(branches)
-            simulation.append(has_gen)
             n_entries += entries
         common = frozenset.intersection(*branch_sets) if branch_sets else frozenset()
-        checked[dataset] = DatasetFiles(files, dict(spec["metadata"]), common, n_entries, empty, all(simulation))
+        checked[dataset] = DatasetFiles(files, dict(spec["metadata"]), common, n_entries, empty)
     return checked, skipped
 
 
@@ -305,7 +301,7 @@ def run_processor(
             cutflows[name] = cutflow(counts, layout, output["cutflow"]["n_events"])
         else:
             flags = flag_names(layout)
-            tables[name] = empty_table(kept, flags, simulation=files.simulation)
+            tables[name] = empty_table(kept, flags, gen_weight=not files.files or "genWeight" in files.branches)
             histograms[name] = book_histograms(histogram_variables or kept, flags)
             cutflows[name] = cutflow([0] * len(flags), layout, 0)
         check_cutflow(cutflows[name], source=f"dataset {name!r}")

@@ -23,9 +23,11 @@ from typing import Any
 
 import awkward as ak
 import hist
+import numpy as np
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import FEATURES
+from coffea_ad.features.kinematics import as_float64
 from coffea_ad.paths import atomic_output
 
 __all__ = [
@@ -88,10 +90,13 @@ def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight:
     """Per event, one row per partition: its ``region`` position, the ``variables`` and the ``weight``.
 
     ``ids`` are the per-event region positions (:func:`coffea_ad.regions.region_ids`); ``weight`` is a
-    per-event weight column or None (each event counts 1). Built with one broadcast for all variables
-    (inside one ``map_partitions`` in dask mode), which keeps both the graph and the awkward overhead small.
+    per-event weight column or None (each event counts 1). Values are float64 with NaN for None: a None
+    broadcast into the rows would remove the event's rows for every variable, not just for its own. Built
+    with one broadcast for all variables (inside one ``map_partitions`` in dask mode), which keeps both the
+    graph and the awkward overhead small.
     """
-    fields = {"region": ids, **{variable: features[variable] for variable in variables}}
+    fields = {"region": ids}
+    fields.update({variable: ak.fill_none(as_float64(features[variable]), np.nan) for variable in variables})
     if weight is not None:
         fields["weight"] = weight
     return ak.zip(fields)
@@ -100,15 +105,18 @@ def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight:
 def fill_histograms(rows: Any, flags: Sequence[str], *, dask: bool = False) -> Histograms:
     """Book and fill one histogram per variable of ``rows`` (:func:`histogram_rows`); ``flags``: region names.
 
-    Rows where the variable is None are left out of that variable's histogram.
+    Rows where the variable is NaN (None in the features) are left out of that variable's histogram.
     """
     variables = [name for name in rows.fields if name not in ("region", "weight")]
     histograms = book_histograms(variables, flags, dask=dask)
     entries = ak.flatten(rows, axis=1)
     for variable, histogram in histograms.items():
-        defined = ~ak.is_none(entries[variable], axis=0)
+        values = entries[variable]
+        defined = ~np.isnan(values)
         weight = {"weight": entries["weight"][defined]} if "weight" in rows.fields else {}
-        values = ak.drop_none(entries[variable][defined])
+        values = values[defined]
+        if FEATURES[variable].dtype == "int64":
+            values = ak.values_astype(values, np.int64)
         histogram.fill(region=entries["region"][defined], **{variable: values}, **weight)
     return histograms
 

@@ -7,7 +7,7 @@ A region's flag name is ``{partition}_{region}``, e.g. ``mjj3500_sr``, ``deta_cr
 
 Partitions (with the defaults of :class:`RegionConfig`):
 
-- ``mjj{centre}`` for each window centre (GeV): ``sr`` |mjj − centre| < half width (LHCO: 3.3–3.7 TeV
+- ``mjj{centre}`` for each window centre (GeV): ``sr`` centre ± half width, half-open (LHCO: 3.3–3.7 TeV
   around 3.5 TeV), ``sb`` the sidebands of ``sideband_width`` on each side (all other mjj when
   ``sideband_width`` is None), ``outside`` the rest, ``missing``.
 - ``deta``: ``sr`` |Δη_jj| < 1.3, ``cr`` |Δη_jj| ≥ 1.3, ``missing``.
@@ -103,14 +103,19 @@ def _both(condition: Any, defined: Any) -> Any:
 
 
 def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: float | None) -> Partition:
-    """Signal region ``sr`` (|mjj − centre| < half_width), sidebands ``sb``, ``outside`` and ``missing``."""
+    """Signal region ``sr`` [centre − half_width, centre + half_width), sidebands ``sb``, ``outside``, ``missing``.
+
+    The sidebands are [low − sideband_width, low) and [high, high + sideband_width), or every defined mjj
+    outside the signal region when ``sideband_width`` is None. Half-open intervals, so that adjacent windows
+    tile the mjj axis without overlap.
+    """
     defined = _defined(mjj)
-    distance = abs(mjj - centre)
-    signal = _both(distance < half_width, defined)
+    low, high = centre - half_width, centre + half_width
+    signal = _both((mjj >= low) & (mjj < high), defined)
     if sideband_width is None:
         sideband = defined & ~signal
     else:
-        sideband = _both(distance < half_width + sideband_width, defined) & ~signal
+        sideband = _both((mjj >= low - sideband_width) & (mjj < high + sideband_width), defined) & ~signal
     return {"sr": signal, "sb": sideband, "outside": defined & ~signal & ~sideband, "missing": ~defined}
 
 

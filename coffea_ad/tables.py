@@ -37,10 +37,10 @@ def feature_table(events: Any, features: Any, flags: Mapping[str, Any]) -> Any:
     )
 
 
-def empty_table(feature_names: Iterable[str], flag_names: Iterable[str], *, simulation: bool) -> ak.Array:
-    """A table with no rows and the columns and types a non-empty one would have."""
+def empty_table(feature_names: Iterable[str], flag_names: Iterable[str], *, gen_weight: bool) -> ak.Array:
+    """A table with no rows and the columns and types a non-empty one would have (``genWeight`` if asked)."""
     columns: dict[str, Any] = {name: np.empty(0, dtype) for name, dtype in EVENT_ID_COLUMNS.items()}
-    if simulation:
+    if gen_weight:
         columns[_WEIGHT[0]] = np.empty(0, _WEIGHT[1])
     for name in feature_names:
         column = ak.Array(np.empty(0, FEATURES[name].dtype))

@@ -24,16 +24,17 @@ __all__ = ["DijetSystem"]
 
 
 def _ratio(numerator: Any, denominator: Any) -> Any:
-    """numerator / denominator, None where the denominator is missing or not positive."""
-    positive = ak.fill_none(denominator > 0, False)
-    return as_float64(numerator) / as_float64(ak.mask(denominator, positive))
+    """numerator / denominator, NaN where the denominator is NaN (missing) or not positive."""
+    return numerator / ak.where(denominator > 0, denominator, np.nan)
 
 
 class DijetSystem(FeatureGroup):
     """The two leading fat jets of each event and the features built from them.
 
     Every feature is computed on first access and shared between features; an event with fewer than two
-    fat jets (after ``FeatureConfig.fatjet_pt_min`` and ``fatjet_abs_eta_max``) gets None.
+    fat jets (after ``FeatureConfig.fatjet_pt_min`` and ``fatjet_abs_eta_max``) gets None. Internally the
+    pair is a float64 array with NaN for an absent jet (plain arrays are several times faster than option
+    types through the arithmetic); :meth:`finish` turns NaN into None at the end.
     """
 
     @cached_property
@@ -51,20 +52,32 @@ class DijetSystem(FeatureGroup):
         return ak.pad_none(self.fatjets, 2, clip=True)
 
     def pair_field(self, field: str) -> tuple[Any, Any]:
-        """Return ``field`` of the leading and of the subleading fat jet (None where absent)."""
-        column = self.leading_pair[field]
+        """Return ``field`` of the leading and of the subleading fat jet as float64, NaN where absent."""
+        column = ak.fill_none(as_float64(self.leading_pair[field]), np.nan)
         return column[:, 0], column[:, 1]
+
+    @cached_property
+    def has_pair(self) -> Any:
+        """True for events with at least two selected fat jets."""
+        return self.n_fatjets >= 2
+
+    def finish(self, column: Any) -> Any:
+        """``column`` with None for events without two fat jets and where the value is NaN."""
+        return ak.mask(column, self.has_pair & ~np.isnan(column))
 
     @cached_property
     def lighter_is_subleading(self) -> Any:
         """True where the subleading-pT jet has the smaller soft-drop mass (then it becomes ``j1``)."""
         leading, subleading = self.pair_field("msoftdrop")
-        return ak.fill_none(subleading < leading, False)
+        return subleading < leading
 
     def by_mass(self, leading: Any, subleading: Any) -> tuple[Any, Any]:
-        """Reorder a (leading-pT, subleading-pT) pair of columns into (j1, j2) = (lighter, heavier)."""
+        """Reorder a (leading-pT, subleading-pT) pair of columns into (j1, j2) = (lighter, heavier).
+
+        Both are None in events without two fat jets: a lone jet is neither the lighter nor the heavier.
+        """
         swap = self.lighter_is_subleading
-        return ak.where(swap, subleading, leading), ak.where(swap, leading, subleading)
+        return self.finish(ak.where(swap, subleading, leading)), self.finish(ak.where(swap, leading, subleading))
 
     def tau_ratio(self, numerator: str, denominator: str) -> tuple[Any, Any]:
         """Return τ_numerator/τ_denominator of (j1, j2); None where τ_denominator ≤ 0."""
@@ -82,12 +95,12 @@ class DijetSystem(FeatureGroup):
         """Invariant mass of the two leading fat jets (GeV)."""
         leading = four_momentum(*(self.pair_field(name)[0] for name in ("pt", "eta", "phi", "mass")))
         subleading = four_momentum(*(self.pair_field(name)[1] for name in ("pt", "eta", "phi", "mass")))
-        return invariant_mass(*(a + b for a, b in zip(leading, subleading)))
+        return self.finish(invariant_mass(*(a + b for a, b in zip(leading, subleading))))
 
     @cached_property
     def masses(self) -> tuple[Any, Any]:
         """Soft-drop masses of (j1, j2) in GeV."""
-        return self.by_mass(*(as_float64(column) for column in self.pair_field("msoftdrop")))
+        return self.by_mass(*self.pair_field("msoftdrop"))
 
     @cached_property
     def mj_min(self) -> Any:
@@ -138,11 +151,11 @@ class DijetSystem(FeatureGroup):
     def deta_jj(self) -> Any:
         """|η_1 − η_2| of the two leading fat jets."""
         leading, subleading = self.pair_field("eta")
-        return abs(as_float64(leading) - as_float64(subleading))
+        return self.finish(abs(leading - subleading))
 
     @cached_property
     def dr_jj(self) -> Any:
         """ΔR between the two leading fat jets."""
         eta_leading, eta_subleading = self.pair_field("eta")
         phi_leading, phi_subleading = self.pair_field("phi")
-        return delta_r(eta_leading, phi_leading, eta_subleading, phi_subleading)
+        return self.finish(delta_r(eta_leading, phi_leading, eta_subleading, phi_subleading))
