@@ -140,7 +140,8 @@ def main() -> None:
             scorer = OnnxScorer(onnx_path)
             seconds = {}
             for workers in (1, 2):
-                with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+                with cluster, Client(cluster):
                     dask_events = events_of(files, "dask")
                     scorer(dask_events).compute()
                     seconds[workers] = best_of(lambda: scorer(events_of(files, "dask")).compute(), repeat=2)

@@ -186,6 +186,81 @@ def _fit_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fileset", metavar="FILESET.json", type=Path, help="coffea fileset JSON")
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="[NAME=]MODEL.onnx",
+        help="ONNX model from 'coffea-ad train'; repeatable; the score column is NAME (default: the file's stem)",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
+    )
+    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+    parser.add_argument(
+        "--control-region",
+        default="mjj3500_sb",
+        help="region flag where the background efficiency is measured (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--efficiency", type=float, default=0.01, help="target background efficiency of the cut (default: 0.01)"
+    )
+    parser.add_argument("--fit-variable", default="mjj", help="variable histogrammed in bins of score (default: mjj)")
+    parser.add_argument("--features", default="", metavar="NAMES", help="further features for the table and histograms")
+    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _score_run(args: argparse.Namespace) -> int:
+    from coffea_ad.features import FeatureConfig
+    from coffea_ad.score_pipeline import run_scoring
+
+    if not args.verbose:
+        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
+
+        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
+    models = {}
+    for text in args.models:
+        name, sep, path = text.rpartition("=")
+        models[name if sep else Path(path).stem] = path
+    result, summary, paths = run_scoring(
+        args.fileset,
+        models,
+        args.output,
+        control_region=args.control_region,
+        target_efficiency=args.efficiency,
+        fit_variable=args.fit_variable,
+        features=_name_list(args.features),
+        mode=args.mode,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.no_progress,
+        feature_config=FeatureConfig(met_collection=args.met),
+        step_size=args.step_size,
+    )
+    for dataset, counts in result.cutflows.items():
+        print(f"{dataset}: {counts['n_events']} events")
+    for name, model in summary.items():
+        print(
+            f"{name}: threshold {model['threshold']:.4g} keeps {model['control_region_efficiency']:.4f} of "
+            f"{model['control_region']} (target {model['target_efficiency']})"
+        )
+        for dataset, regions in model["events"].items():
+            control = regions[model["control_region"]]
+            print(f"  {dataset}: {control['above']:.0f} of {control['all']:.0f} {model['control_region']} events above")
+    print(f"files skipped: {len(result.skipped)}")
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from coffea_ad.models import METHODS
 
@@ -345,6 +420,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
         "fit an anomaly-detection method on a feature table; write model.onnx + summary.json",
         _train_arguments,
         _train_run,
+    ),
+    "score": (
+        "anomaly scores of a fileset as columns, on a dask cluster: tables, histograms in bins of score, thresholds",
+        _score_arguments,
+        _score_run,
     ),
     "fit": (
         "statistical fit of histograms (mjj bump hunt, anomaly-score template fit, ABCD): workspace, results, plots",

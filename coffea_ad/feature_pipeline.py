@@ -24,7 +24,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,14 +261,19 @@ def run_processor(
     client: Any = None,
     step_size: int = 100_000,
     progress: bool = False,
+    make_processor: Callable[..., Any] | None = None,
 ) -> FeatureResult:
     """Run the feature processor over checked files (see :func:`check_fileset`) in ``mode``.
 
     Datasets without readable events get empty tables, zero-filled histograms and zero counts. Every
     dataset's cutflow is checked for conservation (:func:`coffea_ad.regions.check_cutflow`).
+    ``make_processor`` builds the processor of a dataset from the keyword arguments of
+    :class:`~processors.feature_processor.AnomalyFeatureProcessor` (``features=``, ``feature_config=``...);
+    by default it is that class (the scoring pipeline passes its subclass with the models bound).
     """
     from processors.feature_processor import AnomalyFeatureProcessor
 
+    make_processor = make_processor or AnomalyFeatureProcessor
     if mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if step_size < 1:
@@ -277,8 +282,8 @@ def run_processor(
     region_config = region_config or RegionConfig()
     plan = {name: _dataset_features(name, files, features, optional, feature_config) for name, files in checked.items()}
     processors = {
-        name: AnomalyFeatureProcessor(
-            plan[name][0],
+        name: make_processor(
+            features=plan[name][0],
             feature_config=feature_config,
             region_config=region_config,
             histogram_variables=histogram_variables,

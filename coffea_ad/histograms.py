@@ -37,6 +37,8 @@ __all__ = [
     "histogram_rows",
     "fill_histograms",
     "count_regions",
+    "fill_score_histograms",
+    "score_histogram_name",
     "region_histograms",
     "write_root",
     "root_key",
@@ -118,6 +120,46 @@ def fill_histograms(rows: Any, flags: Sequence[str], *, dask: bool = False) -> H
         if FEATURES[variable].dtype == "int64":
             values = ak.values_astype(values, np.int64)
         histogram.fill(region=entries["region"][defined], **{variable: values}, **weight)
+    return histograms
+
+
+def score_histogram_name(score: str, fit_variable: str) -> str:
+    """Name of the (region × score × fit variable) histogram of a score: ``{score}_vs_{fit_variable}``."""
+    return f"{score}_vs_{fit_variable}"
+
+
+def fill_score_histograms(
+    rows: Any,
+    flags: Sequence[str],
+    score_edges: Mapping[str, Sequence[float]],
+    fit_variable: str,
+    *,
+    dask: bool = False,
+) -> Histograms:
+    """One histogram per score: region × score (bins ``score_edges[score]``) × ``fit_variable``.
+
+    ``rows`` are :func:`histogram_rows` of the scores and the fit variable; an event whose score or fit
+    variable is None (NaN in the rows) is left out.
+    """
+    kind = _hist_class(dask)
+    entries = ak.flatten(rows, axis=1)
+    fit_values = entries[fit_variable]
+    histograms = {}
+    for score, edges in score_edges.items():
+        histogram = kind(
+            _region_axis(flags),
+            hist.axis.Variable(edges, name=score, label=f"{score} anomaly score"),
+            feature_axis(fit_variable),
+            storage=hist.storage.Weight(),
+        )
+        defined = ~np.isnan(entries[score]) & ~np.isnan(fit_values)
+        weight = {"weight": entries["weight"][defined]} if "weight" in rows.fields else {}
+        histogram.fill(
+            region=entries["region"][defined],
+            **{score: entries[score][defined], fit_variable: fit_values[defined]},
+            **weight,
+        )
+        histograms[score_histogram_name(score, fit_variable)] = histogram
     return histograms
 
 

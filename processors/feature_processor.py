@@ -78,7 +78,11 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
             )
         else:
             per_event = self.event_record(events, names, variables)
-        output = {
+        return {metadata.get("dataset", "events"): self.outputs(per_event, flags, dask_mode)}
+
+    def outputs(self, per_event: Any, flags: list[str], dask_mode: bool) -> dict[str, Any]:
+        """The chunk's outputs from its per-event record (:meth:`event_record`)."""
+        return {
             "table": per_event["table"] if dask_mode else [ak.materialize(per_event["table"])],
             "histograms": fill_histograms(per_event["rows"], flags, dask=dask_mode),
             "cutflow": {
@@ -86,7 +90,6 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
                 "regions": count_regions(per_event["region_ids"], flags, dask=dask_mode),
             },
         }
-        return {metadata.get("dataset", "events"): output}
 
     def event_record(self, events: Any, names: list[str], variables: list[str]) -> ak.Array:
         """Per event: ``table`` (ids, features, flags), ``region_ids`` and the histogram ``rows``.
@@ -97,15 +100,17 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
         masks = partitions(features, self.region_config)
         ids = region_ids(masks)
         weight = None if self.weight_branch is None else events[self.weight_branch]
-        return ak.zip(
-            {
-                "table": feature_table(events, features, region_flags(masks)),
-                "region_ids": ids,
-                "rows": histogram_rows(features, ids, variables, weight=weight),
-            },
-            depth_limit=1,
-            behavior={},
-        )
+        fields = {
+            "table": feature_table(events, features, region_flags(masks)),
+            "region_ids": ids,
+            "rows": histogram_rows(features, ids, variables, weight=weight),
+        }
+        fields.update(self.extra_fields(features, ids, weight))
+        return ak.zip(fields, depth_limit=1, behavior={})
+
+    def extra_fields(self, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+        """Per-event fields a subclass adds to :meth:`event_record` (none here)."""
+        return {}
 
     def postprocess(self, accumulator: Any) -> Any:
         """Nothing to do: the pipeline writes the outputs."""

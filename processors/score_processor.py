@@ -1,0 +1,91 @@
+"""AnomalyScoreProcessor: the feature processor plus anomaly-score columns and histograms in bins of score.
+
+Thin glue around :class:`coffea_ad.inference.OnnxScorer` and :mod:`coffea_ad.histograms`: every event of
+the per-event table gains one column per model (None where an input feature is missing), and, for each
+model given score-bin edges, a histogram region × score × fit variable (``mjj`` by default) is filled, from
+which :mod:`coffea_ad.scoring` reads the threshold at a target control-region efficiency and the fit
+variable above it. :func:`coffea_ad.score_pipeline.run_scoring` drives it over a fileset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+
+from coffea_ad.errors import ConfigurationError
+from coffea_ad.features import resolve_feature_names
+from coffea_ad.histograms import fill_score_histograms, histogram_rows
+from coffea_ad.inference import OnnxScorer
+from coffea_ad.scoring import check_edges
+from processors.feature_processor import AnomalyFeatureProcessor
+
+__all__ = ["AnomalyScoreProcessor"]
+
+
+class AnomalyScoreProcessor(AnomalyFeatureProcessor):
+    """Features, region flags and anomaly scores of every event, with histograms in bins of score.
+
+    Arguments:
+        models: score name -> ONNX model path (one column per model, named by the score name).
+        score_edges: score name -> increasing score-bin edges; a model listed here gets a histogram
+            region × score × ``fit_variable``. Models without edges only add their table column.
+        fit_variable: the variable fitted after the cut (default ``mjj``).
+        features: further features and feature sets for the table and histograms (the models' inputs and
+            ``fit_variable`` are always computed, and never optional).
+        **options: as :class:`~processors.feature_processor.AnomalyFeatureProcessor` (``feature_config``,
+            ``region_config``, ``weight_branch``, ...).
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, str],
+        *,
+        score_edges: Mapping[str, Sequence[float]] | None = None,
+        fit_variable: str = "mjj",
+        features: str | Iterable[str] = (),
+        **options: Any,
+    ) -> None:
+        if not models:
+            raise ConfigurationError("AnomalyScoreProcessor needs at least one model")
+        super().__init__(features or fit_variable, **options)
+        self.scorers = {name: OnnxScorer(path, feature_config=self.feature_config) for name, path in models.items()}
+        unknown = sorted(set(score_edges or {}) - set(self.scorers))
+        if unknown:
+            raise ConfigurationError(f"score edges given for {unknown}, which are not models ({list(self.scorers)})")
+        self.score_edges = {name: check_edges(edges, name) for name, edges in (score_edges or {}).items()}
+        self.fit_variable = fit_variable
+        self.required = resolve_feature_names(
+            [fit_variable, *(name for scorer in self.scorers.values() for name in scorer.feature_names)]
+        )
+        requested = resolve_feature_names(self.features) if self.features else []
+        self.features = tuple(dict.fromkeys([*requested, *self.required]))
+
+    def extra_fields(self, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+        missing = [name for name in self.required if name not in features.fields]
+        if missing:
+            raise ConfigurationError(f"the models need features {missing}, which this input cannot provide")
+        scores = {
+            name: scorer.score_columns(*(features[feature] for feature in scorer.feature_names))
+            for name, scorer in self.scorers.items()
+        }
+        columns = {self.fit_variable: features[self.fit_variable], **scores}
+        return {
+            "scores": ak.zip(scores),
+            "score_rows": histogram_rows(columns, ids, list(columns), weight=weight),
+        }
+
+    def outputs(self, per_event: Any, flags: list[str], dask_mode: bool) -> dict[str, Any]:
+        output = super().outputs(per_event, flags, dask_mode)
+        table = per_event["table"]
+        for name in self.scorers:
+            table = ak.with_field(table, per_event["scores"][name], name)
+        output["table"] = table if dask_mode else [ak.materialize(table)]
+        if self.score_edges:
+            output["histograms"].update(
+                fill_score_histograms(
+                    per_event["score_rows"], flags, self.score_edges, self.fit_variable, dask=dask_mode
+                )
+            )
+        return output
