@@ -115,3 +115,17 @@ def test_bump_hunt_toys_give_a_global_p_value():
     assert result.global_method in ("toys", "trials_factor")
     with pytest.raises(ConfigurationError, match="inside the mjj range"):
         stats.bump_hunt((counts, EDGES), centres=[7000.0])
+
+
+def test_bump_hunt_fits_only_the_filled_range_of_a_histogram_booked_from_zero():
+    # The feature processor books mjj from 0 GeV: the empty bins below the first event must not be fitted.
+    _, expected = spectrum(4, 5.0e4)
+    counts = np.random.default_rng(22).poisson(expected)
+    width = EDGES[1] - EDGES[0]
+    leading = int(round(EDGES[0] / width))
+    from_zero = np.concatenate([np.zeros(leading, dtype=int), counts])
+    edges_from_zero = np.arange(len(from_zero) + 1) * width
+    trimmed = stats.bump_hunt((counts, EDGES))
+    booked = stats.bump_hunt((from_zero, edges_from_zero))
+    assert booked.most_significant.significance.z == pytest.approx(trimmed.most_significant.significance.z)
+    assert [w.centre for w in booked.windows] == pytest.approx([w.centre for w in trimmed.windows])

@@ -281,7 +281,8 @@ def bump_hunt(
     sqrt_s: float = SQRT_S,
 ) -> BumpHuntResult:
     """Slide a window over ``centres`` (default: log-spaced, half a window apart, keeping sidebands on both
-    sides) and report every local significance and the global significance of the largest one.
+    sides) and report every local significance and the global significance of the largest one. The fit
+    starts at the histogram's first filled bin.
 
     References:
         Gross, Vitells, arXiv:1005.1891 (look-elsewhere effect; trials factor and toys).
@@ -289,6 +290,10 @@ def bump_hunt(
     counts, edges = mjj_histogram(histogram)
     if not np.any(counts > 0):
         raise ConfigurationError("the mjj histogram is empty")
+    # The fit starts at the first filled bin: a histogram booked from 0 GeV (the feature processor's mjj)
+    # has empty bins below the trigger threshold, where the dijet function does not apply (nor at x = 0).
+    first = int(np.flatnonzero(counts > 0)[0])
+    counts, edges = counts[first:], edges[first:]
     if centres is None:
         centres = default_centres(edges, relative_width)
     centres = np.asarray(centres, dtype=np.float64)
