@@ -109,7 +109,7 @@ def test_abcd_predicts_region_a_and_checks_closure(histograms, tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--data", "nope/SR/mjj"], "histogram 'nope/SR/mjj' not found in .*; available: .*data/SR/mjj"),
+        (["--data", "nope/SR/mjj"], "histogram 'nope/SR/mjj' not found in .*histograms, e.g.: .*data/SR/mjj"),
         (["--data", "empty/SR/mjj"], "histogram 'empty/SR/mjj' in .* is empty"),
         (
             [

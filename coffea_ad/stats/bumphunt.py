@@ -39,6 +39,7 @@ __all__ = [
     "WindowResult",
     "BumpHuntResult",
     "mjj_histogram",
+    "from_first_filled_bin",
     "window_mask",
     "default_centres",
     "window_spec",
@@ -64,6 +65,25 @@ def mjj_histogram(histogram: Any) -> tuple[np.ndarray, np.ndarray]:
     if edges.size != counts.size + 1:
         raise ConfigurationError(f"mjj histogram has {counts.size} bins but {edges.size} edges")
     return counts, edges
+
+
+def from_first_filled_bin(data: Any, signal: Any = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """``(counts, edges)`` of the mjj histogram ``data`` from its first filled bin on, and the counts of
+    ``signal`` (same binning) cut the same way, or None.
+
+    A histogram booked from 0 GeV (the feature processor's mjj) has empty bins below the trigger threshold,
+    where the dijet function does not apply (and it is undefined at x = 0): the fit starts at the first event.
+    """
+    counts, edges = mjj_histogram(data)
+    if not np.any(counts > 0):
+        raise ConfigurationError("the mjj histogram is empty")
+    first = int(np.flatnonzero(counts > 0)[0])
+    if signal is None:
+        return (counts[first:], edges[first:]), None
+    signal_counts, _ = histogram_counts(signal, "signal")
+    if signal_counts.size != counts.size:
+        raise ConfigurationError(f"signal has {signal_counts.size} bins, the mjj histogram has {counts.size}")
+    return (counts[first:], edges[first:]), signal_counts[first:]
 
 
 def window_mask(edges: ArrayLike, centre: float, relative_width: float) -> np.ndarray:
@@ -287,13 +307,7 @@ def bump_hunt(
     References:
         Gross, Vitells, arXiv:1005.1891 (look-elsewhere effect; trials factor and toys).
     """
-    counts, edges = mjj_histogram(histogram)
-    if not np.any(counts > 0):
-        raise ConfigurationError("the mjj histogram is empty")
-    # The fit starts at the first filled bin: a histogram booked from 0 GeV (the feature processor's mjj)
-    # has empty bins below the trigger threshold, where the dijet function does not apply (nor at x = 0).
-    first = int(np.flatnonzero(counts > 0)[0])
-    counts, edges = counts[first:], edges[first:]
+    (counts, edges), signal = from_first_filled_bin(histogram, signal)
     if centres is None:
         centres = default_centres(edges, relative_width)
     centres = np.asarray(centres, dtype=np.float64)

@@ -36,7 +36,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import atomic_output
 from coffea_ad.plotting import save_figure
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
-from coffea_ad.stats.bumphunt import bump_hunt, mjj_histogram, scan_window
+from coffea_ad.stats.bumphunt import bump_hunt, from_first_filled_bin, scan_window
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
 from coffea_ad.stats.plots import plot_cls_scan, plot_fit, plot_local_significance
@@ -97,8 +97,14 @@ def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist
         obj = file[path]
     except KeyError:
         available = _available(file)
+        # Show first the names of the same sample and variable (the regions one could mean), then the
+        # sample's, and keep the line readable.
+        sample, variable = path.split("/", 1)[0], path.rsplit("/", 1)[-1]
+        same_sample = [name for name in available if name.split("/", 1)[0] == sample]
+        nearby = [name for name in same_sample if name.rsplit("/", 1)[-1] == variable] or same_sample or available
+        shown = ", ".join(nearby[:20]) + (f", ... ({len(nearby) - 20} more)" if len(nearby) > 20 else "")
         raise InputFileError(
-            f"histogram {path!r} not found in {filename}; available: {', '.join(available) if available else 'none'}"
+            f"histogram {path!r} not found in {filename}; {len(available)} histograms, e.g.: {shown or 'none'}"
         ) from None
     if not hasattr(obj, "to_hist"):
         raise InputFileError(f"{path!r} in {filename} is a {type(obj).__name__}, not a histogram")
@@ -144,8 +150,8 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
     signal = None
     if paths.signal is not None:
         signal = read_histogram(file, paths.fill(paths.signal, region, variable), filename=filename)
-    counts, edges = mjj_histogram(data)
-    result = bump_hunt(data, signal=signal, **options)
+    (counts, edges), signal = from_first_filled_bin(data, signal)
+    result = bump_hunt((counts, edges), signal=signal, **options)
     best = result.most_significant
     window_options = {
         k: v for k, v in options.items() if k in ("relative_width", "n_parameters", "background_uncertainty")
@@ -161,7 +167,7 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
         counts,
         fit.yields(edges),
         uncertainty=fit.yield_uncertainties(edges),
-        signal=None if signal is None else histogram_counts(signal, "signal")[0],
+        signal=signal,
         window=(best.low, best.high),
     )
     save_figure(figure, outdir / "fit.png")
