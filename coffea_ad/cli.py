@@ -33,6 +33,30 @@ def _name_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a fileset runs: a scheduler address or a new LocalCluster, in dask or virtual mode."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
+    where.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
+    )
+    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that process a fileset."""
+    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _quiet_distributed(args: argparse.Namespace) -> None:
+    if not args.verbose:
+        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
+
+        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
+
+
 def _generate_arguments(parser: argparse.ArgumentParser) -> None:
     from coffea_ad.generate.processes import PROCESSES
 
@@ -197,12 +221,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
         help="ONNX model from 'coffea-ad train'; repeatable; the score column is NAME (default: the file's stem)",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
-    where.add_argument(
-        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
-    )
-    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+    _cluster_arguments(parser)
     parser.add_argument(
         "--control-region",
         default="mjj3500_sb",
@@ -213,19 +232,14 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fit-variable", default="mjj", help="variable histogrammed in bins of score (default: mjj)")
     parser.add_argument("--features", default="", metavar="NAMES", help="further features for the table and histograms")
-    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
-    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _run_arguments(parser)
 
 
 def _score_run(args: argparse.Namespace) -> int:
     from coffea_ad.features import FeatureConfig
     from coffea_ad.score_pipeline import run_scoring
 
-    if not args.verbose:
-        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
-
-        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
+    _quiet_distributed(args)
     models = {}
     for text in args.models:
         name, sep, path = text.rpartition("=")
@@ -343,12 +357,7 @@ def _train_run(args: argparse.Namespace) -> int:
 def _features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fileset", metavar="FILESET.json", type=Path, help="coffea fileset JSON")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="address of a running dask scheduler")
-    where.add_argument(
-        "--workers", type=int, default=None, metavar="N", help="worker processes of a new LocalCluster (default: cores)"
-    )
-    parser.add_argument("--mode", choices=("dask", "virtual"), default="dask", help="execution mode (default: dask)")
+    _cluster_arguments(parser)
     parser.add_argument(
         "--features",
         default="all",
@@ -361,9 +370,7 @@ def _features_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help="features left out with a warning when a branch is absent: names, 'all' (default) or 'none'",
     )
-    parser.add_argument("--met", default="MET", help="MET collection: MET (default) or PuppiMET (NanoAOD v15)")
-    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk (default: 100000)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _run_arguments(parser)
 
 
 def _features_run(args: argparse.Namespace) -> int:
@@ -372,10 +379,7 @@ def _features_run(args: argparse.Namespace) -> int:
     from coffea_ad.feature_pipeline import run_features
     from coffea_ad.features import FeatureConfig, FeatureSkippedWarning
 
-    if not args.verbose:
-        import distributed  # importing it sets its loggers to INFO: quieten them afterwards
-
-        logging.getLogger(distributed.__name__).setLevel(logging.WARNING)
+    _quiet_distributed(args)
     optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, _name_list(args.optional))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FeatureSkippedWarning)
