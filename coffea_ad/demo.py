@@ -45,9 +45,10 @@ def _dijet_mass(path: Path) -> np.ndarray:
     import awkward as ak
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
+    from coffea_ad.features import compute_features
+
     events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
-    fat_jets = events.FatJet[ak.num(events.FatJet) >= 2]
-    return ak.to_numpy((fat_jets[:, 0] + fat_jets[:, 1]).mass)
+    return ak.to_numpy(ak.drop_none(compute_features(events, "mjj").mjj))
 
 
 def text_histogram(stacks: dict[str, np.ndarray], edges: np.ndarray, width: int = 50, unit: str = "GeV") -> str:
