@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -29,17 +28,9 @@ import numpy as np
 from coffea_ad.features import compute_features
 from coffea_ad.inference import OnnxScorer
 from coffea_ad.paths import cache_dir
+from timing import best_of
 
 LHCO = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
-
-
-def best_of(function, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def events_of(paths: list[Path], mode: str):

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from coffea_ad.models import MAF, AutoEncoder
+from timing import best_of
 
 FEATURES = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
 
@@ -48,15 +49,6 @@ def seconds_per_epoch(estimator_class, data: pd.DataFrame, device: str, batch_si
     start = time.perf_counter()
     estimator.fit(data, FEATURES)
     return time.perf_counter() - start
-
-
-def best_of(function, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def scoring(estimator, x: np.ndarray, folder: Path, batch_size: int) -> dict:
