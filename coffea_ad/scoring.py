@@ -63,8 +63,8 @@ def efficiency_of_edges(histogram: hist.Hist, score: str, region: int) -> np.nda
     total = counts.sum()
     if total <= 0:
         raise ConfigurationError(f"the control region (position {region}) has no events with a {score}")
-    above = np.cumsum(counts[::-1])[::-1]  # above[i]: bins i.. (flow bin 0 is underflow)
-    return above[1:-1] / total  # at the lower edge of each regular bin, and at the last edge (overflow)
+    above = np.cumsum(counts[::-1])[::-1]  # above[i]: flow-indexed bins i.. (index 0 is the underflow)
+    return above[1:] / total  # at each edge: the bins from that edge on, the overflow included
 
 
 def threshold_at(histogram: hist.Hist, score: str, region: int, efficiency: float) -> tuple[float, float]:

@@ -52,3 +52,9 @@ def test_bad_requests_are_clear_errors(exponential_scores):
         score_edges(exponential_scores[:50], 0.001)
     with pytest.raises(ConfigurationError, match="no control-region event"):
         score_edges(np.array([np.nan]), 0.1)
+
+
+def test_one_efficiency_per_edge_down_to_the_overflow():
+    histogram = hist.Hist(hist.axis.IntCategory([0], name="region"), hist.axis.Variable([0, 1, 2], name="score"))
+    histogram.fill(region=0, score=[0.5, 1.5, 1.5, 7.0])
+    assert efficiency_of_edges(histogram, "score", 0).tolist() == [1.0, 0.75, 0.25]
