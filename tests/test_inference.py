@@ -182,3 +182,19 @@ def test_truncated_and_non_onnx_files_are_clear_errors(trained, tmp_path):
         OnnxScorer(text)
     with pytest.raises(InputFileError, match="does not exist"):
         OnnxScorer(tmp_path / "absent.onnx")
+
+
+@pytest.mark.filterwarnings("ignore:You have set steps_per_file:RuntimeWarning")
+def test_dask_partitions_left_empty_by_a_selection_score_to_nothing(dijet_sample, trained):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    _, path = trained
+    files = {str(dijet_sample): "Events"}
+    events = NanoEventsFactory.from_root(files, schemaclass=NanoAODSchema, mode="dask", steps_per_file=4).events()
+    # Only the first partition keeps events: the other three are empty after the selection.
+    first_partition_events = events[events.event <= 50]
+    scores = OnnxScorer(path)(first_partition_events)
+    partitions = [scores.partitions[i].compute() for i in range(scores.npartitions)]
+    assert [len(partition) for partition in partitions] == [50, 0, 0, 0]
+    eager = OnnxScorer(path)(nanoevents(dijet_sample, "eager")[:50])
+    assert ak.to_list(ak.is_none(partitions[0])) == ak.to_list(ak.is_none(eager))
