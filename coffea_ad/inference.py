@@ -125,9 +125,10 @@ class OnnxScorer:
         typetracer = any(ak.backend(column) == "typetracer" for column in columns)
         if typetracer:
             columns = tuple(ak.typetracer.length_one_if_typetracer(column) for column in columns)
+        # ak.to_numpy gives a masked array for a column with None (integer features too): masked -> NaN.
         matrix = np.stack(
-            [ak.to_numpy(ak.fill_none(column, np.nan), allow_missing=False) for column in columns], axis=1
-        ).astype(np.float32)
+            [np.ma.filled(ak.to_numpy(column).astype(np.float32), np.nan) for column in columns], axis=1
+        )
         complete = np.isfinite(matrix).all(axis=1)
         scores = np.full(len(matrix), np.nan, dtype=np.float32)
         if complete.any():
