@@ -116,15 +116,21 @@ def _processes_run(args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-o", "--output", type=Path, default=None, help="folder for the samples (default: the coffea_ad cache)"
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="folder for the samples, models, outputs and the report (default: the coffea_ad cache)",
     )
     parser.add_argument("-j", "--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs of each model (default: 30)")
 
 
 def _demo_run(args: argparse.Namespace) -> int:
     from coffea_ad.demo import run_demo
 
-    print(run_demo(args.output, workers=args.workers))
+    _quiet_distributed(args)
+    print(run_demo(args.output, workers=args.workers, epochs=args.epochs))
     return 0
 
 
@@ -435,7 +441,12 @@ SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
         _fit_arguments,
         _fit_run,
     ),
-    "demo": ("the main job on the embedded default sample", _demo_arguments, _demo_run),
+    "demo": (
+        "the main job on the embedded default: a W' search in QCD dijets with CATHODE and an autoencoder, "
+        "scored on a LocalCluster, bump hunt, report",
+        _demo_arguments,
+        _demo_run,
+    ),
 }
 
 

@@ -1,19 +1,26 @@
 """The main job on the embedded default: what ``coffea-ad demo`` (and ``make demo``) runs.
 
 The embedded default is a small LHC Olympics-like sample: Pythia8 QCD dijets with W' -> X(qq) Y(qq)
-events injected on top, generated on first use into the cache and reused afterwards. The job reports
-what it made: the events, the cross sections, and the dijet mass spectrum as a text histogram.
+events injected on top, generated on first use into the cache and reused afterwards. On a
+``distributed.LocalCluster`` the job computes the features, trains CATHODE and an autoencoder on all the
+events (the "data"), exports them to ONNX, scores every event inline, sets each threshold at a background
+efficiency measured in the mjj sidebands, and runs the bump hunt before and after the cut. It writes a
+report folder (plots and ``summary.json``) and returns a short text summary.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import hist
 import numpy as np
 
 from coffea_ad.errors import CoffeaADError
-from coffea_ad.paths import cache_dir
+from coffea_ad.paths import atomic_output, cache_dir
 
 __all__ = ["DEFAULT_SAMPLES", "run_demo", "text_histogram"]
 
@@ -22,7 +29,28 @@ log = logging.getLogger(__name__)
 #: process -> (events, seed): the embedded default. The W' events are injected on top of the QCD
 #: background at S/B = 200 / 4000 overall, which is a few tens of percent in the 3.3-3.7 TeV window.
 DEFAULT_SAMPLES: dict[str, tuple[int, int]] = {"qcd_dijet": (4000, 1), "wprime_xy": (200, 2)}
+#: dataset name of each sample in the fileset, and its label in the plots.
+DATASETS = {"qcd": "qcd_dijet", "wprime": "wprime_xy"}
+LABELS = {"qcd": "QCD dijets", "wprime": "W' -> XY"}
+#: The LHC Olympics features and signal region (GeV); the threshold is set in the sidebands of that window,
+#: and the bump hunt runs on the |Delta eta_jj| < 1.3 events.
+LHCO_FEATURES = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
+SIGNAL_REGION = (3300.0, 3700.0)
+CONTROL_REGION = "mjj3500_sb"
+TARGET_EFFICIENCY = 0.05
+FIT_REGION = "deta_sr"
+#: The dijet function describes the spectrum above the turn-on that the pTHat > 1.2 TeV generation cut
+#: makes (its maximum is near 2.7 TeV): the bump hunt fits mjj from here on.
+FIT_MJJ_MIN = 2800.0
+#: Parameters of the dijet function: three, stable on the few hundred events left after a cut.
+DIJET_PARAMETERS = 3
 MJJ_EDGES = np.arange(2000.0, 5001.0, 200.0)
+
+
+def _finite(column) -> np.ndarray:
+    import awkward as ak
+
+    return ak.to_numpy(ak.drop_none(column)).astype(np.float64)
 
 
 def _cached_sample(folder: Path, process: str, n_events: int, seed: int, workers: int | None) -> tuple[Path, dict]:
@@ -41,16 +69,6 @@ def _cached_sample(folder: Path, process: str, n_events: int, seed: int, workers
     return path, read_metadata(path)
 
 
-def _dijet_mass(path: Path) -> np.ndarray:
-    import awkward as ak
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-    from coffea_ad.features import compute_features
-
-    events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
-    return ak.to_numpy(ak.drop_none(compute_features(events, "mjj").mjj))
-
-
 def text_histogram(stacks: dict[str, np.ndarray], edges: np.ndarray, width: int = 50, unit: str = "GeV") -> str:
     """A stacked histogram drawn with one character per sample (``#`` first, then ``+``, ``o``...)."""
     symbols = "#+o*"
@@ -66,23 +84,175 @@ def text_histogram(stacks: dict[str, np.ndarray], edges: np.ndarray, width: int 
     return "\n".join([*lines, f"{'':17}{legend}"])
 
 
-def run_demo(output: str | Path | None = None, workers: int | None = None) -> str:
-    """Generate (or reuse) the embedded default sample and return a text report of what it holds."""
-    folder = Path(output) if output else cache_dir() / "demo"
+def _region_histogram(result, dataset: str, name: str, region: str) -> hist.Hist:
+    """The mjj histogram of ``region``, from :data:`FIT_MJJ_MIN` on."""
+    histogram = result.histograms[dataset][name]
+    position = list(histogram.axes["region"].metadata).index(region)
+    return histogram[{"region": hist.loc(position)}][hist.loc(FIT_MJJ_MIN) :]
+
+
+def _training_table(result) -> dict[str, np.ndarray]:
+    """The features of every event with two fat jets, QCD and W' together: the "data" the methods see."""
+    import awkward as ak
+
+    columns = ["mjj", *LHCO_FEATURES]
+    parts = []
+    for table in result.tables.values():
+        complete = np.ones(len(table), dtype=bool)
+        for name in columns:
+            complete &= ~ak.to_numpy(ak.is_none(table[name]))
+        parts.append({name: ak.to_numpy(table[name][complete]).astype(np.float64) for name in columns})
+    return {name: np.concatenate([part[name] for part in parts]) for name in columns}
+
+
+def _train(table: dict[str, np.ndarray], folder: Path, epochs: int) -> dict[str, Path]:
+    from coffea_ad.models import CATHODE, AutoEncoder
+
+    training = {"epochs": epochs, "progress": True}
+    models = {
+        "cathode": CATHODE(flow_training=training, training=training, seed=1).fit(
+            table, LHCO_FEATURES, signal_region=SIGNAL_REGION, mass="mjj"
+        ),
+        "autoencoder": AutoEncoder(training=training, seed=1).fit(
+            table, LHCO_FEATURES
+        ),
+    }
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"coffea_ad demo: LHC Olympics-like dijet sample in {folder}"]
-    mjj = {}
+    return {name: model.export_onnx(folder / f"{name}.onnx") for name, model in models.items()}
+
+
+def _plot_mjj(before: Mapping[str, hist.Hist], after: Mapping[str, hist.Hist], path: Path, cut: str) -> None:
+    import mplhep
+
+    from coffea_ad.plotting import cms_style, new_figure, save_figure
+
+    with cms_style():
+        figure, axis = new_figure()
+        labels = [LABELS[dataset] for dataset in before]
+        mplhep.histplot(
+            list(before.values()), ax=axis, stack=True, histtype="fill", alpha=0.35, label=labels, yerr=False
+        )
+        mplhep.histplot(
+            list(after.values()), ax=axis, stack=True, histtype="step", linewidth=2, yerr=False,
+            label=[f"{label}, {cut}" for label in labels],
+        )
+        axis.set_xlim(FIT_MJJ_MIN, 6000)
+        axis.set_yscale("log")
+        axis.set_xlabel(r"$m_{jj}$ [GeV]")
+        axis.set_ylabel("Events / bin")
+        axis.legend(fontsize=14)
+    save_figure(figure, path)
+
+
+def _fit_plot(hunt, histogram: hist.Hist) -> Any:
+    from coffea_ad.stats.plots import plot_fit
+
+    best = hunt.most_significant
+    counts, edges = histogram.values(), histogram.axes[0].edges
+    first = int(np.flatnonzero(counts > 0)[0])
+    edges, counts = edges[first:], counts[first:]
+    return plot_fit(
+        edges, counts, best.fit.yields(edges), uncertainty=best.fit.yield_uncertainties(edges),
+        window=(best.low, best.high),
+    )
+
+
+def run_demo(output: str | Path | None = None, workers: int | None = None, *, epochs: int = 30) -> str:
+    """The main job on the embedded default: features -> CATHODE and an autoencoder -> ONNX -> inline scores
+    on a LocalCluster -> histograms -> bump hunt; writes a report folder and returns a text summary.
+
+    The events of both samples form the "data" the methods train on; which sample an event came from is
+    used only to evaluate them (ROC, SIC in the signal region) and to draw the mjj stacks.
+    """
+    from distributed import Client, LocalCluster
+
+    from coffea_ad import metrics
+    from coffea_ad.feature_pipeline import run_features
+    from coffea_ad.plotting import save_figure
+    from coffea_ad.score_pipeline import run_scoring
+    from coffea_ad.stats import bump_hunt
+
+    folder = Path(output) if output else cache_dir() / "demo"
+    report = folder / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    lines = [f"coffea_ad demo: LHC Olympics-like dijet search in {folder}"]
+    summary: dict[str, Any] = {"events": {}, "models": {}}
+    paths = {}
     for process, (n_events, seed) in DEFAULT_SAMPLES.items():
-        path, metadata = _cached_sample(folder, process, n_events, seed, workers)
-        mjj[process] = _dijet_mass(path)
+        paths[process], metadata = _cached_sample(folder, process, n_events, seed, workers)
+        summary["events"][f"generated_{process}"] = metadata["n_events"]
         lines.append(
             f"  {process:10s} {metadata['n_events']:6d} events  sigma = {metadata['cross_section_pb']:.4g} "
-            f"+- {metadata['cross_section_error_pb']:.2g} pb  ({metadata['n_tried']} tried)  {path.name}"
+            f"+- {metadata['cross_section_error_pb']:.2g} pb  ({metadata['n_tried']} tried)  {paths[process].name}"
         )
-    window = {label: int(np.sum((values > 3300) & (values < 3700))) for label, values in mjj.items()}
+    fileset = {dataset: {"files": {str(paths[process]): "Events"}} for dataset, process in DATASETS.items()}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+        address = cluster.scheduler_address
+        features, _ = run_features(
+            fileset, folder / "features", features=["lhco", "deta_jj"], scheduler=address, progress=True
+        )
+        table = _training_table(features)
+        summary["events"]["with_two_fat_jets"] = int(len(table["mjj"]))
+        models = _train(table, folder / "models", epochs)
+        scored, thresholds, _ = run_scoring(
+            fileset, models, folder / "scored", control_region=CONTROL_REGION, target_efficiency=TARGET_EFFICIENCY,
+            features=["deta_jj"], scheduler=address, progress=True,
+        )
+
+    in_window = {dataset: tab[_finite(tab.mjj3500_sr).astype(bool)] for dataset, tab in scored.tables.items()}
+    rocs = {}
+    for model in models:
+        signal, background = (_finite(in_window[dataset][model]) for dataset in ("wprime", "qcd"))
+        rocs[model] = metrics.roc_curve(signal, background)
+        figure = metrics.plot_score_distributions({"QCD": background, "W'": signal}, xlabel=f"{model} score")
+        save_figure(figure, report / f"scores_{model}.png")
+    save_figure(metrics.plot_roc(rocs), report / "roc.png")
+    save_figure(metrics.plot_sic(rocs), report / "sic.png")
+
+    before = {dataset: _region_histogram(scored, dataset, "mjj", FIT_REGION) for dataset in DATASETS}
+    hunt_before = bump_hunt(sum(before.values()), n_parameters=DIJET_PARAMETERS)
+    low, high = (hist.loc(edge) for edge in SIGNAL_REGION)
+    window = {dataset: float(h[low:high].sum().value) for dataset, h in before.items()}
+    summary["events"]["signal_region_before_cut"] = window
+    summary["bump_hunt_before_cut"] = hunt_before.to_dict()
+    save_figure(_fit_plot(hunt_before, sum(before.values())), report / "fit_before_cut.png")
+    best = hunt_before.most_significant
     lines.append(
-        f"  dijet mass of the two leading fat jets; in 3.3-3.7 TeV: {window['qcd_dijet']} QCD and "
-        f"{window['wprime_xy']} W' events (S/B = {window['wprime_xy'] / max(window['qcd_dijet'], 1):.2f})"
+        f"  before any cut ({FIT_REGION}): {window['qcd']:.0f} QCD and {window['wprime']:.0f} W' events in "
+        f"3.3-3.7 TeV; bump hunt: local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV"
     )
-    lines.append(text_histogram({"QCD dijets": mjj["qcd_dijet"], "W' -> XY": mjj["wprime_xy"]}, MJJ_EDGES))
+    for model in models:
+        after = {dataset: _region_histogram(scored, dataset, f"mjj_{model}_pass", FIT_REGION) for dataset in DATASETS}
+        kept = {dataset: float(h.sum().value) for dataset, h in after.items()}
+        summary["models"][model] = {
+            "threshold": thresholds[model]["threshold"],
+            "control_region_efficiency": thresholds[model]["control_region_efficiency"],
+            "auc_signal_region": metrics.auc(rocs[model]),
+            "max_sic_signal_region": metrics.max_sic(rocs[model]),
+            "events_after_cut": kept,
+        }
+        _plot_mjj(before, after, report / f"mjj_{model}.png", f"{model} cut")
+        line = (
+            f"  {model}: AUC {metrics.auc(rocs[model]):.3f}, max SIC {metrics.max_sic(rocs[model]):.2f} in 3.3-3.7 "
+            f"TeV; the cut keeps {thresholds[model]['control_region_efficiency']:.3f} of the sidebands and "
+            f"{kept['qcd']:.0f} QCD + {kept['wprime']:.0f} W' events"
+        )
+        try:
+            hunt = bump_hunt(sum(after.values()), n_parameters=DIJET_PARAMETERS)
+        except CoffeaADError as error:
+            summary["models"][model]["bump_hunt_after_cut"] = {"error": str(error)}
+            lines.append(f"{line}; no bump hunt: {error}")
+            continue
+        best = hunt.most_significant
+        summary["models"][model]["bump_hunt_after_cut"] = hunt.to_dict()
+        save_figure(_fit_plot(hunt, sum(after.values())), report / f"fit_{model}.png")
+        lines.append(
+            f"{line}; bump hunt: local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV "
+            f"(global Z = {hunt.global_z:.2f})"
+        )
+    with atomic_output(report / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    lines.append(f"  report: {report} (summary.json, roc.png, sic.png, scores_*, mjj_*, fit_*.png)")
+    mjj = {LABELS[dataset]: _finite(features.tables[dataset].mjj) for dataset in DATASETS}
+    lines.append(text_histogram(mjj, MJJ_EDGES))
     return "\n".join(lines)

@@ -1,6 +1,9 @@
-"""The main job: its report of the embedded default sample, generated once and then reused."""
+"""The main job on a small version of the embedded default: features -> CATHODE and an autoencoder ->
+ONNX -> inline scores on a LocalCluster -> bump hunt, with its report; samples generated once, then reused."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -15,12 +18,23 @@ def test_text_histogram_stacks_counts_per_bin():
     assert bars[0] == "#" * 50 and bars[1] == "#" * 25 + "+" * 25
 
 
-def test_demo_generates_once_then_reuses_the_sample(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "DEFAULT_SAMPLES", {"qcd_dijet": (60, 1), "wprime_xy": (30, 2)})
-    report = demo.run_demo(tmp_path, workers=1)
-    assert "qcd_dijet      60 events" in report and "wprime_xy      30 events" in report
-    assert "# QCD dijets   + W' -> XY" in report
-    modified = {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")}
-    assert len(modified) == 2
-    assert demo.run_demo(tmp_path, workers=1) == report
-    assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")} == modified
+def test_demo_runs_the_chain_and_reuses_its_samples(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "DEFAULT_SAMPLES", {"qcd_dijet": (700, 1), "wprime_xy": (150, 2)})
+    monkeypatch.setattr(demo, "TARGET_EFFICIENCY", 0.2)
+    text = demo.run_demo(tmp_path, workers=2, epochs=2)
+    assert "qcd_dijet     700 events" in text and "cathode: AUC" in text and "autoencoder: AUC" in text
+    report = tmp_path / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["events"]["generated_qcd_dijet"] == 700 and summary["events"]["generated_wprime_xy"] == 150
+    for model in ("cathode", "autoencoder"):
+        result = summary["models"][model]
+        assert abs(result["control_region_efficiency"] - 0.2) < 0.05
+        assert 0.0 <= result["auc_signal_region"] <= 1.0
+        hunt = result["bump_hunt_after_cut"]
+        assert "local_Z" in hunt or "dijet fit" in hunt["error"]
+        assert (report / f"mjj_{model}.png").stat().st_size > 0
+    assert (report / "roc.png").exists() and (report / "sic.png").exists()
+    samples = {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")}
+    assert len(samples) == 2
+    demo.run_demo(tmp_path, workers=2, epochs=1)
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")} == samples

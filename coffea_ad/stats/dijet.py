@@ -237,9 +237,15 @@ def fit_dijet(
 
     start = _start(np.where(selected, counts, 0.0), edges, sqrt_s, n_parameters)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = optimize.minimize(
-            deviance, start, jac=gradient, hess=hessian, method="trust-exact", options={"gtol": 1e-6, "maxiter": 200}
-        )
+        try:
+            result = optimize.minimize(
+                deviance, start, jac=gradient, hess=hessian, method="trust-exact", options={"gtol": 1e-6, "maxiter": 200}
+            )
+        except ValueError as error:  # the optimizer stepped where the function overflows: too few events
+            raise ConfigurationError(
+                f"the dijet fit failed on {int(n.sum())} events in {n_fit} filled bins ({error}); "
+                "use fewer parameters or a wider mjj range"
+            ) from error
     theta = result.x
     # the Hessian of the deviance is twice that of the negative log-likelihood
     information = 0.5 * hessian(theta)
