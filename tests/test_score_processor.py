@@ -162,3 +162,12 @@ def test_the_three_line_example_runs_on_a_generated_sample(samples, model):
         capture_output=True, text=True, check=True, cwd=REPOSITORY,
     )
     assert "events with two fat jets" in result.stdout
+
+
+def test_the_three_line_example_runs_on_real_cms_nanoaod(model, shared_nanoaod):
+    example = REPOSITORY / "examples" / "add_score_to_existing_analysis.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--model", str(model), str(shared_nanoaod / "nano_tt_v12.root")],
+        capture_output=True, text=True, check=True, cwd=REPOSITORY,
+    )
+    assert "events with two fat jets" in result.stdout
