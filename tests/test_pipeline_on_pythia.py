@@ -33,9 +33,9 @@ def test_a_model_trained_on_qcd_scores_wprime_events_as_anomalous(generated_samp
     table = {name: ak.to_numpy(ak.drop_none(features[name])) for name in LHCO}
     training = {"epochs": 30, "batch_size": 64, "progress": False}
     if method == "maf":
-        model = MAF(transforms=3, hidden=(32, 32), feature_transforms={"mj_min": "log"}, training=training, seed=2)
+        model = MAF(transforms=3, hidden=(32, 32), training=training, seed=2)
     else:
-        model = AutoEncoder(latent=1, hidden=(16,), feature_transforms={"mj_min": "log"}, training=training, seed=2)
+        model = AutoEncoder(latent=1, hidden=(16,), training=training, seed=2)
     path = model.fit(table, LHCO).export_onnx(tmp_path / f"{method}.onnx")
 
     scorer = OnnxScorer(path)
