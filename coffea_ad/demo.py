@@ -11,7 +11,6 @@ report folder (plots and ``summary.json``) and returns a short text summary.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from coffea_ad.paths import atomic_output, cache_dir
 
 __all__ = ["DEFAULT_SAMPLES", "run_demo", "text_histogram"]
 
-log = logging.getLogger(__name__)
 
 #: process -> (events, seed): the embedded default. The W' events are injected on top of the QCD
 #: background at S/B = 200 / 4000 overall, which is a few tens of percent in the 3.3-3.7 TeV window.
@@ -51,22 +49,6 @@ def _finite(column) -> np.ndarray:
     import awkward as ak
 
     return ak.to_numpy(ak.drop_none(column)).astype(np.float64)
-
-
-def _cached_sample(folder: Path, process: str, n_events: int, seed: int, workers: int | None) -> tuple[Path, dict]:
-    from coffea_ad.generate import generate, read_metadata
-
-    path = folder / f"{process}_{n_events}_seed{seed}.root"
-    if path.exists():
-        try:
-            metadata = read_metadata(path)
-            if metadata["n_events"] == n_events and metadata["settings"]["process"] == process:
-                log.info("reusing %s", path)
-                return path, metadata
-        except CoffeaADError:
-            log.warning("regenerating %s: it is not a complete coffea_ad sample", path)
-    generate(process, n_events, path, seed=seed, workers=workers)
-    return path, read_metadata(path)
 
 
 def text_histogram(stacks: dict[str, np.ndarray], edges: np.ndarray, width: int = 50, unit: str = "GeV") -> str:
@@ -168,6 +150,7 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
 
     from coffea_ad import metrics
     from coffea_ad.feature_pipeline import run_features
+    from coffea_ad.generate import cached_sample, read_metadata
     from coffea_ad.plotting import save_figure
     from coffea_ad.score_pipeline import run_scoring
     from coffea_ad.stats import bump_hunt
@@ -179,7 +162,8 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
     summary: dict[str, Any] = {"events": {}, "models": {}}
     paths = {}
     for process, (n_events, seed) in DEFAULT_SAMPLES.items():
-        paths[process], metadata = _cached_sample(folder, process, n_events, seed, workers)
+        paths[process] = cached_sample(folder, process, n_events, seed=seed, workers=workers)
+        metadata = read_metadata(paths[process])
         summary["events"][f"generated_{process}"] = metadata["n_events"]
         lines.append(
             f"  {process:10s} {metadata['n_events']:6d} events  sigma = {metadata['cross_section_pb']:.4g} "

@@ -13,7 +13,7 @@ import uproot
 
 from coffea_ad.cli import SUBCOMMANDS, main
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.generate import generate, read_metadata
+from coffea_ad.generate import cached_sample, generate, read_metadata
 
 
 def events_content(path):
@@ -40,6 +40,30 @@ def test_worker_count_does_not_change_the_file(tmp_path):
     content = events_content(serial)
     assert np.unique(ak.to_numpy(content.luminosityBlock)).tolist() == [1, 2, 3]
     assert ak.to_numpy(content.event).tolist() == list(range(1, 91))
+
+
+def test_cached_sample_is_generated_once_and_regenerated_when_its_settings_differ(tmp_path, monkeypatch):
+    import coffea_ad.generate.sample as sample
+
+    calls = []
+    real_generate = sample.generate
+
+    def counting_generate(*args, **kwargs):
+        calls.append(args[0])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(sample, "generate", counting_generate)
+    settings = {"fatjet_radius": 1.0}
+    path = cached_sample(tmp_path, "zz4l", 40, seed=3, settings=settings, workers=1, progress=False)
+    assert path.name == "zz4l_40_seed3_fatjet_radius1.0.root"
+    assert cached_sample(tmp_path, "zz4l", 40, seed=3, settings=settings, workers=1, progress=False) == path
+    assert calls == ["zz4l"]
+    # A file of the right name whose metadata disagrees (here: made with another radius) is replaced.
+    path.unlink()
+    generate("zz4l", 40, path, seed=3, workers=1, progress=False)
+    cached_sample(tmp_path, "zz4l", 40, seed=3, settings=settings, workers=1, progress=False)
+    assert calls == ["zz4l", "zz4l"]
+    assert read_metadata(path)["settings"]["detector"]["fatjet_radius"] == 1.0
 
 
 def test_metadata_normalises_the_sample(generated_sample):
