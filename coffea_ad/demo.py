@@ -75,16 +75,10 @@ def _region_histogram(result, dataset: str, name: str, region: str) -> hist.Hist
 
 def _training_table(result) -> dict[str, np.ndarray]:
     """The features of every event with two fat jets, QCD and W' together: the "data" the methods see."""
-    import awkward as ak
+    from coffea_ad.tables import complete_rows
 
-    columns = ["mjj", *LHCO_FEATURES]
-    parts = []
-    for table in result.tables.values():
-        complete = np.ones(len(table), dtype=bool)
-        for name in columns:
-            complete &= ~ak.to_numpy(ak.is_none(table[name]))
-        parts.append({name: ak.to_numpy(table[name][complete]).astype(np.float64) for name in columns})
-    return {name: np.concatenate([part[name] for part in parts]) for name in columns}
+    parts = [complete_rows(table, ["mjj", *LHCO_FEATURES]) for table in result.tables.values()]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _train(table: dict[str, np.ndarray], folder: Path, epochs: int) -> dict[str, Path]:

@@ -40,6 +40,7 @@ __all__ = [
     "max_sic",
     "background_rejection",
     "seed_band",
+    "sic_at",
     "sic_band",
     "plot_roc",
     "plot_sic",
@@ -173,6 +174,17 @@ def seed_band(values: ArrayLike) -> SeedBand:
     return SeedBand(median=median, lower=lower, upper=upper)
 
 
+def sic_at(roc: RocCurve, tpr_grid: ArrayLike) -> np.ndarray:
+    """SIC of ``roc`` interpolated at the signal efficiencies ``tpr_grid``, cut at FPR > 1 / N_bkg (NaN outside)."""
+    grid = np.asarray(tpr_grid, dtype=np.float64)
+    keep = roc.fpr > 1.0 / roc.n_background
+    tpr, first = np.unique(roc.tpr[keep], return_index=True)
+    if not tpr.size:
+        return np.full_like(grid, np.nan)
+    values = roc.tpr[keep][first] / np.sqrt(roc.fpr[keep][first])
+    return np.interp(grid, tpr, values, left=np.nan, right=np.nan)
+
+
 def sic_band(rocs: Sequence[RocCurve], tpr_grid: ArrayLike | None = None) -> tuple[np.ndarray, SeedBand]:
     """SIC curves of several seeds interpolated on a common TPR grid; returns ``(tpr_grid, band)``.
 
@@ -182,13 +194,7 @@ def sic_band(rocs: Sequence[RocCurve], tpr_grid: ArrayLike | None = None) -> tup
     if not rocs:
         raise ConfigurationError("sic_band needs at least one ROC curve")
     grid = np.linspace(0.01, 1.0, 100) if tpr_grid is None else np.asarray(tpr_grid, dtype=np.float64)
-    rows = []
-    for roc in rocs:
-        keep = roc.fpr > 1.0 / roc.n_background
-        tpr, first = np.unique(roc.tpr[keep], return_index=True)
-        values = roc.tpr[keep][first] / np.sqrt(roc.fpr[keep][first])
-        rows.append(np.interp(grid, tpr, values, left=np.nan, right=np.nan) if tpr.size else np.full_like(grid, np.nan))
-    return grid, seed_band(np.vstack(rows))
+    return grid, seed_band(np.vstack([sic_at(roc, grid) for roc in rocs]))
 
 
 def plot_roc(rocs: Mapping[str, RocCurve]) -> Figure:

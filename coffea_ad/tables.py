@@ -18,7 +18,7 @@ from coffea_ad.errors import InputFileError
 from coffea_ad.features import FEATURES
 from coffea_ad.paths import atomic_output
 
-__all__ = ["EVENT_ID_COLUMNS", "feature_table", "empty_table", "sort_by_event_id", "write_parquet", "read_parquet"]
+__all__ = ["EVENT_ID_COLUMNS", "complete_rows", "feature_table", "empty_table", "sort_by_event_id", "write_parquet", "read_parquet"]
 
 #: The identifiers that make a row joinable to its NanoAOD event, with their NanoAOD types.
 EVENT_ID_COLUMNS: dict[str, str] = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64"}
@@ -35,6 +35,22 @@ def feature_table(events: Any, features: Any, flags: Mapping[str, Any]) -> Any:
     return ak.zip(
         {name: ak.without_parameters(column) for name, column in columns.items()}, depth_limit=1, behavior={}
     )
+
+
+def complete_rows(table: ak.Array, columns: Iterable[str]) -> dict[str, np.ndarray]:
+    """``columns`` of ``table`` as float64 numpy arrays, keeping only the rows where every one is present.
+
+    A feature is None where its object is missing (e.g. ``mjj`` without two fat jets); such rows are
+    dropped, never turned into a number. An unknown column raises, naming the ones the table has.
+    """
+    columns = list(columns)
+    unknown = [name for name in columns if name not in table.fields]
+    if unknown:
+        raise InputFileError(f"feature table has no column(s) {unknown}; it has {table.fields}")
+    present = np.ones(len(table), dtype=bool)
+    for name in columns:
+        present &= ~ak.to_numpy(ak.is_none(table[name]))
+    return {name: ak.to_numpy(ak.drop_none(table[name][present])).astype(np.float64) for name in columns}
 
 
 def empty_table(feature_names: Iterable[str], flag_names: Iterable[str], *, gen_weight: bool) -> ak.Array:
