@@ -193,12 +193,14 @@ def _fit_plot(hunt, histogram, path: Path) -> None:
 
 
 def _bump_hunt(histogram) -> dict[str, Any]:
+    from pyhf.exceptions import FailedMinimization
+
     from coffea_ad.stats import bump_hunt
 
     try:
         hunt = bump_hunt(histogram, n_parameters=DIJET_PARAMETERS)
-    except CoffeaADError as error:
-        return {"error": str(error)}
+    except (CoffeaADError, FailedMinimization) as error:  # pyhf's fit can fail on windows with a few events
+        return {"error": f"{type(error).__name__}: {error}"}
     best = hunt.most_significant
     return {
         "local_Z": best.significance.z, "global_Z": hunt.global_z, "centre_GeV": best.centre,
