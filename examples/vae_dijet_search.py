@@ -283,7 +283,9 @@ def run_search(
         )
         cut.save(output / f"threshold_{combine}.json")
         passes = cut.passes(score["sr"], signal_region["mjj"])
-        _plot_threshold(score["cr"][fit_cr], control_region["mjj"][fit_cr], cut, label, output / f"threshold_{combine}.png")
+        _plot_threshold(
+            score["cr"][fit_cr], control_region["mjj"][fit_cr], cut, label, output / f"threshold_{combine}.png"
+        )
         eff, unc, total = cut.efficiency_per_bin(score["sr"][sr_qcd], signal_region["mjj"][sr_qcd], EFFICIENCY_EDGES)
         efficiencies[label] = {"efficiency": eff, "uncertainty": unc}
         above = signal_region["mjj"] >= MJJ_MIN
@@ -338,9 +340,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     for result in summary["combinations"].values():
         window = result["signal_window"]
         lines.append(
-            f"  {result['label']:6s} AUC {result['auc_signal_window']:.3f}  max SIC {result['max_sic_signal_window']:.2f}"
+            f"  {result['label']:6s} AUC {result['auc_signal_window']:.3f}"
+            f"  max SIC {result['max_sic_signal_window']:.2f}"
             f"  QCD eff CR {result['control_region_efficiency']:.4f} SR {result['signal_region_qcd_efficiency']:.4f}"
-            f" (sculpting p = {result['sculpting_test']['p_value']:.2f})  W' eff {result['signal_region_wprime_efficiency']:.3f}"
+            f" (sculpting p = {result['sculpting_test']['p_value']:.2f})"
+            f"  W' eff {result['signal_region_wprime_efficiency']:.3f}"
             f"  3.3-3.7 TeV: {window['qcd']} QCD + {window['wprime']} W'; " + _hunt_text(result["bump_hunt"])
         )
     return "\n".join(lines)
