@@ -86,6 +86,9 @@ def test_jets_are_ordered_by_soft_drop_mass_and_tau_ratios_come_from_the_raw_bra
     np.testing.assert_allclose(ak.to_numpy(features.tau21_j2), tau21[rows, heavier], rtol=1e-9)
     np.testing.assert_allclose(ak.to_numpy(features.tau32_j1), tau32[rows, lighter], rtol=1e-9)
     np.testing.assert_allclose(ak.to_numpy(features.tau32_j2), tau32[rows, heavier], rtol=1e-9)
+    mass_over_pt = jets["msoftdrop"] / jets["pt"]
+    np.testing.assert_allclose(ak.to_numpy(features.mj_over_pt_j1), mass_over_pt[rows, lighter], rtol=1e-9)
+    np.testing.assert_allclose(ak.to_numpy(features.mj_over_pt_j2), mass_over_pt[rows, heavier], rtol=1e-9)
     # Item access, not the vector attribute: an N-subjettiness ratio lies in [0, 1], a mass² ratio does not.
     assert ak.all((features.tau21_j1 >= 0) & (features.tau21_j1 <= 1.0 + 1e-6))
 

@@ -54,3 +54,20 @@ def test_mass_dependent_threshold_keeps_one_percent_in_every_bin(tmp_path):
     np.testing.assert_array_equal(loaded.threshold(mjj[:100]), cut.threshold(mjj[:100]))
     with pytest.raises(ConfigurationError, match="too few"):
         MassDependentThreshold(efficiency=0.01).fit(score[:500], mjj[:500])
+
+
+def test_efficiency_per_bin_gives_pulls_against_the_target():
+    rng = np.random.default_rng(1)
+    mjj = 2500.0 + rng.exponential(700.0, 100_000)
+    score = rng.gamma(2.0 + (mjj - 2500.0) / 1000.0, 1.0)
+    cut = MassDependentThreshold(efficiency=0.05, degree=3).fit(score, mjj)
+    edges = np.array([2500.0, 3000.0, 3500.0, 4000.0, 5000.0, 20000.0, 30000.0])
+    efficiency, uncertainty, events = cut.efficiency_per_bin(score, mjj, edges)
+    assert events.sum() == 100_000 and events[-1] == 0
+    np.testing.assert_allclose(uncertainty[:-1], np.sqrt(0.05 * 0.95 / events[:-1]))
+    assert np.isnan(efficiency[-1]) and np.isnan(uncertainty[-1])
+    assert np.all(np.abs(efficiency[:-2] - 0.05) < 4 * uncertainty[:-2])
+    shifted, _, _ = cut.efficiency_per_bin(score + 1.0, mjj, edges)  # a harder spectrum fails the closure
+    assert np.all(shifted[:-2] - 0.05 > 4 * uncertainty[:-2])
+    with pytest.raises(ConfigurationError, match="equal shapes"):
+        cut.efficiency_per_bin(score[:10], mjj, edges)

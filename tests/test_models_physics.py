@@ -11,10 +11,12 @@ import torch
 from synthetic_tables import FEATURES, SIGNAL_REGION, auc, dijet_table, single_thread  # noqa: F401
 
 from coffea_ad.cli import main
+from coffea_ad.errors import ConfigurationError
 from coffea_ad.export import read_metadata, score_onnx
 from coffea_ad.models import ANODE, CATHODE, MAF, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder
 from coffea_ad.models.cathode import sample_kde
 from coffea_ad.models.classifiers import TreeEnsemble
+from coffea_ad.models.outlier import combine_jet_scores
 
 FAST = {"epochs": 12, "batch_size": 256, "patience": 4, "progress": False}
 
@@ -173,6 +175,9 @@ def test_vae_jet_combinations_follow_their_names():
         vae = VariationalAutoEncoder(jets=2, combine=combine, training={"epochs": 2, "progress": False}, seed=1)
         scores[combine] = vae.fit(table, columns).score(table)
         per_jet = vae.score_jets(table)
+        np.testing.assert_allclose(combine_jet_scores(per_jet, combine), scores[combine], rtol=1e-5)
+    with pytest.raises(ConfigurationError, match="combine must be one of min, max, sum, product"):
+        combine_jet_scores(per_jet, "mean")
     np.testing.assert_allclose(scores["min"], per_jet.min(axis=1), rtol=1e-5)
     np.testing.assert_allclose(scores["max"], per_jet.max(axis=1), rtol=1e-5)
     np.testing.assert_allclose(scores["sum"], per_jet.sum(axis=1), rtol=1e-5)

@@ -113,6 +113,23 @@ class DijetSystem(FeatureGroup):
         return self.masses[1]
 
     @cached_property
+    def mass_over_pt(self) -> tuple[Any, Any]:
+        """Soft-drop mass over pT of (j1, j2): the jet mass with the pT scaling taken out."""
+        mass_leading, mass_subleading = self.pair_field("msoftdrop")
+        pt_leading, pt_subleading = self.pair_field("pt")
+        return self.by_mass(_ratio(mass_leading, pt_leading), _ratio(mass_subleading, pt_subleading))
+
+    @cached_property
+    def mj_over_pt_j1(self) -> Any:
+        """Soft-drop mass over pT of the lighter jet j1."""
+        return self.mass_over_pt[0]
+
+    @cached_property
+    def mj_over_pt_j2(self) -> Any:
+        """Soft-drop mass over pT of the heavier jet j2."""
+        return self.mass_over_pt[1]
+
+    @cached_property
     def delta_mj(self) -> Any:
         """mj_max − mj_min (GeV), never negative."""
         return self.mj_max - self.mj_min

@@ -114,6 +114,12 @@ FEATURES: dict[str, Feature] = dict(
                  _FATJET_MASS_ORDER, ("regular", 100, 0.0, 1000.0)),
         _feature("delta_mj", "dijet", "GeV", "mj_max − mj_min", _FATJET_MASS_ORDER, ("regular", 100, 0.0, 1000.0)),
         *_tau_features(),
+        *[
+            _feature(f"mj_over_pt_{jet}", "dijet", "", f"soft-drop mass over pT of the {order} of the two leading "
+                     "fat jets: a jet-mass variable that does not grow with the jet pT", _FATJET_MASS_ORDER,
+                     ("regular", 50, 0.0, 1.0))
+            for jet, order in (("j1", "lighter"), ("j2", "heavier"))
+        ],
         _feature("deta_jj", "dijet", "", "|η_1 − η_2| of the two leading fat jets", ("FatJet_pt", "FatJet_eta"),
                  ("regular", 60, 0.0, 6.0)),
         _feature("dr_jj", "dijet", "", "ΔR of the two leading fat jets", ("FatJet_pt", "FatJet_eta", "FatJet_phi"),

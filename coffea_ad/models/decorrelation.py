@@ -123,6 +123,25 @@ class MassDependentThreshold:
         """Boolean mask of the events whose score is above the threshold at their ``mass``."""
         return np.asarray(score) > self.threshold(mass)
 
+    def efficiency_per_bin(
+        self, score: np.ndarray, mass: np.ndarray, edges: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fraction of events above the threshold in each ``mass`` bin of ``edges``, on background.
+
+        Returns ``(efficiency, uncertainty, events)`` per bin: ``uncertainty`` is the binomial spread
+        √(ε(1 − ε)/n) expected at the target ``efficiency`` ε, so that ``(efficiency − ε)/uncertainty`` is
+        the pull of each bin; empty bins give NaN.
+        """
+        score, mass = np.asarray(score, dtype=np.float64), np.asarray(mass, dtype=np.float64)
+        if score.shape != mass.shape:
+            raise ConfigurationError(f"score and mass must have equal shapes, got {score.shape} and {mass.shape}")
+        events = np.histogram(mass, bins=edges)[0]
+        passed = np.histogram(mass[self.passes(score, mass)], bins=edges)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            efficiency = np.where(events > 0, passed / events, np.nan)
+            uncertainty = np.where(events > 0, np.sqrt(self.efficiency * (1 - self.efficiency) / events), np.nan)
+        return efficiency, uncertainty, events
+
     def to_dict(self) -> dict:
         """JSON-ready parameters and fit."""
         return {

@@ -24,13 +24,36 @@ from coffea_ad.models.base import Estimator, Training
 from coffea_ad.models.data import Table, feature_matrix, open_table
 from coffea_ad.models.preprocessing import Preprocessor
 
-__all__ = ["AutoEncoder", "VariationalAutoEncoder", "VAE_SCORES", "JET_COMBINATIONS"]
+__all__ = ["AutoEncoder", "VariationalAutoEncoder", "VAE_SCORES", "JET_COMBINATIONS", "combine_jet_scores"]
 
 VAE_SCORES = ("loss", "kl")
 """VAE per-jet scores: the full loss (reconstruction + KL) or the KL term alone."""
 
 JET_COMBINATIONS = {"min": "L1&L2", "max": "L1|L2", "sum": "L1+L2", "product": "L1*L2"}
 """How per-jet VAE scores combine into an event score (names as in arXiv:1811.10276 and its CHEP talk)."""
+
+
+def combine_jet_scores(per_jet: np.ndarray, combine: str) -> np.ndarray:
+    """Event scores from per-jet scores ``[N, jets]`` (e.g. :meth:`VariationalAutoEncoder.score_jets`).
+
+    ``combine`` is a key of :data:`JET_COMBINATIONS`: ``"min"`` (L1&L2: every jet above a threshold),
+    ``"max"`` (L1|L2: any jet above it), ``"sum"`` (L1+L2) or ``"product"``; the same as the event score of a
+    ``VariationalAutoEncoder(combine=...)``, so one trained VAE gives every combination.
+
+    References:
+        Cerri et al., arXiv:1811.10276 and its CHEP 2019 talk (L1&L2, L1|L2, L1+L2).
+
+    Example:
+        >>> combine_jet_scores(np.array([[1.0, 3.0]]), "min")
+        array([1.])
+    """
+    per_jet = np.asarray(per_jet)
+    if per_jet.ndim != 2:
+        raise ConfigurationError(f"per-jet scores must be a 2-d array [events, jets], got shape {per_jet.shape}")
+    operations = {"min": np.min, "max": np.max, "sum": np.sum, "product": np.prod}
+    if combine not in operations:
+        raise ConfigurationError(f"combine must be one of {', '.join(JET_COMBINATIONS)}, got {combine!r}")
+    return operations[combine](per_jet, axis=1)
 
 
 class _AutoEncoderNet(nn.Module):
