@@ -129,3 +129,18 @@ def test_bump_hunt_fits_only_the_filled_range_of_a_histogram_booked_from_zero():
     booked = stats.bump_hunt((from_zero, edges_from_zero))
     assert booked.most_significant.significance.z == pytest.approx(trimmed.most_significant.significance.z)
     assert [w.centre for w in booked.windows] == pytest.approx([w.centre for w in trimmed.windows])
+
+
+def test_a_failed_window_fit_is_one_clear_error_naming_the_window(monkeypatch):
+    import pyhf
+
+    from coffea_ad.stats import bumphunt
+
+    def failing(*args, **kwargs):
+        raise pyhf.exceptions.FailedMinimization(type("Result", (), {"message": "Inequality constraints incompatible"}))
+
+    _, expected = spectrum(3, 2.0e4)
+    counts = np.random.default_rng(3).poisson(expected)
+    monkeypatch.setattr(bumphunt, "model_significance", failing)
+    with pytest.raises(ConfigurationError, match="window at 3000 GeV .* failed .*Inequality constraints"):
+        stats.bump_hunt((counts, EDGES), centres=[3000.0], n_parameters=3)

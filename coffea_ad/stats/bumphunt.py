@@ -264,7 +264,13 @@ def scan_window(
     spec = window_spec(counts, edges, window, fit, signal=signal, background_uncertainty=background_uncertainty)
     workspace = build_workspace(spec)
     model = workspace.model()
-    significance = model_significance(model, workspace.data(model))
+    try:
+        significance = model_significance(model, workspace.data(model))
+    except pyhf.exceptions.FailedMinimization as error:
+        raise ConfigurationError(
+            f"the significance fit of the window at {centre:g} GeV ({counts[window].sum():g} events) failed "
+            f"({error}); use wider bins, wider windows or fewer dijet parameters"
+        ) from error
     window_edges = _window_edges(edges, window)
     background = fit.yields(window_edges)
     # the eigen-variations are independent: their half-differences of the window total add in quadrature
