@@ -36,8 +36,6 @@ from coffea_ad.demo import _cached_sample
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.paths import atomic_output, cache_dir
 
-log = logging.getLogger("four_lepton_flows")
-
 #: Flavour regions of the ``leptons`` partition of :mod:`coffea_ad.regions` that ZZ → 4ℓ populates. The
 #: mixed-flavour ones (3e1μ, 1e3μ) hold H++ → e±μ± events but no ZZ event: a flow cannot be trained there.
 REGIONS = ("4e", "2e2mu", "4mu")
