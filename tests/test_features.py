@@ -211,6 +211,11 @@ def test_four_lepton_mass_flavour_charge_and_z_candidate(four_lepton_file):
         best = min(candidates, key=lambda m: abs(m - 91.1876))
         assert features.mll_z[index] == pytest.approx(best, rel=1e-6)
     assert features.lep1_pt.tolist() == pytest.approx([50, 70, 80, 45])
+    # the leptons merged across flavours and ordered by pT; the 5 GeV muon fails the selection
+    assert features.lep2_pt.tolist() == pytest.approx([40, 60, 45, 25])
+    assert features.lep3_pt.tolist() == pytest.approx([30, 35, 33, 15])
+    assert features.lep4_pt.tolist()[:3] == pytest.approx([20, 25, 12])
+    assert features.lep4_pt[3] is None
 
 
 def test_open_data_2015_file_names_the_absent_soft_drop_branch_unless_optional(shared_nanoaod):

@@ -102,6 +102,25 @@ class LeptonSystem(FeatureGroup):
         """φ of the leading lepton (rad)."""
         return ak.firsts(self.leptons["phi"], axis=1)
 
+    def nth_pt(self, n: int) -> Any:
+        """pT of the ``n``-th leading lepton (``n = 1`` is the leading one), GeV; None where there are fewer."""
+        return ak.firsts(self.leptons["pt"][:, n - 1 : n], axis=1)
+
+    @cached_property
+    def lep2_pt(self) -> Any:
+        """pT of the second lepton (GeV)."""
+        return self.nth_pt(2)
+
+    @cached_property
+    def lep3_pt(self) -> Any:
+        """pT of the third lepton (GeV)."""
+        return self.nth_pt(3)
+
+    @cached_property
+    def lep4_pt(self) -> Any:
+        """pT of the fourth lepton (GeV): with m4ℓ and the other pTs, the inputs of a ≥ 4ℓ density model."""
+        return self.nth_pt(4)
+
     @cached_property
     def leading_four(self) -> Any:
         """The four leading leptons (fewer where the event has fewer)."""

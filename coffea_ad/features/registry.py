@@ -146,6 +146,11 @@ FEATURES: dict[str, Feature] = dict(
                  ("regular", 100, 0.0, 1000.0)),
         _feature("lep1_eta", "leptons", "", "η of the leading tight lepton", _LEPTONS, ("regular", 50, -2.5, 2.5)),
         _feature("lep1_phi", "leptons", "rad", "φ of the leading tight lepton", _LEPTONS, ("regular", 64, -3.2, 3.2)),
+        *(
+            _feature(f"lep{n}_pt", "leptons", "GeV", f"pT of the {ordinal} tight lepton", _LEPTONS,
+                     ("regular", 100, 0.0, 1000.0))
+            for n, ordinal in ((2, "second"), (3, "third"), (4, "fourth"))
+        ),
         _feature("m4l", "leptons", "GeV", "invariant mass of the four leading tight leptons", _LEPTONS,
                  ("regular", 100, 0.0, 2000.0)),
         _feature("flavour_4l", "leptons", "", "muons among the four leading leptons: 0 = 4e, 2 = 2e2μ, 4 = 4μ",

@@ -30,6 +30,7 @@ from coffea_ad.stats.sculpting import SculptingTest, sculpting_test
 from coffea_ad.stats.workspace import (
     MODIFIER_BUILDERS,
     asimov_data,
+    background_efficiency_edges,
     build_workspace,
     channel_spec,
     fit_spec,
@@ -52,6 +53,7 @@ __all__ = [
     "abcd_counts",
     "abcd_prediction",
     "asimov_data",
+    "background_efficiency_edges",
     "best_fit",
     "build_workspace",
     "bump_hunt",

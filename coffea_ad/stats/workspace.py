@@ -57,6 +57,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import atomic_output
 
 __all__ = [
+    "EFFICIENCY_LADDER",
     "MODIFIER_BUILDERS",
     "TEMPLATE_STATISTICS",
     "build_workspace",
@@ -67,6 +68,7 @@ __all__ = [
     "write_workspace",
     "read_workspace",
     "asimov_data",
+    "background_efficiency_edges",
 ]
 
 logger = logging.getLogger(__name__)
@@ -303,6 +305,45 @@ def channel_spec(
             f"samples: {', '.join(n for n, _ in entries)}"
         )
     return {"name": name, "data": data, "samples": samples}
+
+
+#: Background efficiencies above the inner edges of :func:`background_efficiency_edges` (finer towards the tail).
+EFFICIENCY_LADDER = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+
+
+def background_efficiency_edges(
+    background: ArrayLike,
+    *,
+    efficiencies: Sequence[float] = EFFICIENCY_LADDER,
+    min_entries: int = 20,
+    high: float | None = None,
+) -> np.ndarray:
+    """Bin edges of a fitted score whose bins each hold at least ``min_entries`` background entries.
+
+    The inner edges sit at the thresholds keeping each fraction in ``efficiencies`` of the (unweighted)
+    ``background`` entries, so that the bins get narrower in background efficiency towards high scores, where
+    a signal sits; an efficiency is dropped when it would leave a bin with fewer than ``min_entries`` entries
+    (the template's statistical uncertainty stays below about 1/sqrt(min_entries) per bin). The outer edges
+    enclose every background value and ``high`` (e.g. the largest signal score), so nothing overflows.
+    """
+    values = np.asarray(background, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ConfigurationError("background must be a non-empty array of finite values")
+    if min_entries < 1:
+        raise ConfigurationError(f"min_entries must be at least 1, got {min_entries}")
+    ladder = np.asarray(efficiencies, dtype=np.float64)
+    if ladder.ndim != 1 or np.any((ladder <= 0) | (ladder >= 1)) or np.any(np.diff(ladder) >= 0):
+        raise ConfigurationError("efficiencies must be decreasing fractions between 0 and 1")
+    n = values.size
+    kept: list[float] = []
+    previous = 1.0
+    for efficiency in ladder:
+        if efficiency * n >= min_entries and (previous - efficiency) * n >= min_entries:
+            kept.append(float(efficiency))
+            previous = float(efficiency)
+    inner = np.quantile(values, 1.0 - np.asarray(kept)) if kept else np.empty(0)
+    top = max(float(values.max()), float(high) if high is not None else -np.inf)
+    return np.unique(np.concatenate([[values.min()], inner, [np.nextafter(top, np.inf)]]))
 
 
 def fit_spec(channels: Sequence[Mapping], *, poi: str = "mu") -> dict:
