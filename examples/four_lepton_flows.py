@@ -32,8 +32,8 @@ from typing import Any
 import hist
 import numpy as np
 
-from coffea_ad.demo import _cached_sample
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.generate import cached_sample, read_metadata
 from coffea_ad.paths import atomic_output, cache_dir
 
 #: Flavour regions of the ``leptons`` partition of :mod:`coffea_ad.regions` that ZZ → 4ℓ populates. The
@@ -180,7 +180,8 @@ def run_four_lepton_search(
     tables = {}
     for kind, process, n_events, sample_seed in (("zz", "zz4l", zz_events, seed), ("hpp", "hpp4l", hpp_events,
                                                                                      seed + 1)):
-        path, metadata = _cached_sample(folder, process, n_events, sample_seed, workers)
+        path = cached_sample(folder, process, n_events, seed=sample_seed, workers=workers)
+        metadata = read_metadata(path)
         sigma_fb = 1000.0 * metadata["cross_section_pb"]
         tables[kind] = _region_tables(path, sigma_fb * luminosity_fb / metadata["n_events"])
         summary["samples"][kind] = {"process": process, "events": metadata["n_events"], "cross_section_fb": sigma_fb,
