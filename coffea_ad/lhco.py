@@ -61,8 +61,8 @@ METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola"
 SAMPLE_SETTINGS: dict[str, float] = {"fatjet_radius": 1.0}
 #: Process and seed of each sample role.
 SAMPLE_ROLES: dict[str, tuple[str, int]] = {
-    "background": ("qcd_dijet", 101),
-    "extra_background": ("qcd_dijet", 102),
+    "background": ("qcd_dijet", 102),
+    "extra_background": ("qcd_dijet", 104),
     "signal": ("wprime_xy", 103),
 }
 #: The SIC curves are stored on this grid of signal efficiencies.

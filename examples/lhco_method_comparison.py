@@ -11,7 +11,7 @@ and tau21 of both fat jets, the resonant variable is mjj. On the same samples th
 
 Which sample an event came from is used only to evaluate (ROC, SIC, S/sqrt(B)), never to train, except by
 the supervised and idealized references. The samples are those of ``benchmarks/lhco_like.py`` (shared cache
-folder): about 18 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
+folder): about 11 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
 make smaller ones.
 
     python examples/lhco_method_comparison.py
@@ -178,18 +178,18 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", default=cache_dir() / "examples" / "lhco_method_comparison")
     parser.add_argument("--sample-folder", default=cache_dir() / "lhco_like",
                         help="generated samples, shared with benchmarks/lhco_like.py")
-    parser.add_argument("--background-events", type=int, default=100_000, help="QCD events of the data")
-    parser.add_argument("--extra-background-events", type=int, default=60_000,
+    parser.add_argument("--background-events", type=int, default=60_000, help="QCD events of the data")
+    parser.add_argument("--extra-background-events", type=int, default=40_000,
                         help="independent QCD: idealized template and test")
     parser.add_argument("--signal-events", type=int, default=20_000, help="W' events")
-    parser.add_argument("--s-over-b", type=float, nargs="+", default=[0.003, 0.006, 0.012, 0.024],
+    parser.add_argument("--s-over-b", type=float, nargs="+", default=[0.006, 0.012, 0.024],
                         help="injected S/B in 3.3-3.7 TeV; the largest is used for the SIC curves and the windows")
     parser.add_argument("--methods", nargs="+", default=list(lhco.METHODS), choices=lhco.METHODS)
-    parser.add_argument("--windows", type=float, nargs="*", default=[2900, 3100, 3300, 3500, 3700, 3900, 4100],
+    parser.add_argument("--windows", type=float, nargs="*", default=[3100, 3300, 3500, 3700, 3900],
                         help="centres of the sliding signal-region windows in GeV (none: skip)")
     parser.add_argument("--window-width", type=float, default=400.0, help="width of each window in GeV")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=40, help="maximum epochs of every network")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of every network")
     parser.add_argument("-j", "--workers", type=int, default=None, help="generation and dask workers")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)
