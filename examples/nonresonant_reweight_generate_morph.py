@@ -162,6 +162,7 @@ def classifier_closure_auc(template: np.ndarray, weights: np.ndarray, truth: np.
     """AUC of a boosted-tree classifier, truth vs template, from 2-fold out-of-fold predictions (classes
     weighted to equal totals): 0.5 when the template has the distribution of the truth."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
 
     from coffea_ad import metrics
 
@@ -170,10 +171,11 @@ def classifier_closure_auc(template: np.ndarray, weights: np.ndarray, truth: np.
     w = np.concatenate([np.full(len(truth), 1.0 / len(truth)), weights / weights.sum()]) * len(x)
     fold = np.random.default_rng(seed).integers(0, 2, len(x))
     scores = np.empty(len(x))
-    for k in (0, 1):
-        model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=seed)
-        model.fit(x[fold != k], labels[fold != k], sample_weight=w[fold != k])
-        scores[fold == k] = model.predict_proba(x[fold == k])[:, 1]
+    with threadpool_limits(1):  # OpenMP threads of the boosted trees oversubscribe a shared machine
+        for k in (0, 1):
+            model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=seed)
+            model.fit(x[fold != k], labels[fold != k], sample_weight=w[fold != k])
+            scores[fold == k] = model.predict_proba(x[fold == k])[:, 1]
     truth_rows = labels == 1
     roc = metrics.roc_curve(scores[truth_rows], scores[~truth_rows], background_weights=w[~truth_rows])
     return metrics.auc(roc)
@@ -241,9 +243,14 @@ def run(
     seed: int = 1,
     workers: int = 1,
     progress: bool = True,
+    sample_files: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Generate (or reuse) the samples, train the four methods, measure closure and sensitivity, write the
-    plots and ``summary.json`` into ``output``; return the summary."""
+    plots and ``summary.json`` into ``output``; return the summary.
+
+    ``sample_files`` (``{"simulation": ..., "data_background": ..., "signal": ...}``) replaces the generated
+    samples by existing NanoAOD files; the ``n_*`` and ``mass_zprime`` arguments are then not used.
+    """
     from coffea_ad import metrics
     from coffea_ad.demo import _cached_sample
     from coffea_ad.plotting import save_figure
@@ -262,8 +269,13 @@ def run(
         "signal": ("semivisible", n_signal, seed * 10 + 3, {"mass_zprime": mass_zprime}),
     }
     tables = {}
+    if sample_files is not None and set(sample_files) != set(samples):
+        raise ConfigurationError(f"sample_files must name exactly {sorted(samples)}, got {sorted(sample_files)}")
     for key, (process, n_events, sample_seed, settings) in samples.items():
-        path, _ = _cached_sample(folder, process, n_events, sample_seed, workers, settings)
+        if sample_files is None:
+            path, _ = _cached_sample(folder, process, n_events, sample_seed, workers, settings)
+        else:
+            path = Path(sample_files[key])
         tables[key] = read_events(path, ht_preselection, ht_min, met_min)
     generated = time.perf_counter()
     simulation = tables["simulation"]
@@ -278,7 +290,8 @@ def run(
         "simulation": {"cr": int((~simulation["signal_region"]).sum()), "sr": int(simulation["signal_region"].sum())},
         "data_background": {r: int(((data["signal_region"] == (r == "sr")) & ~data["is_signal"]).sum())
                             for r in ("cr", "sr")},
-        "data_signal": {r: int(((data["signal_region"] == (r == "sr")) & data["is_signal"]).sum()) for r in ("cr", "sr")},
+        "data_signal": {r: int(((data["signal_region"] == (r == "sr")) & data["is_signal"]).sum())
+                        for r in ("cr", "sr")},
         "sr_held_out": {"background": int((~test["is_signal"]).sum()), "signal": int(test["is_signal"].sum())},
     }
     if min(counts["sr_held_out"].values()) == 0 or min(counts["data_background"].values()) == 0:
