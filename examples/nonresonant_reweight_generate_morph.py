@@ -234,12 +234,12 @@ def run(
     *,
     n_simulation: int = 15000,
     n_data: int = 15000,
-    n_signal: int = 500,
+    n_signal: int = 1500,
     mass_zprime: float = 5000.0,
     ht_preselection: float = 2500.0,
     ht_min: float = 2800.0,
     met_min: float = 150.0,
-    epochs: int = 20,
+    epochs: int = 40,
     seed: int = 1,
     workers: int = 1,
     progress: bool = True,
@@ -385,12 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help=f"output folder (default: {cache_dir() / 'examples' / NAME})")
     parser.add_argument("--n-simulation", type=int, default=15000, help="qcd_dijet (Monash) events (simulation)")
     parser.add_argument("--n-data", type=int, default=15000, help="qcd_dijet_alt (A14) events (data background)")
-    parser.add_argument("--n-signal", type=int, default=500, help="semi-visible Z' events injected into the data")
+    parser.add_argument("--n-signal", type=int, default=1500, help="semi-visible Z' events injected into the data")
     parser.add_argument("--mass-zprime", type=float, default=5000.0, help="Z' mass of the signal [GeV]")
     parser.add_argument("--ht-preselection", type=float, default=2500.0, help="events need HT above this [GeV]")
     parser.add_argument("--ht-min", type=float, default=2800.0, help="signal region: HT above this [GeV]")
     parser.add_argument("--met-min", type=float, default=150.0, help="signal region: MET above this [GeV]")
-    parser.add_argument("--epochs", type=int, default=20, help="maximum epochs of every flow and classifier")
+    parser.add_argument("--epochs", type=int, default=40, help="maximum epochs of every flow and classifier")
     parser.add_argument("--seed", type=int, default=1, help="seed of the samples, the split and the training")
     parser.add_argument("-j", "--workers", type=int, default=1, help="generation worker processes")
     args = parser.parse_args(argv)
