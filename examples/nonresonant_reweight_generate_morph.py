@@ -252,7 +252,7 @@ def run(
     samples by existing NanoAOD files; the ``n_*`` and ``mass_zprime`` arguments are then not used.
     """
     from coffea_ad import metrics
-    from coffea_ad.demo import _cached_sample
+    from coffea_ad.generate import cached_sample
     from coffea_ad.plotting import save_figure
 
     for name, value in {"n_simulation": n_simulation, "n_data": n_data, "n_signal": n_signal, "epochs": epochs}.items():
@@ -273,7 +273,8 @@ def run(
         raise ConfigurationError(f"sample_files must name exactly {sorted(samples)}, got {sorted(sample_files)}")
     for key, (process, n_events, sample_seed, settings) in samples.items():
         if sample_files is None:
-            path, _ = _cached_sample(folder, process, n_events, sample_seed, workers, settings)
+            path = cached_sample(folder, process, n_events, seed=sample_seed, settings=settings, workers=workers,
+                                 progress=progress)
         else:
             path = Path(sample_files[key])
         tables[key] = read_events(path, ht_preselection, ht_min, met_min)
