@@ -80,3 +80,36 @@ def test_sculpting_test_input_errors():
         stats.sculpting_test([10.0, 10.0], [11.0, 1.0])
     with pytest.raises(ConfigurationError, match="before has 2 bins but after has 3"):
         stats.sculpting_test([10.0, 10.0], [1.0, 1.0, 1.0])
+
+
+def test_shape_chi2_accepts_same_shapes_and_rejects_a_shift():
+    rng = np.random.default_rng(3)
+    edges = np.linspace(0.0, 1.0, 21)
+    p_values = []
+    for _ in range(200):
+        first = np.histogram(rng.beta(2, 3, 4000), edges)[0]
+        second = np.histogram(rng.beta(2, 3, 1000), edges)[0]  # another normalisation, same shape
+        p_values.append(stats.shape_chi2(first, second).p_value)
+    assert 0.02 < np.mean(np.array(p_values) < 0.05) < 0.1  # about its nominal size of 5 %
+    shifted = np.histogram(rng.beta(2.6, 3, 4000), edges)[0]
+    result = stats.shape_chi2(np.histogram(rng.beta(2, 3, 4000), edges)[0], shifted)
+    assert result.p_value < 1e-4 and result.ndf == 19 and result.to_dict()["chi2_per_ndf"] > 3
+
+
+def test_shape_chi2_uses_the_weights_of_a_reweighted_template():
+    rng = np.random.default_rng(4)
+    axis = hist.axis.Regular(20, 0.0, 1.0)
+    data = hist.Hist(axis, storage=hist.storage.Weight()).fill(rng.beta(2, 3, 5000))
+    uniform = rng.uniform(0.0, 1.0, 20000)
+    density_ratio = uniform * (1 - uniform) ** 2 * 12.0  # beta(2, 3) / uniform
+    template = hist.Hist(axis, storage=hist.storage.Weight()).fill(uniform, weight=density_ratio)
+    unweighted = hist.Hist(axis, storage=hist.storage.Weight()).fill(uniform)
+    assert stats.shape_chi2(data, template).p_value > 0.001
+    assert stats.shape_chi2(data, unweighted).p_value < 1e-10
+
+
+def test_shape_chi2_refuses_mismatched_or_empty_histograms():
+    with pytest.raises(ConfigurationError, match="bins"):
+        stats.shape_chi2(np.ones(5), np.ones(6))
+    with pytest.raises(ConfigurationError, match="positive total"):
+        stats.shape_chi2(np.zeros(5), np.ones(5))

@@ -7,7 +7,7 @@ pyhf's numpy backend is used as set (the default); nothing here changes pyhf's g
 - :mod:`~coffea_ad.stats.dijet` and :mod:`~coffea_ad.stats.bumphunt`: dijet-function sideband fits, local
   and global significance of a sliding mjj window.
 - :mod:`~coffea_ad.stats.abcd`: ABCD estimate and closure test; :mod:`~coffea_ad.stats.sculpting`: mjj
-  sculpting check of a cut.
+  sculpting check of a cut and the shape χ² of a template against data.
 - :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.stats.plots`.
 """
 
@@ -26,7 +26,7 @@ from coffea_ad.stats.inference import (
     model_significance,
     upper_limit,
 )
-from coffea_ad.stats.sculpting import SculptingTest, sculpting_test
+from coffea_ad.stats.sculpting import SculptingTest, ShapeComparison, sculpting_test, shape_chi2
 from coffea_ad.stats.workspace import (
     MODIFIER_BUILDERS,
     asimov_data,
@@ -46,6 +46,7 @@ __all__ = [
     "ClosureTest",
     "DijetFit",
     "SculptingTest",
+    "ShapeComparison",
     "Significance",
     "UpperLimit",
     "WindowResult",
@@ -70,6 +71,7 @@ __all__ = [
     "read_workspace",
     "scan_window",
     "sculpting_test",
+    "shape_chi2",
     "upper_limit",
     "window_spec",
     "window_workspace",

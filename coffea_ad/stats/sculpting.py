@@ -1,4 +1,5 @@
-"""Background sculpting check: does a cut on the anomaly score change the shape of mjj on background?
+"""Shape checks on background: does a cut on the anomaly score sculpt mjj, and does a background template
+have the shape of the background it models?
 
 A cut that keeps a fraction ε of the background without sculpting keeps ε in every mjj bin. The test is
 Pearson's χ² of that hypothesis, per bin (after_i − ε before_i)² / (ε (1 − ε) σ²_before,i) with ε the
@@ -6,6 +7,10 @@ overall efficiency and σ²_before the bin variance (the count for unweighted hi
 variance; the sum of squared weights for weighted ones), on the bins with entries before the cut,
 with (bins − 1) degrees of freedom. Unweighted, this is the χ² test of homogeneity of the passing and
 failing mjj shapes. "after" must be a subset of "before" (same events, same binning).
+
+:func:`shape_chi2` compares the normalised shapes of two independent histograms (a background template
+and the data it should describe, in a control or validation region): χ² = Σ (n_i/N − m_i/M)² /
+(σ²_n,i/N² + σ²_m,i/M²) over the bins filled in either, with (bins − 1) degrees of freedom.
 
 References:
     Two-sample χ² for (weighted) histograms: Gagunashvili, arXiv:physics/0605123. Mass sculpting by
@@ -24,7 +29,7 @@ from scipy import stats
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.stats.workspace import histogram_counts
 
-__all__ = ["SculptingTest", "sculpting_test"]
+__all__ = ["SculptingTest", "sculpting_test", "ShapeComparison", "shape_chi2"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +96,48 @@ def sculpting_test(before: Any, after: Any, *, alpha: float = 0.01) -> Sculpting
     )
     logger.info("sculpting test: chi2/ndf = %.1f/%d, p = %.3g", chi2, ndf, result.p_value)
     return result
+
+
+@dataclass(frozen=True)
+class ShapeComparison:
+    """Result of :func:`shape_chi2`: the χ², its degrees of freedom and p-value."""
+
+    chi2: float
+    ndf: int
+    p_value: float
+
+    @property
+    def chi2_per_ndf(self) -> float:
+        return self.chi2 / self.ndf
+
+    def to_dict(self) -> dict:
+        return {"chi2": self.chi2, "ndf": self.ndf, "chi2_per_ndf": self.chi2_per_ndf, "p_value": self.p_value}
+
+
+def shape_chi2(first: Any, second: Any) -> ShapeComparison:
+    """χ² test that two independent (weighted) histograms have the same shape, each normalised to unit area.
+
+    Histograms are ``hist`` or uproot histograms (their variances are used; ``Weight`` storage for weighted
+    events) or arrays of counts (Poisson variances). Typical use: a background template (reweighted,
+    generated or morphed simulation) against data in a control region.
+
+    References:
+        Gagunashvili, arXiv:physics/0605123 (χ² tests of weighted histograms).
+    """
+    n_first, var_first = histogram_counts(first, "first")
+    n_second, var_second = histogram_counts(second, "second")
+    if n_first.shape != n_second.shape:
+        raise ConfigurationError(f"first has {n_first.size} bins but second has {n_second.size}")
+    total_first, total_second = float(n_first.sum()), float(n_second.sum())
+    if total_first <= 0 or total_second <= 0:
+        raise ConfigurationError(
+            f"both histograms need a positive total, got {total_first:g} (first) and {total_second:g} (second)"
+        )
+    variance = var_first / total_first**2 + var_second / total_second**2
+    used = variance > 0
+    if used.sum() < 2:
+        raise ConfigurationError("the shape comparison needs at least two filled bins")
+    residual = n_first[used] / total_first - n_second[used] / total_second
+    chi2 = float(np.sum(residual**2 / variance[used]))
+    ndf = int(used.sum()) - 1
+    return ShapeComparison(chi2=chi2, ndf=ndf, p_value=float(stats.chi2.sf(chi2, ndf)))
