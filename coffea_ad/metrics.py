@@ -222,7 +222,7 @@ def plot_sic(rocs: Mapping[str, RocCurve]) -> Figure:
             ax.plot(roc.tpr[keep], roc.tpr[keep] / np.sqrt(roc.fpr[keep]), label=f"{label} (max {max_sic(roc):.2f})")
         ax.axhline(1.0, color="grey", linestyle="--", label="random")
         ax.set_xlabel("Signal efficiency (TPR)")
-        ax.set_ylabel(r"SIC = TPR/$\sqrt{FPR}$")
+        ax.set_ylabel("SIC = TPR/√FPR")
         ax.legend()
     return fig
 

@@ -103,7 +103,7 @@ def plot_sic_curves(results: dict, path: Path, s_over_b: float) -> None:
             axis.plot(lhco.TPR_GRID, result.sic_curve, label=f"{LABELS[method]} (max {result.max_sic:.1f})")
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xlabel("Signal efficiency (TPR)")
-        axis.set_ylabel(r"SIC = TPR/$\sqrt{FPR}$")
+        axis.set_ylabel("SIC = TPR/√FPR")
         axis.set_title(f"S/B = {100 * s_over_b:.2g} % in 3.3-3.7 TeV", fontsize=16)
         axis.legend(fontsize=14)
     save_figure(figure, path)
@@ -137,7 +137,7 @@ def plot_windows(rows: list[dict], path: Path) -> None:
                   label=f"after CATHODE, {100 * WINDOW_CUT_EFFICIENCY:g} % QCD efficiency")
         axis.axvline(3500, color="grey", linestyle=":", label="W' mass")
         axis.set_xlabel(r"centre of the signal-region window in $m_{jj}$ [GeV]")
-        axis.set_ylabel(r"$S/\sqrt{B}$ in the window")
+        axis.set_ylabel("S/√B in the window")
         axis.legend(fontsize=14)
     save_figure(figure, path)
 

@@ -58,6 +58,7 @@ def test_cathode_ranks_injected_signal_higher(injected):
     assert value > 0.7
     # the sideband flow interpolates a background that looks like the SR background
     samples = cathode.sample(np.full(4000, 3500.0, np.float32))
+    np.testing.assert_array_equal(samples, cathode.sample(np.full(4000, 3500.0, np.float32)))  # reproducible
     background_sr = table.loc[in_sr & ~table["is_signal"].to_numpy(), FEATURES].to_numpy()
     offset = np.abs(np.median(samples, axis=0) - np.median(background_sr, axis=0))
     assert offset.max() < 0.25 * background_sr.std(axis=0).max()

@@ -111,11 +111,11 @@ class _SidebandDensity:
 
     def sample(self, m: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Background samples of the raw features, one per value of the resonant variable (or per row of
-        the context variables) ``m``."""
+        the context variables) ``m``; the same ``m`` and estimator seed give the same samples."""
         self._check_fitted()
         m = np.asarray(m, dtype=np.float32).reshape(len(m), -1)
         out = []
-        with torch.no_grad():
+        with self._seeded(), torch.no_grad():
             for start in range(0, len(m), batch_size):
                 c = torch.as_tensor(m[start : start + batch_size])
                 out.append(self.density_.pre_x.inverse(self.density_.sample_preprocessed(c)).numpy())
