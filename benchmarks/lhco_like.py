@@ -82,7 +82,10 @@ def run(arguments: argparse.Namespace) -> dict:
     ]
     print(f"{len(todo)} trainings to run ({len(results)} already in {results_path})")
     for index, (variant, s_over_b, seed, method) in enumerate(todo, 1):
-        result = lhco.run_method(method, variants[variant], s_over_b, seed, epochs=arguments.epochs)
+        result = lhco.run_method(
+            method, variants[variant], s_over_b, seed, epochs=arguments.epochs,
+            classifier_epochs=arguments.classifier_epochs,
+        )
         results[_key(variant, s_over_b, seed, method)] = {"variant": variant, "requested_s_over_b": s_over_b, **result.to_dict()}
         _save(results_path, results)
         print(
@@ -176,10 +179,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="S/B of the run with mjj-correlated features")
     parser.add_argument("--correlated-seeds", type=int, default=3, help="seeds of the correlated run (0: skip)")
     parser.add_argument("--methods", nargs="+", default=list(lhco.METHODS), choices=lhco.METHODS)
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of every network")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")
+    parser.add_argument("--classifier-epochs", type=int, default=100,
+                        help="epochs of every classifier (the 10 best are averaged)")
     parser.add_argument("-j", "--workers", type=int, default=None, help="generation and dask workers")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="train nothing: summarise the results already in OUTPUT/results.json")
     arguments = parser.parse_args(argv)
-    results = run(arguments)
+    if arguments.summary_only:
+        results = json.loads((Path(arguments.output) / "results.json").read_text())
+    else:
+        results = run(arguments)
     summary = summarise(results, arguments.methods)
     folder = Path(arguments.output)
     plot_scan(summary, arguments.methods, folder / "max_sic_vs_s_over_b.png")

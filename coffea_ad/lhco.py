@@ -65,6 +65,8 @@ SAMPLE_ROLES: dict[str, tuple[str, int]] = {
     "extra_background": ("qcd_dijet", 104),
     "signal": ("wprime_xy", 103),
 }
+#: Width (GeV) of each of CWoLa hunting's two sidebands, next to the signal region.
+CWOLA_SIDEBAND_WIDTH = 200.0
 #: The SIC curves are stored on this grid of signal efficiencies.
 TPR_GRID = np.linspace(0.02, 1.0, 50)
 
@@ -262,7 +264,8 @@ def fit_method(
     samples: LHCOSamples,
     *,
     seed: int,
-    epochs: int = 40,
+    epochs: int = 30,
+    classifier_epochs: int = 100,
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ):
@@ -271,17 +274,21 @@ def fit_method(
     * ``supervised``: supervised W' vs idealized background events of the signal region (true labels);
     * ``iad``: signal-region data vs the idealized background template;
     * ``cathode``, ``lacathode``, ``anode``: the sideband flow interpolated into the signal region;
-    * ``cwola``: signal region vs sidebands (two folds, their classifiers averaged for the test events).
+    * ``cwola``: signal region vs the sidebands next to it, :data:`CWOLA_SIDEBAND_WIDTH` wide on each side
+      (two folds, their classifiers averaged for the test events).
 
-    Every network trains for at most ``epochs`` epochs with early stopping (patience 5) and batches of 512;
-    every classifier is the average of its 10 best epochs (by validation loss), as in the CATHODE study.
+    As in the CATHODE study every classifier trains for ``classifier_epochs`` epochs without early stopping
+    and is the average of its 10 best epochs by validation loss; the flows train for at most ``epochs``
+    epochs with early stopping (patience 5). Batches of 512 events.
     """
     from coffea_ad import models
 
     if method not in METHODS:
         raise ConfigurationError(f"unknown method {method!r}; the protocol compares {', '.join(METHODS)}")
-    training = {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress}
-    classifier_training = {**training, "keep_best": 10}
+    flow_training = {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress}
+    training = {
+        "epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10, "progress": progress
+    }
     features = list(samples.features)
     window = tuple(signal_region)
     if method == "supervised":
@@ -289,17 +296,20 @@ def fit_method(
         signal = _rows(samples.supervised_signal, _in_window(samples.supervised_signal, window))
         table = _concatenate(background, signal)
         table["is_signal"] = np.r_[np.zeros(len(background["mjj"])), np.ones(len(signal["mjj"]))]
-        return models.Supervised(training=classifier_training, seed=seed).fit(table, features)
+        return models.Supervised(training=training, seed=seed).fit(table, features)
     if method == "iad":
-        return models.IdealizedAD(training=classifier_training, seed=seed).fit(
+        return models.IdealizedAD(training=training, seed=seed).fit(
             injection.data, features, background=samples.idealized_background, signal_region=window
         )
     if method == "cwola":
-        return models.CWoLa(folds=2, training=classifier_training, seed=seed).fit(injection.data, features, signal_region=window)
+        near = _in_window(injection.data, (window[0] - CWOLA_SIDEBAND_WIDTH, window[1] + CWOLA_SIDEBAND_WIDTH))
+        return models.CWoLa(folds=2, training=training, seed=seed).fit(
+            _rows(injection.data, near), features, signal_region=window
+        )
     if method == "anode":
-        return models.ANODE(training=training, seed=seed).fit(injection.data, features, signal_region=window)
+        return models.ANODE(training=flow_training, seed=seed).fit(injection.data, features, signal_region=window)
     estimator = models.CATHODE if method == "cathode" else models.LaCATHODE
-    return estimator(training=classifier_training, flow_training=training, seed=seed).fit(
+    return estimator(training=training, flow_training=flow_training, seed=seed).fit(
         injection.data, features, signal_region=window
     )
 
@@ -340,7 +350,8 @@ def run_method(
     s_over_b: float,
     seed: int,
     *,
-    epochs: int = 40,
+    epochs: int = 30,
+    classifier_epochs: int = 100,
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ) -> MethodResult:
@@ -350,7 +361,8 @@ def run_method(
     start = time.perf_counter()
     injection = inject_signal(samples, s_over_b, seed, signal_region)
     estimator = fit_method(
-        method, injection, samples, seed=seed, epochs=epochs, signal_region=signal_region, progress=progress
+        method, injection, samples, seed=seed, epochs=epochs, classifier_epochs=classifier_epochs,
+        signal_region=signal_region, progress=progress,
     )
     roc = evaluate(estimator, samples, signal_region)
     return MethodResult(

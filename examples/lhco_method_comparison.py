@@ -43,13 +43,15 @@ LABELS = {
 WINDOW_CUT_EFFICIENCY = 0.01
 
 
-def injection_scan(samples, s_over_b_values, methods, seed: int, epochs: int) -> dict:
+def injection_scan(samples, s_over_b_values, methods, seed: int, epochs: int, classifier_epochs: int) -> dict:
     """Every method at every S/B (one seed): ``{s_over_b: {method: MethodResult}}``."""
     scan = {}
     for s_over_b in s_over_b_values:
         scan[s_over_b] = {}
         for method in methods:
-            result = lhco.run_method(method, samples, s_over_b, seed, epochs=epochs)
+            result = lhco.run_method(
+                method, samples, s_over_b, seed, epochs=epochs, classifier_epochs=classifier_epochs
+            )
             scan[s_over_b][method] = result
             print(
                 f"  S/B {100 * s_over_b:5.2f} % ({result.n_signal_signal_region} W' in the signal region, "
@@ -60,7 +62,9 @@ def injection_scan(samples, s_over_b_values, methods, seed: int, epochs: int) ->
     return scan
 
 
-def sliding_windows(samples, s_over_b: float, centres, width: float, seed: int, epochs: int) -> list[dict]:
+def sliding_windows(
+    samples, s_over_b: float, centres, width: float, seed: int, epochs: int, classifier_epochs: int
+) -> list[dict]:
     """CATHODE trained in each mjj window on one data set (W' injected at ``s_over_b`` in 3.3-3.7 TeV).
 
     For each window: the W' and QCD events of the data inside it, and S/sqrt(B) before and after the cut
@@ -73,7 +77,10 @@ def sliding_windows(samples, s_over_b: float, centres, width: float, seed: int, 
     for centre in centres:
         window = (centre - width / 2, centre + width / 2)
         start = time.perf_counter()
-        cathode = lhco.fit_method("cathode", injection, samples, seed=seed, epochs=epochs, signal_region=window)
+        cathode = lhco.fit_method(
+            "cathode", injection, samples, seed=seed, epochs=epochs, classifier_epochs=classifier_epochs,
+            signal_region=window,
+        )
         roc = lhco.evaluate(cathode, samples, window)
         signal_efficiency = float(np.interp(WINDOW_CUT_EFFICIENCY, roc.fpr, roc.tpr))
         inside = (injection.data["mjj"] >= window[0]) & (injection.data["mjj"] < window[1])
@@ -153,7 +160,9 @@ def run(arguments: argparse.Namespace) -> dict:
     samples = lhco.load_samples(paths, folder / "features", workers=arguments.workers, progress=arguments.progress)
     summary: dict = {"samples": samples.describe()}
     print("signal-injection scan:")
-    scan = injection_scan(samples, arguments.s_over_b, arguments.methods, arguments.seed, arguments.epochs)
+    scan = injection_scan(
+        samples, arguments.s_over_b, arguments.methods, arguments.seed, arguments.epochs, arguments.classifier_epochs
+    )
     summary["injection_scan"] = {
         f"{s_over_b:g}": {method: result.to_dict() for method, result in results.items()}
         for s_over_b, results in scan.items()
@@ -163,8 +172,10 @@ def run(arguments: argparse.Namespace) -> dict:
     plot_scan(scan, folder / "max_sic_vs_s_over_b.png")
     if arguments.windows:
         print(f"sliding signal-region windows, CATHODE, W' injected at S/B = {100 * reference:.2g} %:")
-        rows = sliding_windows(samples, reference, arguments.windows, arguments.window_width, arguments.seed,
-                               arguments.epochs)
+        rows = sliding_windows(
+            samples, reference, arguments.windows, arguments.window_width, arguments.seed, arguments.epochs,
+            arguments.classifier_epochs,
+        )
         summary["sliding_windows"] = rows
         plot_windows(rows, folder / "sliding_windows.png")
     with atomic_output(folder / "summary.json") as temporary:
@@ -189,7 +200,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="centres of the sliding signal-region windows in GeV (none: skip)")
     parser.add_argument("--window-width", type=float, default=400.0, help="width of each window in GeV")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of every network")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")
+    parser.add_argument("--classifier-epochs", type=int, default=100,
+                        help="epochs of every classifier (the 10 best are averaged)")
     parser.add_argument("-j", "--workers", type=int, default=None, help="generation and dask workers")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser.parse_args(argv)

@@ -68,7 +68,7 @@ def test_correlated_features_follow_mjj_and_the_originals_do_not_change(samples)
 
 
 def test_supervised_reference_separates_w_prime_from_qcd(samples):
-    result = lhco.run_method("supervised", samples, 0.1, seed=1, epochs=15)
+    result = lhco.run_method("supervised", samples, 0.1, seed=1, classifier_epochs=15)
     # Two-pronged 500 and 100 GeV jets against one-pronged light QCD jets.
     assert result.auc > 0.85
     assert result.max_sic > 2.0
@@ -95,7 +95,7 @@ def test_example_runs_the_scan_and_the_windows(samples, protocol_files, tmp_path
     monkeypatch.setattr(lhco, "generate_samples", lambda *args, **kwargs: protocol_files)
     summary = example.run(example.parse_arguments([
         "-o", str(tmp_path), "--s-over-b", "0.1", "0.3", "--methods", "supervised", "cathode",
-        "--windows", "2900", "3500", "--epochs", "3", "--no-progress", "-j", "1",
+        "--windows", "2900", "3500", "--epochs", "3", "--classifier-epochs", "3", "--no-progress", "-j", "1",
     ]))
     assert set(summary["injection_scan"]) == {"0.1", "0.3"}
     windows = {row["window"][0]: row for row in summary["sliding_windows"]}
