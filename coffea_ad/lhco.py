@@ -8,11 +8,12 @@ its maximum significance improvement SIC = TPR/sqrt(FPR), with FPR > 1/N_bkg.
 
 Here the samples are coffea_ad's (Pythia8 + fastjet, anti-kT R = 1.0 fat jets as in the R&D dataset), the
 features come from the feature processor on a ``distributed`` cluster, and every method is the one in
-:mod:`coffea_ad.models`. Three generated files play the R&D dataset's roles:
+:mod:`coffea_ad.models`. Four generated files play the R&D dataset's roles:
 
 * ``background``: the QCD events the "data" are made of (plus the injected W' events);
-* ``extra_background``: independent QCD, split in two fixed halves: the idealized detector's perfect
-  background template (also the supervised classifier's background) and the test background;
+* ``idealized_background``: independent QCD, the idealized detector's perfect background template (also the
+  supervised classifier's background); like the published template it is larger than the data's QCD;
+* ``test_background``: independent QCD on which every method is evaluated;
 * ``signal``: W' events, split in three fixed parts: the test signal, the supervised classifier's signal and
   the pool the injected events are drawn from (a different draw for every seed).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "Injection",
     "LHCOSamples",
     "MethodResult",
+    "add_sample_options",
     "correlate_with_mjj",
     "evaluate",
     "fit_method",
@@ -47,6 +49,7 @@ __all__ = [
     "inject_signal",
     "load_samples",
     "run_method",
+    "sample_sizes",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,16 @@ SAMPLE_SETTINGS: dict[str, float] = {"fatjet_radius": 1.0}
 #: Process and seed of each sample role.
 SAMPLE_ROLES: dict[str, tuple[str, int]] = {
     "background": ("qcd_dijet", 102),
-    "extra_background": ("qcd_dijet", 104),
+    "idealized_background": ("qcd_dijet", 105),
+    "test_background": ("qcd_dijet", 104),
     "signal": ("wprime_xy", 103),
+}
+#: Default number of events of each sample role (about 17 minutes of generation on 2 cores).
+DEFAULT_EVENTS: dict[str, int] = {
+    "background": 60_000,
+    "idealized_background": 60_000,
+    "test_background": 40_000,
+    "signal": 20_000,
 }
 #: Width (GeV) of each of CWoLa hunting's two sidebands, next to the signal region.
 CWOLA_SIDEBAND_WIDTH = 200.0
@@ -85,26 +96,43 @@ def _in_window(table: Table, window: Sequence[float]) -> np.ndarray:
     return (table["mjj"] >= window[0]) & (table["mjj"] < window[1])
 
 
+def add_sample_options(parser) -> None:
+    """Add ``--sample-folder`` and one ``--{role}-events`` option per sample role to an argparse parser."""
+    from coffea_ad.paths import cache_dir
+
+    parser.add_argument("--sample-folder", default=cache_dir() / "lhco_like",
+                        help="generated samples, cached (shared by the LHCO example and benchmark)")
+    for role, n_events in DEFAULT_EVENTS.items():
+        parser.add_argument(f"--{role.replace('_', '-')}-events", type=int, default=n_events,
+                            help=f"events of the {role.replace('_', ' ')} sample (default {n_events})")
+
+
+def sample_sizes(arguments) -> dict[str, int]:
+    """Events per sample role, from the options of :func:`add_sample_options`."""
+    return {role: getattr(arguments, f"{role}_events") for role in SAMPLE_ROLES}
+
+
 def generate_samples(
     folder: str | Path,
-    n_background: int,
-    n_extra_background: int,
-    n_signal: int,
+    n_events: Mapping[str, int],
     *,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """The three samples of the protocol in ``folder``, generated on first use (see
-    :func:`coffea_ad.generate.cached_sample`); returns ``{role: path}``."""
+    """The samples of the protocol in ``folder``, ``n_events[role]`` events for each role of
+    :data:`SAMPLE_ROLES`, generated on first use (see :func:`coffea_ad.generate.cached_sample`);
+    returns ``{role: path}``."""
     from coffea_ad.generate import cached_sample
 
-    sizes = {"background": n_background, "extra_background": n_extra_background, "signal": n_signal}
-    paths = {}
-    for role, (process, seed) in SAMPLE_ROLES.items():
-        paths[role] = cached_sample(
-            folder, process, sizes[role], seed=seed, settings=SAMPLE_SETTINGS, workers=workers, progress=progress
+    missing = sorted(set(SAMPLE_ROLES) - set(n_events))
+    if missing:
+        raise ConfigurationError(f"no number of events given for sample role(s) {missing}")
+    return {
+        role: cached_sample(
+            folder, process, n_events[role], seed=seed, settings=SAMPLE_SETTINGS, workers=workers, progress=progress
         )
-    return paths
+        for role, (process, seed) in SAMPLE_ROLES.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -144,12 +172,11 @@ def load_samples(
     scheduler: str | None = None,
     progress: bool = True,
 ) -> LHCOSamples:
-    """Run the feature processor on the three samples (a ``distributed.LocalCluster`` with ``workers``
-    workers, or the cluster at ``scheduler``), write its outputs to ``folder`` and split the tables.
+    """Run the feature processor on the samples (a ``distributed.LocalCluster`` with ``workers`` workers,
+    or the cluster at ``scheduler``), write its outputs to ``folder`` and split the signal.
 
-    ``paths`` maps each role of :data:`SAMPLE_ROLES` to its file. The splits are fixed (independent of any
-    training seed): the extra background in two halves (idealized template, test), the signal in
-    40 % test, 30 % supervised training and 30 % injection pool.
+    ``paths`` maps each role of :data:`SAMPLE_ROLES` to its file. The signal split is fixed (independent of
+    any training seed): 40 % test, 30 % supervised training and 30 % injection pool.
     """
     from coffea_ad.feature_pipeline import run_features
     from coffea_ad.tables import complete_rows
@@ -166,15 +193,13 @@ def load_samples(
         raise InputFileError(f"the protocol needs every sample, but the feature processor skipped {reasons}")
     columns = ["mjj", *LHCO_FEATURES]
     tables = {role: complete_rows(result.tables[role], columns) for role in SAMPLE_ROLES}
-    extra = tables["extra_background"]
-    halves = np.arange(len(extra["mjj"])) % 2 == 0
     signal = tables["signal"]
     order = np.random.default_rng(0).permutation(len(signal["mjj"]))
     test, supervised, pool = np.split(order, [int(0.4 * len(order)), int(0.7 * len(order))])
     return LHCOSamples(
         background=tables["background"],
-        idealized_background=_rows(extra, halves),
-        test_background=_rows(extra, ~halves),
+        idealized_background=tables["idealized_background"],
+        test_background=tables["test_background"],
         supervised_signal=_rows(signal, np.sort(supervised)),
         test_signal=_rows(signal, np.sort(test)),
         injection_pool=_rows(signal, np.sort(pool)),
@@ -328,7 +353,6 @@ class MethodResult:
     #: SIC at the signal efficiencies :data:`TPR_GRID` (NaN where FPR <= 1/N_bkg).
     sic_curve: list[float]
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable record."""

@@ -11,7 +11,7 @@ and tau21 of both fat jets, the resonant variable is mjj. On the same samples th
 
 Which sample an event came from is used only to evaluate (ROC, SIC, S/sqrt(B)), never to train, except by
 the supervised and idealized references. The samples are those of ``benchmarks/lhco_like.py`` (shared cache
-folder): about 11 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
+folder): about 17 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
 make smaller ones.
 
     python examples/lhco_method_comparison.py
@@ -154,8 +154,7 @@ def run(arguments: argparse.Namespace) -> dict:
     folder = Path(arguments.output)
     folder.mkdir(parents=True, exist_ok=True)
     paths = lhco.generate_samples(
-        arguments.sample_folder, arguments.background_events, arguments.extra_background_events,
-        arguments.signal_events, workers=arguments.workers, progress=arguments.progress,
+        arguments.sample_folder, lhco.sample_sizes(arguments), workers=arguments.workers, progress=arguments.progress,
     )
     samples = lhco.load_samples(paths, folder / "features", workers=arguments.workers, progress=arguments.progress)
     summary: dict = {"samples": samples.describe()}
@@ -187,12 +186,7 @@ def run(arguments: argparse.Namespace) -> dict:
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", default=cache_dir() / "examples" / "lhco_method_comparison")
-    parser.add_argument("--sample-folder", default=cache_dir() / "lhco_like",
-                        help="generated samples, shared with benchmarks/lhco_like.py")
-    parser.add_argument("--background-events", type=int, default=60_000, help="QCD events of the data")
-    parser.add_argument("--extra-background-events", type=int, default=40_000,
-                        help="independent QCD: idealized template and test")
-    parser.add_argument("--signal-events", type=int, default=20_000, help="W' events")
+    lhco.add_sample_options(parser)
     parser.add_argument("--s-over-b", type=float, nargs="+", default=[0.006, 0.012, 0.024],
                         help="injected S/B in 3.3-3.7 TeV; the largest is used for the SIC curves and the windows")
     parser.add_argument("--methods", nargs="+", default=list(lhco.METHODS), choices=lhco.METHODS)
