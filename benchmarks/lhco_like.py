@@ -67,7 +67,9 @@ def run(arguments: argparse.Namespace) -> dict:
     print(json.dumps(nominal.describe()))
     runs = [("nominal", s, seed) for s in arguments.s_over_b for seed in range(1, arguments.seeds + 1)]
     runs += [
-        ("correlated", s, seed) for s in arguments.correlated_s_over_b for seed in range(1, arguments.correlated_seeds + 1)
+        ("correlated", s, seed)
+        for s in arguments.correlated_s_over_b
+        for seed in range(1, arguments.correlated_seeds + 1)
     ]
     runs += [("nominal", s, seed) for s in arguments.scan for seed in range(1, arguments.scan_seeds + 1)]
     variants = {"nominal": nominal, "correlated": lhco.correlate_with_mjj(nominal)}
@@ -85,7 +87,8 @@ def run(arguments: argparse.Namespace) -> dict:
             method, variants[variant], s_over_b, seed, epochs=arguments.epochs,
             classifier_epochs=arguments.classifier_epochs,
         )
-        results[_key(variant, s_over_b, seed, method)] = {"variant": variant, "requested_s_over_b": s_over_b, **result.to_dict()}
+        record = {"variant": variant, "requested_s_over_b": s_over_b, **result.to_dict()}
+        results[_key(variant, s_over_b, seed, method)] = record
         _save(results_path, results)
         print(
             f"[{index}/{len(todo)}] {variant:10s} S/B {s_over_b:.4f} seed {seed} {method:10s} max SIC "
@@ -121,7 +124,8 @@ def table(summary: dict, methods: list[str], variant: str, s_over_b: float) -> s
     rows = {method: summary.get((variant, s_over_b, method)) for method in methods}
     supervised = rows.get("supervised")
     lines = [
-        "| method | max SIC, median [68 % band] | seeds | ratio to our supervised | published max SIC | published ratio to supervised |",
+        "| method | max SIC, median [68 % band] | seeds | ratio to our supervised | published max SIC "
+        "| published ratio to supervised |",
         "|---|---|---|---|---|---|",
     ]
     for method, row in rows.items():
@@ -146,7 +150,7 @@ def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
     with cms_style():
         figure, axis = new_figure()
         for method in methods:
-            points = sorted((s, row) for (variant, s, m), row in summary.items() if variant == "nominal" and m == method)
+            points = sorted((s, row) for (v, s, m), row in summary.items() if v == "nominal" and m == method)
             if not points:
                 continue
             x = np.array([100 * s for s, _ in points])

@@ -18,7 +18,15 @@ from coffea_ad.errors import InputFileError
 from coffea_ad.features import FEATURES
 from coffea_ad.paths import atomic_output
 
-__all__ = ["EVENT_ID_COLUMNS", "complete_rows", "feature_table", "empty_table", "sort_by_event_id", "write_parquet", "read_parquet"]
+__all__ = [
+    "EVENT_ID_COLUMNS",
+    "complete_rows",
+    "feature_table",
+    "empty_table",
+    "sort_by_event_id",
+    "write_parquet",
+    "read_parquet",
+]
 
 #: The identifiers that make a row joinable to its NanoAOD event, with their NanoAOD types.
 EVENT_ID_COLUMNS: dict[str, str] = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64"}
