@@ -14,8 +14,8 @@ classifier of the same study, since the samples differ.
     python benchmarks/lhco_like.py --seeds 1 --s-over-b 0.024 --scan --correlated-seeds 0   # one quick pass
 
 Results are kept in OUTPUT/results.json after every training, so an interrupted run resumes where it stopped.
-Generating the default samples (60k + 60k + 40k QCD, 20k W') takes about 17 minutes on 2 free cores the first time
-(QCD above pTHat = 1.2 TeV runs at about 90 events/s/core with the reconstruction); they are cached.
+Generating the default samples (60k + 60k + 40k QCD, 20k W') takes about 18 minutes on 2 free cores the first time
+(QCD above pTHat = 1.2 TeV runs at about 80 events/s/core with the reconstruction); they are cached.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ SAMPLE_ROLES: dict[str, tuple[str, int]] = {
     "test_background": ("qcd_dijet", 104),
     "signal": ("wprime_xy", 103),
 }
-#: Default number of events of each sample role (about 17 minutes of generation on 2 cores).
+#: Default number of events of each sample role (about 18 minutes of generation on 2 cores).
 DEFAULT_EVENTS: dict[str, int] = {
     "background": 60_000,
     "idealized_background": 60_000,

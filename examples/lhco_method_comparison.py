@@ -11,7 +11,7 @@ and tau21 of both fat jets, the resonant variable is mjj. On the same samples th
 
 Which sample an event came from is used only to evaluate (ROC, SIC, S/sqrt(B)), never to train, except by
 the supervised and idealized references. The samples are those of ``benchmarks/lhco_like.py`` (shared cache
-folder): about 17 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
+folder): about 18 minutes of generation on 2 free cores the first time, then cached; ``--background-events`` etc.
 make smaller ones.
 
     python examples/lhco_method_comparison.py
