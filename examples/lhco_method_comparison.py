@@ -143,7 +143,8 @@ def plot_windows(rows: list[dict], path: Path) -> None:
         axis.plot(centres, [row["s_over_sqrt_b_after"] for row in rows], marker="s",
                   label=f"after CATHODE, {100 * WINDOW_CUT_EFFICIENCY:g} % QCD efficiency")
         axis.axvline(3500, color="grey", linestyle=":", label="W' mass")
-        axis.set_xlabel(r"centre of the signal-region window in $m_{jj}$ [GeV]")
+        axis.set_xticks(centres, [f"{centre / 1000:g}" for centre in centres])
+        axis.set_xlabel(r"centre of the signal-region window in $m_{jj}$ [TeV]")
         axis.set_ylabel("S/√B in the window")
         axis.legend(fontsize=14)
     save_figure(figure, path)
