@@ -127,6 +127,8 @@ def plot_scan(scan: dict, path: Path) -> None:
                       label=LABELS[method])
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xscale("log")
+        axis.set_xticks([100 * s for s in values], [f"{100 * s:g}" for s in values], minor=False)
+        axis.xaxis.set_minor_formatter("")
         axis.set_xlabel("Injected S/B in the signal region [%]")
         axis.set_ylabel("max SIC")
         axis.legend(fontsize=14)
