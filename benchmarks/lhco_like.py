@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="S/B in the signal region with --seeds seeds each: 0.6 %% (the published comparison's) "
                         "and 2.4 %% (the published S/sqrt(B) of about 2.2 with our smaller background)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per --s-over-b point (>= 5 for the band)")
-    parser.add_argument("--scan", type=float, nargs="*", default=[0.003, 0.001], help="further S/B points")
+    parser.add_argument("--scan", type=float, nargs="*", default=[0.003, 0.001, 0.012, 0.048],
+                        help="further S/B points")
     parser.add_argument("--scan-seeds", type=int, default=3, help="seeds per --scan point")
     parser.add_argument("--correlated-s-over-b", type=float, nargs="*", default=[0.024],
                         help="S/B of the run with mjj-correlated features")
