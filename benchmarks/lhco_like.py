@@ -155,8 +155,9 @@ def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
                 continue
             x = np.array([100 * s for s, _ in points])
             median = np.array([row["median"] for _, row in points])
-            axis.plot(x, median, marker="o", label=LABELS[method])
-            axis.fill_between(x, [row["lower"] for _, row in points], [row["upper"] for _, row in points], alpha=0.2)
+            (line,) = axis.plot(x, median, marker="o", label=LABELS[method])
+            lower, upper = [row["lower"] for _, row in points], [row["upper"] for _, row in points]
+            axis.fill_between(x, lower, upper, color=line.get_color(), alpha=0.2)
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xscale("log")
         values = sorted({100 * s for (v, s, _) in summary if v == "nominal"})
