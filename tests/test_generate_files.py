@@ -180,3 +180,28 @@ def test_importing_coffea_ad_does_not_import_torch():
     code = "import sys, coffea_ad, coffea_ad.cli, coffea_ad.generate; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_killing_a_parallel_generation_stops_its_workers_and_writes_no_file(tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    output = tmp_path / "killed.root"
+    command = [sys.executable, "-m", "coffea_ad.cli", "generate", "zz4l", "-n", "20000", "-j", "2",
+               "--chunk-size", "500", "--no-progress", "-o", str(output)]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = psutil.Process(parent.pid)
+    deadline = time.monotonic() + 120
+    while len(process.children(recursive=True)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = process.children(recursive=True)
+    assert len(workers) >= 2, "the generation never started its worker processes"
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    for worker in alive:  # leave no orphan behind if the test fails
+        worker.kill()
+    assert not alive, f"workers still running after their parent was killed: {[w.pid for w in alive]}"
+    assert not output.exists()

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -298,12 +299,29 @@ def cached_sample(
     return path
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker once the process that started it is gone.
+
+    A generation killed with SIGTERM or SIGKILL gets no chance to stop its pool; without this its workers
+    would go on generating, as orphans, until their chunks run out.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_chunks(chunks: list[_Chunk], workers: int) -> Iterator[tuple[dict, dict[str, float]]]:
     if workers == 1:
         yield from map(_generate_chunk, chunks)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         yield from pool.map(_generate_chunk, chunks)
 
 
