@@ -101,7 +101,10 @@ def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$") -> Figure:
         ax.set_ylabel(r"CL$_s$")
         ax.set_xlim(0, min(float(mu.max()), 2.0 * max(limit.expected[4], limit.observed)))
         ax.set_ylim(0, 1.05)
-        ax.legend(title=f"observed limit {limit.observed:.3g}, expected {limit.expected[2]:.3g}")
+        ax.legend(
+            title=f"observed limit {limit.observed:.3g}\nexpected {limit.expected[2]:.3g}",
+            loc="upper right", fontsize=14, title_fontsize=14,
+        )
     return fig
 
 
@@ -113,5 +116,8 @@ def plot_local_significance(result: BumpHuntResult) -> Figure:
         ax.plot(centres, [w.significance.z for w in result.windows], marker="o", color="black", label="local Z")
         ax.set_xlabel(r"window centre $m_{jj}$ [GeV]")
         ax.set_ylabel(r"local significance Z [$\sigma$]")
-        ax.legend(title=f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})")
+        ax.legend(
+            title=f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})",
+            fontsize=14, title_fontsize=14,
+        )
     return fig
