@@ -33,14 +33,6 @@ from coffea_ad.paths import atomic_output, cache_dir
 
 #: LHC Olympics R&D, S/B = 0.6 %: max SIC medians of the CATHODE study (arXiv:2109.00546).
 PUBLISHED_MAX_SIC = {"supervised": 17.6, "iad": 15.1, "cathode": 14.0, "cwola": 10.8, "anode": 6.5}
-LABELS = {
-    "supervised": "supervised",
-    "iad": "idealized AD",
-    "cathode": "CATHODE",
-    "lacathode": "LaCATHODE",
-    "cwola": "CWoLa hunting",
-    "anode": "ANODE",
-}
 
 
 def _key(variant: str, s_over_b: float, seed: int, method: str) -> str:
@@ -137,7 +129,8 @@ def table(summary: dict, methods: list[str], variant: str, s_over_b: float) -> s
             f"{published} | {published / PUBLISHED_MAX_SIC['supervised']:.2f}" if published else "— | —"
         )
         lines.append(
-            f"| {LABELS[method]} | {row['median']:.2f} [{row['lower']:.2f}, {row['upper']:.2f}] | {row['seeds']} | "
+            f"| {lhco.METHOD_LABELS[method]} | {row['median']:.2f} [{row['lower']:.2f}, {row['upper']:.2f}] | "
+            f"{row['seeds']} | "
             f"{ratio} | {published_columns} |"
         )
     return "\n".join(lines)
@@ -155,7 +148,7 @@ def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
                 continue
             x = np.array([100 * s for s, _ in points])
             median = np.array([row["median"] for _, row in points])
-            (line,) = axis.plot(x, median, marker="o", label=LABELS[method])
+            (line,) = axis.plot(x, median, marker="o", label=lhco.METHOD_LABELS[method])
             lower, upper = [row["lower"] for _, row in points], [row["upper"] for _, row in points]
             axis.fill_between(x, lower, upper, color=line.get_color(), alpha=0.2)
         axis.axhline(1.0, color="grey", linestyle="--", label="random")

@@ -36,6 +36,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 __all__ = [
     "LHCO_FEATURES",
     "METHODS",
+    "METHOD_LABELS",
     "SAMPLE_SETTINGS",
     "SIGNAL_REGION",
     "Injection",
@@ -60,6 +61,15 @@ LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
 SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 #: The methods compared, from the fully supervised reference to the pure density-ratio method.
 METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola", "anode")
+#: How each method is called in plots and tables.
+METHOD_LABELS: dict[str, str] = {
+    "supervised": "supervised",
+    "iad": "idealized AD",
+    "cathode": "CATHODE",
+    "lacathode": "LaCATHODE",
+    "cwola": "CWoLa hunting",
+    "anode": "ANODE",
+}
 #: Generation settings of the samples: the R&D dataset clusters its fat jets with anti-kT R = 1.0.
 SAMPLE_SETTINGS: dict[str, float] = {"fatjet_radius": 1.0}
 #: Process and seed of each sample role.

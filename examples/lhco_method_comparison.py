@@ -31,14 +31,6 @@ import numpy as np
 from coffea_ad import lhco
 from coffea_ad.paths import atomic_output, cache_dir
 
-LABELS = {
-    "supervised": "supervised",
-    "iad": "idealized AD",
-    "cathode": "CATHODE",
-    "lacathode": "LaCATHODE",
-    "cwola": "CWoLa hunting",
-    "anode": "ANODE",
-}
 #: Background efficiency of the cut that the sliding windows apply.
 WINDOW_CUT_EFFICIENCY = 0.01
 
@@ -55,7 +47,8 @@ def injection_scan(samples, s_over_b_values, methods, seed: int, epochs: int, cl
             scan[s_over_b][method] = result
             print(
                 f"  S/B {100 * s_over_b:5.2f} % ({result.n_signal_signal_region} W' in the signal region, "
-                f"S/sqrt(B) {result.s_over_sqrt_b:.2f})  {LABELS[method]:14s} max SIC {result.max_sic:6.2f}  "
+                f"S/sqrt(B) {result.s_over_sqrt_b:.2f})  {lhco.METHOD_LABELS[method]:14s} "
+                f"max SIC {result.max_sic:6.2f}  "
                 f"AUC {result.auc:.3f}  ({result.seconds:.0f} s)",
                 flush=True,
             )
@@ -107,7 +100,7 @@ def plot_sic_curves(results: dict, path: Path, s_over_b: float) -> None:
     with cms_style():
         figure, axis = new_figure()
         for method, result in results.items():
-            axis.plot(lhco.TPR_GRID, result.sic_curve, label=f"{LABELS[method]} (max {result.max_sic:.1f})")
+            axis.plot(lhco.TPR_GRID, result.sic_curve, label=f"{lhco.METHOD_LABELS[method]} (max {result.max_sic:.1f})")
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xlabel("Signal efficiency (TPR)")
         axis.set_ylabel("SIC = TPR/√FPR")
@@ -124,7 +117,7 @@ def plot_scan(scan: dict, path: Path) -> None:
         figure, axis = new_figure()
         for method in scan[values[0]]:
             axis.plot([100 * s for s in values], [scan[s][method].max_sic for s in values], marker="o",
-                      label=LABELS[method])
+                      label=lhco.METHOD_LABELS[method])
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xscale("log")
         axis.set_xticks([100 * s for s in values], [f"{100 * s:g}" for s in values], minor=False)
