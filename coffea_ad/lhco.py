@@ -22,7 +22,6 @@ features come from the feature processor on a ``distributed`` cluster, and every
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,8 +51,6 @@ __all__ = [
     "run_method",
     "sample_sizes",
 ]
-
-log = logging.getLogger(__name__)
 
 #: The R&D comparison's features (mjj is the resonant variable, not a feature).
 LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
@@ -250,6 +247,12 @@ class Injection:
     n_background_signal_region: int
     n_signal_signal_region: int
     n_signal: int
+
+    @property
+    def is_signal(self) -> np.ndarray:
+        """True for the injected W' rows of :attr:`data` (for evaluation only: the methods never see it)."""
+        n_rows = len(self.data["mjj"])
+        return np.arange(n_rows) >= n_rows - self.n_signal
 
     @property
     def s_over_b(self) -> float:

@@ -64,8 +64,7 @@ def sliding_windows(
     that keeps :data:`WINDOW_CUT_EFFICIENCY` of the test QCD (its signal efficiency measured on test W').
     """
     injection = lhco.inject_signal(samples, s_over_b, seed)
-    n_background = len(samples.background["mjj"])
-    is_signal = np.arange(len(injection.data["mjj"])) >= n_background
+    is_signal = injection.is_signal
     rows = []
     for centre in centres:
         window = (centre - width / 2, centre + width / 2)

@@ -49,6 +49,7 @@ def test_injection_reaches_the_requested_s_over_b_with_whole_events(samples):
     assert len(injection.data["mjj"]) == n_background + injection.n_signal
     in_sr = (injection.data["mjj"] >= 3300) & (injection.data["mjj"] < 3700)
     assert in_sr[n_background:].sum() == injection.n_signal_signal_region
+    assert injection.is_signal.sum() == injection.n_signal and not injection.is_signal[:n_background].any()
     assert injection.n_signal > injection.n_signal_signal_region  # some W' events land in the sidebands
     assert injection.s_over_b == pytest.approx(0.2, abs=1 / injection.n_background_signal_region)
     other = lhco.inject_signal(samples, 0.2, seed=4)
