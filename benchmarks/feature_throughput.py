@@ -26,18 +26,19 @@ from pathlib import Path
 
 import uproot
 
-from coffea_ad.feature_pipeline import check_fileset, dask_client, load_fileset, normalize_fileset, run_processor
+from coffea_ad.processing import check_fileset, dask_client, load_fileset, normalize_fileset, run_processor
+from processors import AnomalyFeatureProcessor
 from coffea_ad.features import FEATURES, FeatureConfig
 from coffea_ad.paths import cache_dir
-from coffea_ad.tables import EVENT_ID_COLUMNS
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS
 
 
 def generated_sample(process: str, n_events: int, seed: int) -> Path:
     """A cached generated sample (generated on first use with every core)."""
-    from coffea_ad.generate import generate, read_metadata
+    from coffea_ad.generate import generate, read_sample_metadata
 
     path = cache_dir() / f"benchmark_{process}_{n_events}_seed{seed}.root"
-    if path.exists() and read_metadata(path)["n_events"] == n_events:
+    if path.exists() and read_sample_metadata(path)["n_events"] == n_events:
         return path
     print(f"generating {n_events} {process} events into {path} (once)", flush=True)
     generate(process, n_events, path, seed=seed, workers=os.cpu_count(), progress=True)
@@ -61,7 +62,7 @@ def bare_read(files: dict[str, str], branches: list[str], step_size: int) -> flo
 
 def timed_run(checked, **options) -> float:
     start = time.perf_counter()
-    run_processor(checked, **options)
+    run_processor(checked, make_processor=AnomalyFeatureProcessor, **options)
     return time.perf_counter() - start
 
 

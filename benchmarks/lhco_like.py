@@ -1,6 +1,6 @@
 """The LHC Olympics R&D comparison of weakly supervised methods, on coffea_ad's generated samples.
 
-Follows the CATHODE study's protocol (Hallin et al., arXiv:2109.00546; see :mod:`coffea_ad.lhco`): W' events
+Follows the CATHODE study's protocol (Hallin et al., arXiv:2109.00546; see :mod:`coffea_ad.contrib.lhco`): W' events
 injected into QCD at a chosen S/B in the 3.3-3.7 TeV signal region, features mj_min, Delta mj, tau21 of both
 jets, every method trained on the "data" and evaluated on independent test events of the signal region by
 its maximum SIC (FPR > 1/N_bkg,test); the median and 68 % band over several seeds (each seed draws other
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coffea_ad import lhco
+from coffea_ad.contrib import lhco
 from coffea_ad.paths import atomic_output, cache_dir
 
 #: LHC Olympics R&D, S/B = 0.6 %: max SIC medians of the CATHODE study (arXiv:2109.00546).
@@ -93,7 +93,7 @@ def run(arguments: argparse.Namespace) -> dict:
 
 def summarise(results: dict, methods: list[str]) -> dict:
     """Median and 68 % band of the max SIC per (variant, S/B, method)."""
-    from coffea_ad.metrics import seed_band
+    from coffea_ad.selection.metrics import seed_band
 
     groups: dict[tuple[str, float, str], list[dict]] = {}
     for record in results.values():
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--correlated-s-over-b", type=float, nargs="*", default=[0.024],
                         help="S/B of the run with mjj-correlated features")
     parser.add_argument("--correlated-seeds", type=int, default=3, help="seeds of the correlated run (0: skip)")
-    parser.add_argument("--methods", nargs="+", default=list(lhco.METHODS), choices=lhco.METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(lhco.PROTOCOL_METHODS), choices=lhco.PROTOCOL_METHODS)
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")
     parser.add_argument("--classifier-epochs", type=int, default=100,
                         help="epochs of every classifier (the 10 best are averaged)")

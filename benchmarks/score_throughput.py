@@ -26,7 +26,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.features import compute_features
-from coffea_ad.inference import OnnxScorer
+from coffea_ad.onnx.scorer import OnnxScorer
 from coffea_ad.paths import cache_dir
 from timing import best_of
 

@@ -22,7 +22,7 @@ __all__ = ["CoffeaADError", "ConfigurationError", "InputFileError", "OnnxScorer"
 def __getattr__(name: str):
     # OnnxScorer pulls in coffea's NanoEvents machinery; import it only when asked for.
     if name == "OnnxScorer":
-        from coffea_ad.inference import OnnxScorer
+        from coffea_ad.onnx.scorer import OnnxScorer
 
         return OnnxScorer
     raise AttributeError(f"module 'coffea_ad' has no attribute {name!r}")

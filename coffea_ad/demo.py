@@ -10,8 +10,6 @@ report folder (plots and ``summary.json``) and returns a short text summary.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import CoffeaADError
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 __all__ = ["DEFAULT_SAMPLES", "run_demo", "text_histogram"]
 
@@ -75,7 +73,7 @@ def _region_histogram(result, dataset: str, name: str, region: str) -> hist.Hist
 
 def _training_table(result) -> dict[str, np.ndarray]:
     """The features of every event with two fat jets, QCD and W' together: the "data" the methods see."""
-    from coffea_ad.tables import complete_rows
+    from coffea_ad.processing.tables import complete_rows
 
     parts = [complete_rows(table, ["mjj", *LHCO_FEATURES]) for table in result.tables.values()]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
@@ -97,31 +95,8 @@ def _train(table: dict[str, np.ndarray], folder: Path, epochs: int) -> dict[str,
     return {name: model.export_onnx(folder / f"{name}.onnx") for name, model in models.items()}
 
 
-def _plot_mjj(before: Mapping[str, hist.Hist], after: Mapping[str, hist.Hist], path: Path, cut: str) -> None:
-    import mplhep
-
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    with cms_style():
-        figure, axis = new_figure()
-        labels = [LABELS[dataset] for dataset in before]
-        mplhep.histplot(
-            list(before.values()), ax=axis, stack=True, histtype="fill", alpha=0.35, label=labels, yerr=False
-        )
-        mplhep.histplot(
-            list(after.values()), ax=axis, stack=True, histtype="step", linewidth=2, yerr=False,
-            label=[f"{label}, {cut}" for label in labels],
-        )
-        axis.set_xlim(FIT_MJJ_MIN, 6000)
-        axis.set_yscale("log")
-        axis.set_xlabel(r"$m_{jj}$ [GeV]")
-        axis.set_ylabel("Events / bin")
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
-
-
 def _fit_plot(hunt, histogram: hist.Hist) -> Any:
-    from coffea_ad.stats.plots import plot_fit
+    from coffea_ad.plotting.fits import plot_fit
 
     best = hunt.most_significant
     counts, edges = histogram.values(), histogram.axes[0].edges
@@ -142,11 +117,12 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
     """
     from distributed import Client, LocalCluster
 
-    from coffea_ad import metrics
-    from coffea_ad.feature_pipeline import run_features
-    from coffea_ad.generate import cached_sample, read_metadata
+    from coffea_ad import plotting
+    from coffea_ad.selection import metrics
+    from coffea_ad.workflow.features import run_features
+    from coffea_ad.generate import cached_sample, read_sample_metadata
     from coffea_ad.plotting import save_figure
-    from coffea_ad.score_pipeline import run_scoring
+    from coffea_ad.workflow.score import run_scoring
     from coffea_ad.stats import bump_hunt
 
     folder = Path(output) if output else cache_dir() / "demo"
@@ -157,7 +133,7 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
     paths = {}
     for process, (n_events, seed) in DEFAULT_SAMPLES.items():
         paths[process] = cached_sample(folder, process, n_events, seed=seed, workers=workers)
-        metadata = read_metadata(paths[process])
+        metadata = read_sample_metadata(paths[process])
         summary["events"][f"generated_{process}"] = metadata["n_events"]
         lines.append(
             f"  {process:10s} {metadata['n_events']:6d} events  sigma = {metadata['cross_section_pb']:.4g} "
@@ -182,10 +158,10 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
     for model in models:
         signal, background = (_finite(in_window[dataset][model]) for dataset in ("wprime", "qcd"))
         rocs[model] = metrics.roc_curve(signal, background)
-        figure = metrics.plot_score_distributions({"QCD": background, "W'": signal}, xlabel=f"{model} score")
+        figure = plotting.plot_score_distributions({"QCD": background, "W'": signal}, xlabel=f"{model} score")
         save_figure(figure, report / f"scores_{model}.png")
-    save_figure(metrics.plot_roc(rocs), report / "roc.png")
-    save_figure(metrics.plot_sic(rocs), report / "sic.png")
+    save_figure(plotting.plot_roc(rocs), report / "roc.png")
+    save_figure(plotting.plot_sic(rocs), report / "sic.png")
 
     before = {dataset: _region_histogram(scored, dataset, "mjj", FIT_REGION) for dataset in DATASETS}
     hunt_before = bump_hunt(sum(before.values()), n_parameters=DIJET_PARAMETERS)
@@ -209,7 +185,13 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
             "max_sic_signal_region": metrics.max_sic(rocs[model]),
             "events_after_cut": kept,
         }
-        _plot_mjj(before, after, report / f"mjj_{model}.png", f"{model} cut")
+        figure = plotting.plot_mass_spectra(
+            {LABELS[name]: h for name, h in before.items()},
+            {LABELS[name]: h for name, h in after.items()},
+            cut=f"{model} cut",
+            xlim=(FIT_MJJ_MIN, 6000),
+        )
+        save_figure(figure, report / f"mjj_{model}.png")
         line = (
             f"  {model}: AUC {metrics.auc(rocs[model]):.3f}, max SIC {metrics.max_sic(rocs[model]):.2f} in 3.3-3.7 "
             f"TeV; the cut keeps {thresholds[model]['control_region_efficiency']:.3f} of the sidebands and "
@@ -228,8 +210,7 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
             f"{line}; bump hunt: local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV "
             f"(global Z = {hunt.global_z:.2f})"
         )
-    with atomic_output(report / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_json(report / "summary.json", summary)
     lines.append(f"  report: {report} (summary.json, roc.png, sic.png, scores_*, mjj_*, fit_*.png)")
     mjj = {LABELS[dataset]: _finite(features.tables[dataset].mjj) for dataset in DATASETS}
     lines.append(text_histogram(mjj, MJJ_EDGES))

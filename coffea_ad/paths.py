@@ -8,12 +8,14 @@ folder outside the package and outside the repository: ``$COFFEA_AD_CACHE`` if s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cache_dir", "atomic_output"]
+__all__ = ["cache_dir", "atomic_output", "write_json"]
 
 
 def cache_dir() -> Path:
@@ -50,3 +52,38 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _json_ready(content: Any) -> Any:
+    """``content`` with numpy scalars and arrays as numbers and lists, paths as strings, and NaN or infinity
+    as ``None`` (JSON has neither); anything else that JSON cannot hold is refused by name."""
+    import math
+
+    import numpy as np
+
+    if isinstance(content, Mapping):
+        return {key: _json_ready(value) for key, value in content.items()}
+    if isinstance(content, (list, tuple, np.ndarray)):
+        return [_json_ready(value) for value in content]
+    if isinstance(content, np.generic):
+        content = content.item()
+    if isinstance(content, float):
+        return content if math.isfinite(content) else None
+    if isinstance(content, os.PathLike):
+        return os.fspath(content)
+    if content is None or isinstance(content, (str, int, bool)):
+        return content
+    raise TypeError(f"{type(content).__name__} is not JSON serializable")
+
+
+def write_json(path: str | os.PathLike, content: Any, *, sort_keys: bool = False) -> Path:
+    """Write ``content`` as indented JSON to ``path`` atomically and return the path.
+
+    numpy scalars and arrays become numbers and lists, NaN and infinity become ``null`` (strict JSON, which
+    every reader accepts; a missing number is never written as a made-up one).
+    """
+    text = json.dumps(_json_ready(content), indent=2, sort_keys=sort_keys, allow_nan=False)
+    final = Path(path)
+    with atomic_output(final) as tmp:
+        tmp.write_text(text + "\n")
+    return final

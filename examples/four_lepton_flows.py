@@ -33,10 +33,10 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.generate import cached_sample, read_metadata
+from coffea_ad.generate import cached_sample, read_sample_metadata
 from coffea_ad.paths import atomic_output, cache_dir
 
-#: Flavour regions of the ``leptons`` partition of :mod:`coffea_ad.regions` that ZZ → 4ℓ populates. The
+#: Flavour regions of the ``leptons`` partition of :mod:`coffea_ad.features.regions` that ZZ → 4ℓ populates. The
 #: mixed-flavour ones (3e1μ, 1e3μ) hold H++ → e±μ± events but no ZZ event: a flow cannot be trained there.
 REGIONS = ("4e", "2e2mu", "4mu")
 #: Flow inputs: the four-lepton mass and the four lepton pTs (log-transformed inside the flow).
@@ -57,7 +57,7 @@ def _region_tables(path: Path, weight: float) -> dict[str, dict[str, np.ndarray]
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
     from coffea_ad.features import FeatureConfig, compute_features
-    from coffea_ad.regions import lepton_flavour_split
+    from coffea_ad.features.regions import lepton_flavour_split
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # coffea: cross-references absent from generated files
@@ -95,11 +95,12 @@ def _fit(variable: dict[str, dict[str, np.ndarray]], background: dict, signal: d
     """The workspace with one channel per region (signal × mu, ZZ with staterror and a normsys, data = the
     expected background), and its 95 % CLs limit; ``variable[kind][region]`` are the fitted values."""
     from coffea_ad import stats
+    from coffea_ad.selection import background_efficiency_edges
 
     channels, edges = [], {}
     for region in REGIONS:
         bkg, sig = variable["zz"][region], variable["hpp"][region]
-        edges[region] = stats.background_efficiency_edges(
+        edges[region] = background_efficiency_edges(
             bkg, min_entries=min_entries, high=float(sig.max()) if sig.size else None
         )
         h_bkg = _histogram(bkg, background[region]["weight"], edges[region], label)
@@ -160,11 +161,12 @@ def run_four_lepton_search(
 ) -> tuple[dict, str]:
     """Generate (or reuse) the samples, train one flow per flavour region, fit the scores; return
     ``(summary, text)`` and write the plots, the workspaces and ``summary.json`` into ``output``."""
-    from coffea_ad import metrics, stats
-    from coffea_ad.export import score_onnx
+    from coffea_ad import plotting, stats
+    from coffea_ad.selection import metrics
+    from coffea_ad.onnx.export import score_onnx
     from coffea_ad.models import RealNVP
     from coffea_ad.plotting import save_figure
-    from coffea_ad.stats.plots import plot_cls_scan
+    from coffea_ad.plotting.fits import plot_cls_scan
 
     for name, value in {"zz_events": zz_events, "hpp_events": hpp_events, "epochs": epochs,
                         "min_entries": min_entries}.items():
@@ -181,7 +183,7 @@ def run_four_lepton_search(
     for kind, process, n_events, sample_seed in (("zz", "zz4l", zz_events, seed), ("hpp", "hpp4l", hpp_events,
                                                                                      seed + 1)):
         path = cached_sample(folder, process, n_events, seed=sample_seed, workers=workers)
-        metadata = read_metadata(path)
+        metadata = read_sample_metadata(path)
         sigma_fb = 1000.0 * metadata["cross_section_pb"]
         tables[kind] = _region_tables(path, sigma_fb * luminosity_fb / metadata["n_events"])
         summary["samples"][kind] = {"process": process, "events": metadata["n_events"], "cross_section_fb": sigma_fb,
@@ -230,13 +232,13 @@ def run_four_lepton_search(
     _plot_limits({name: fit["limit"] for name, fit in fits.items()}, folder / "limits.png")
     for region in REGIONS:
         edges = fits["flow"]["edges"][region]
-        figure = metrics.plot_score_distributions(
+        figure = plotting.plot_score_distributions(
             {LABELS["zz"]: scores["zz"][region], LABELS["hpp"]: scores["hpp"][region]},
             weights={LABELS["zz"]: background[region]["weight"], LABELS["hpp"]: signal[region]["weight"]},
             bins=np.linspace(edges[0], edges[-1], 50), xlabel=rf"flow score $-\log p$, {region}",
         )
         save_figure(figure, folder / f"scores_{region}.png")
-        save_figure(metrics.plot_roc({f"{region} {name}": roc for name, roc in rocs[region].items()}),
+        save_figure(plotting.plot_roc({f"{region} {name}": roc for name, roc in rocs[region].items()}),
                     folder / f"roc_{region}.png")
     fitted = time.perf_counter()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coffea_ad import lhco
+from coffea_ad.contrib import lhco
 from coffea_ad.paths import atomic_output, cache_dir
 
 #: Background efficiency of the cut that the sliding windows apply.
@@ -184,7 +184,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     lhco.add_sample_options(parser)
     parser.add_argument("--s-over-b", type=float, nargs="+", default=[0.006, 0.012, 0.024],
                         help="injected S/B in 3.3-3.7 TeV; the largest is used for the SIC curves and the windows")
-    parser.add_argument("--methods", nargs="+", default=list(lhco.METHODS), choices=lhco.METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(lhco.PROTOCOL_METHODS), choices=lhco.PROTOCOL_METHODS)
     parser.add_argument("--windows", type=float, nargs="*", default=[3100, 3300, 3500, 3700, 3900],
                         help="centres of the sliding signal-region windows in GeV (none: skip)")
     parser.add_argument("--window-width", type=float, default=400.0, help="width of each window in GeV")

@@ -70,12 +70,12 @@ log = logging.getLogger(NAME)
 
 def read_events(path: str | Path, ht_preselection: float, ht_min: float, met_min: float) -> dict[str, np.ndarray]:
     """Features, context and the ``signal_region`` flag of the events of a NanoAOD file that have two fat jets
-    and HT >= ``ht_preselection``; the SR is :func:`coffea_ad.regions.context_split` (HT >= ``ht_min`` and
+    and HT >= ``ht_preselection``; the SR is :func:`coffea_ad.features.regions.context_split` (HT >= ``ht_min`` and
     MET >= ``met_min``)."""
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
     from coffea_ad.features import compute_features
-    from coffea_ad.regions import context_split
+    from coffea_ad.features.regions import context_split
 
     events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
     features = compute_features(events, [*FEATURES, *CONTEXT])
@@ -164,7 +164,7 @@ def classifier_closure_auc(template: np.ndarray, weights: np.ndarray, truth: np.
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    from coffea_ad import metrics
+    from coffea_ad.selection import metrics
 
     x = np.concatenate([truth, template])
     labels = np.concatenate([np.ones(len(truth)), np.zeros(len(template))])
@@ -251,8 +251,9 @@ def run(
     ``sample_files`` (``{"simulation": ..., "data_background": ..., "signal": ...}``) replaces the generated
     samples by existing NanoAOD files; the ``n_*`` and ``mass_zprime`` arguments are then not used.
     """
-    from coffea_ad import metrics
+    from coffea_ad import plotting
     from coffea_ad.generate import cached_sample
+    from coffea_ad.selection import metrics
     from coffea_ad.plotting import save_figure
 
     for name, value in {"n_simulation": n_simulation, "n_data": n_data, "n_signal": n_signal, "epochs": epochs}.items():
@@ -344,8 +345,8 @@ def run(
     )
     for region_name, title in (("cr", "Control region"), ("sr", "Signal region")):
         _plot_distributions(folder / f"closure_{region_name}.png", closure_plots[region_name], FEATURES, title)
-    save_figure(metrics.plot_roc(rocs), folder / "roc_sr.png")
-    save_figure(metrics.plot_sic(rocs), folder / "sic_sr.png")
+    save_figure(plotting.plot_roc(rocs), folder / "roc_sr.png")
+    save_figure(plotting.plot_sic(rocs), folder / "sic_sr.png")
     summary["seconds"] = {
         "samples": generated - start, "training": trained - generated, "total": time.perf_counter() - start
     }

@@ -98,11 +98,11 @@ def _histogram(values: np.ndarray, edges: np.ndarray = MJJ_EDGES):
 
 
 def _plot_jet_losses(per_jet: np.ndarray, is_signal: np.ndarray, path: Path) -> None:
-    from coffea_ad import metrics
+    from coffea_ad import plotting
     from coffea_ad.plotting import save_figure
 
     loss = np.log10(np.clip(per_jet, 1e-3, None))
-    figure = metrics.plot_score_distributions(
+    figure = plotting.plot_score_distributions(
         {
             "QCD, lighter jet": loss[~is_signal, 0],
             "QCD, heavier jet": loss[~is_signal, 1],
@@ -177,7 +177,7 @@ def _plot_mjj(before: dict, after: dict, label: str, path: Path) -> None:
 
 def _fit_plot(hunt, histogram, path: Path) -> None:
     from coffea_ad.plotting import save_figure
-    from coffea_ad.stats.plots import plot_fit
+    from coffea_ad.plotting.fits import plot_fit
 
     best = hunt.most_significant
     counts, edges = histogram.values(), histogram.axes[0].edges
@@ -223,10 +223,11 @@ def run_search(
     """
     import torch
 
-    from coffea_ad import metrics
+    from coffea_ad import plotting
     from coffea_ad.models import VariationalAutoEncoder
-    from coffea_ad.models.decorrelation import MassDependentThreshold
+    from coffea_ad.selection import MassDependentThreshold
     from coffea_ad.models.outlier import combine_jet_scores
+    from coffea_ad.selection import metrics
     from coffea_ad.stats import sculpting_test
 
     output = Path(output)
@@ -313,7 +314,7 @@ def run_search(
     summary["combinations"] = results
     from coffea_ad.plotting import save_figure
 
-    save_figure(metrics.plot_roc(rocs), output / "roc.png")
+    save_figure(plotting.plot_roc(rocs), output / "roc.png")
     _plot_efficiency(efficiencies, efficiency, output / "qcd_efficiency_vs_mjj.png")
     summary["seconds"] = time.perf_counter() - started
     with atomic_output(output / "summary.json") as tmp:

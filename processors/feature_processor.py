@@ -1,8 +1,8 @@
 """AnomalyFeatureProcessor: features, region flags, histograms per region, per-event table and cutflow.
 
-Thin glue around :mod:`coffea_ad.features`, :mod:`coffea_ad.regions`, :mod:`coffea_ad.histograms` and
-:mod:`coffea_ad.tables`. Works on dask-awkward events (``coffea.dataset_tools.apply_to_fileset``) and on
-virtual/eager events (``coffea.processor.Runner``). :func:`coffea_ad.feature_pipeline.run_features` drives
+Thin glue around :mod:`coffea_ad.features`, :mod:`coffea_ad.features.regions`, :mod:`coffea_ad.processing.histograms` and
+:mod:`coffea_ad.processing.tables`. Works on dask-awkward events (``coffea.dataset_tools.apply_to_fileset``) and on
+virtual/eager events (``coffea.processor.Runner``). :func:`coffea_ad.workflow.features.run_features` drives
 it over a fileset and writes the outputs.
 """
 
@@ -16,9 +16,9 @@ import dask_awkward as dak
 from coffea import processor
 
 from coffea_ad.features import FeatureConfig, compute_features, events_have_branch, select_features
-from coffea_ad.histograms import count_regions, fill_histograms, histogram_rows
-from coffea_ad.regions import RegionConfig, flag_names, partition_layout, partitions, region_flags, region_ids
-from coffea_ad.tables import feature_table
+from coffea_ad.processing.histograms import count_regions, fill_histograms, histogram_rows
+from coffea_ad.features.regions import RegionConfig, flag_names, partition_layout, partitions, region_flags, region_ids
+from coffea_ad.processing.tables import feature_table
 
 __all__ = ["AnomalyFeatureProcessor"]
 
@@ -37,7 +37,7 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
     ``process`` returns ``{dataset: {"table": ..., "histograms": ..., "cutflow": ...}}``: the per-event
     table (a dask-awkward array in dask mode; otherwise a one-element list of awkward arrays, so that coffea's
     accumulation concatenates chunks instead of adding them), one histogram per variable with a ``region``
-    axis (:mod:`coffea_ad.histograms`), and ``{"n_events": N, "regions": counter}`` for the cutflow.
+    axis (:mod:`coffea_ad.processing.histograms`), and ``{"n_events": N, "regions": counter}`` for the cutflow.
 
     Example:
         >>> from coffea.dataset_tools import apply_to_fileset

@@ -1,10 +1,10 @@
 """AnomalyScoreProcessor: the feature processor plus anomaly-score columns and histograms in bins of score.
 
-Thin glue around :class:`coffea_ad.inference.OnnxScorer` and :mod:`coffea_ad.histograms`: every event of
+Thin glue around :class:`coffea_ad.onnx.scorer.OnnxScorer` and :mod:`coffea_ad.processing.histograms`: every event of
 the per-event table gains one column per model (None where an input feature is missing), and, for each
 model given score-bin edges, a histogram region × score × fit variable (``mjj`` by default) is filled, from
-which :mod:`coffea_ad.scoring` reads the threshold at a target control-region efficiency and the fit
-variable above it. :func:`coffea_ad.score_pipeline.run_scoring` drives it over a fileset.
+which :mod:`coffea_ad.selection.thresholds` reads the threshold at a target control-region efficiency and the fit
+variable above it. :func:`coffea_ad.workflow.score.run_scoring` drives it over a fileset.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import awkward as ak
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import resolve_feature_names
-from coffea_ad.histograms import fill_score_histograms, histogram_rows
-from coffea_ad.inference import OnnxScorer
-from coffea_ad.scoring import check_edges
+from coffea_ad.processing.histograms import fill_score_histograms, histogram_rows
+from coffea_ad.onnx.scorer import OnnxScorer
+from coffea_ad.selection.thresholds import check_edges
 from processors.feature_processor import AnomalyFeatureProcessor
 
 __all__ = ["AnomalyScoreProcessor"]

@@ -12,7 +12,7 @@ import pytest
 from synthetic_tables import FEATURES, dijet_table, single_thread  # noqa: F401  (autouse fixture)
 
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.export import INPUT_NAME, METADATA_KEYS, OUTPUT_NAME, read_metadata, score_onnx
+from coffea_ad.onnx.export import INPUT_NAME, METADATA_KEYS, OUTPUT_NAME, read_metadata, score_onnx
 
 TRAIN = {"epochs": 2, "batch_size": 512, "progress": False}
 JET_FEATURES = ["mj_min", "tau21_j1", "delta_mj", "tau21_j2"]
@@ -136,8 +136,8 @@ def test_inference_side_never_imports_torch(tables, tmp_path):
     path = _fit("autoencoder", tables).export_onnx(tmp_path / "ae.onnx")
     code = (
         "import sys, numpy as np\n"
-        "import coffea_ad, coffea_ad.export, coffea_ad.models\n"
-        "from coffea_ad.export import read_metadata, score_onnx\n"
+        "import coffea_ad, coffea_ad.onnx.export, coffea_ad.models\n"
+        "from coffea_ad.onnx.export import read_metadata, score_onnx\n"
         f"meta = read_metadata({str(path)!r})\n"
         f"score_onnx({str(path)!r}, np.ones((3, len(meta.feature_names)), np.float32))\n"
         "heavy = sorted(m for m in ('torch', 'zuko', 'sklearn', 'onnx') if m in sys.modules)\n"

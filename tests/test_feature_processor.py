@@ -11,10 +11,10 @@ import pytest
 import uproot
 
 from coffea_ad.cli import main
-from coffea_ad.feature_pipeline import check_fileset, normalize_fileset, run_processor, write_outputs
 from coffea_ad.features import FEATURES, FeatureConfig
-from coffea_ad.regions import RegionConfig
-from coffea_ad.tables import read_parquet
+from coffea_ad.features.regions import RegionConfig
+from coffea_ad.processing import check_fileset, normalize_fileset, run_processor, write_outputs
+from coffea_ad.processing.tables import read_parquet
 from processors.feature_processor import AnomalyFeatureProcessor
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
@@ -60,7 +60,10 @@ REGIONS = RegionConfig(mjj_window_centres=(300.0, 3500.0), mjj_window_half_width
 def results(fileset, client):
     checked, skipped = check_fileset(fileset)
     return {
-        mode: run_processor(checked, skipped, mode=mode, client=client, optional=True, region_config=REGIONS)
+        mode: run_processor(
+            checked, skipped, mode=mode, client=client, optional=True, region_config=REGIONS,
+            make_processor=AnomalyFeatureProcessor,
+        )
         for mode in ("dask", "virtual")
     }
 
@@ -99,7 +102,9 @@ def test_runs_on_every_real_nanoaod_file(shared_nanoaod):
     assert len(files) == 6
     fileset = normalize_fileset({path.stem: [str(path)] for path in files})
     checked, skipped = check_fileset(fileset)
-    result = run_processor(checked, skipped, mode="virtual", optional=True, region_config=REGIONS)
+    result = run_processor(
+        checked, skipped, mode="virtual", optional=True, region_config=REGIONS, make_processor=AnomalyFeatureProcessor
+    )
     assert not skipped
     entries = {path.stem: uproot.open(path)["Events"].num_entries for path in files}
     assert {name: len(table) for name, table in result.tables.items()} == entries
@@ -198,7 +203,7 @@ def test_generated_wprime_and_qcd_samples(generated_sample, client):
     background = generated_sample("qcd_dijet", 300, seed=3)
     checked, skipped = check_fileset(normalize_fileset({"wprime": [str(signal)], "qcd": [str(background)]}))
     assert not skipped
-    result = run_processor(checked, mode="dask", client=client, features="all")
+    result = run_processor(checked, mode="dask", client=client, features="all", make_processor=AnomalyFeatureProcessor)
     assert result.left_out == {"wprime": {}, "qcd": {}}
     wprime, qcd = result.tables["wprime"], result.tables["qcd"]
     assert len(wprime) == 300 and len(qcd) == 300

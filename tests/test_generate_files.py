@@ -13,7 +13,7 @@ import uproot
 
 from coffea_ad.cli import SUBCOMMANDS, main
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.generate import cached_sample, generate, read_metadata
+from coffea_ad.generate import cached_sample, generate, read_sample_metadata
 
 
 def events_content(path):
@@ -63,12 +63,12 @@ def test_cached_sample_is_generated_once_and_regenerated_when_its_settings_diffe
     generate("zz4l", 40, path, seed=3, workers=1, progress=False)
     cached_sample(tmp_path, "zz4l", 40, seed=3, settings=settings, workers=1, progress=False)
     assert calls == ["zz4l", "zz4l"]
-    assert read_metadata(path)["settings"]["detector"]["fatjet_radius"] == 1.0
+    assert read_sample_metadata(path)["settings"]["detector"]["fatjet_radius"] == 1.0
 
 
 def test_metadata_normalises_the_sample(generated_sample):
     path = generated_sample("qcd_dijet", 120, seed=21)
-    metadata = read_metadata(path)
+    metadata = read_sample_metadata(path)
     assert metadata["n_events"] == 120
     assert metadata["n_accepted"] >= 120
     assert metadata["n_tried"] > metadata["n_accepted"]

@@ -14,7 +14,7 @@ import pytest
 
 from coffea_ad.errors import CoffeaADError, InputFileError
 from coffea_ad.features import compute_features
-from coffea_ad.inference import OnnxScorer
+from coffea_ad.onnx.scorer import OnnxScorer
 
 LHCO = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
 
@@ -100,7 +100,7 @@ def test_scoring_imports_no_torch(dijet_sample, trained):
     code = (
         "import sys\n"
         "from coffea.nanoevents import NanoAODSchema, NanoEventsFactory\n"
-        "from coffea_ad.inference import OnnxScorer\n"
+        "from coffea_ad.onnx.scorer import OnnxScorer\n"
         f"events = NanoEventsFactory.from_root({{{str(dijet_sample)!r}: 'Events'}}, schemaclass=NanoAODSchema,"
         " mode='eager').events()\n"
         f"OnnxScorer({str(path)!r})(events)\n"

@@ -1,4 +1,4 @@
-"""The LHC Olympics protocol (coffea_ad.lhco) and its example, on small generated samples."""
+"""The LHC Olympics protocol (coffea_ad.contrib.lhco) and its example, on small generated samples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from coffea_ad import lhco
+from coffea_ad.contrib import lhco
 from coffea_ad.errors import ConfigurationError, InputFileError
 
 

@@ -1,4 +1,4 @@
-"""coffea_ad.metrics against analytic answers: two Gaussian classes, ties, weights, SIC conventions."""
+"""coffea_ad.selection.metrics against analytic answers: two Gaussian classes, ties, weights, SIC conventions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from coffea_ad import metrics
+from coffea_ad import plotting
+from coffea_ad.selection import metrics
 from coffea_ad.errors import ConfigurationError
 
 
@@ -86,8 +87,8 @@ def test_plots_return_figures(gaussians):
     signal, background, _ = gaussians
     roc = metrics.roc_curve(signal[:2000], background[:2000])
     for figure in (
-        metrics.plot_roc({"gauss": roc}),
-        metrics.plot_sic({"gauss": roc}),
-        metrics.plot_score_distributions({"signal": signal[:2000], "background": background[:2000]}),
+        plotting.plot_roc({"gauss": roc}),
+        plotting.plot_sic({"gauss": roc}),
+        plotting.plot_score_distributions({"signal": signal[:2000], "background": background[:2000]}),
     ):
         assert isinstance(figure, Figure) and figure.axes

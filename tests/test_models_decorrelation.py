@@ -9,7 +9,8 @@ from synthetic_tables import FEATURES, dijet_table, single_thread  # noqa: F401 
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.models import Supervised
-from coffea_ad.models.decorrelation import MassDependentThreshold, distance_correlation
+from coffea_ad.models.decorrelation import distance_correlation
+from coffea_ad.selection import MassDependentThreshold
 
 
 def test_distance_correlation_limits():

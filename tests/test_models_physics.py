@@ -12,7 +12,7 @@ from synthetic_tables import FEATURES, SIGNAL_REGION, auc, dijet_table, single_t
 
 from coffea_ad.cli import main
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.export import read_metadata, score_onnx
+from coffea_ad.onnx.export import read_metadata, score_onnx
 from coffea_ad.models import ANODE, CATHODE, MAF, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder
 from coffea_ad.models.cathode import sample_kde
 from coffea_ad.models.classifiers import TreeEnsemble

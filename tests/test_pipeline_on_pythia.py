@@ -10,9 +10,9 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from coffea_ad import metrics
+from coffea_ad.selection import metrics
 from coffea_ad.features import compute_features
-from coffea_ad.inference import OnnxScorer
+from coffea_ad.onnx.scorer import OnnxScorer
 
 LHCO = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
 

@@ -11,7 +11,7 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import compute_features
-from coffea_ad.regions import (
+from coffea_ad.features.regions import (
     CutflowError,
     RegionConfig,
     check_cutflow,

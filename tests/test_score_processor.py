@@ -16,7 +16,7 @@ import pytest
 import uproot
 
 from coffea_ad.cli import main
-from coffea_ad.score_pipeline import run_scoring
+from coffea_ad.workflow.score import run_scoring
 
 LHCO = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
 REPOSITORY = Path(__file__).resolve().parents[1]

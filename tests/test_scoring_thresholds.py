@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.scoring import efficiency_of_edges, passing, score_edges, threshold_at
+from coffea_ad.selection.thresholds import efficiency_of_edges, passing, score_edges, threshold_at
 
 
 @pytest.fixture(scope="module")

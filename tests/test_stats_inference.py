@@ -10,6 +10,7 @@ import uproot
 
 from coffea_ad import stats
 from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.selection import background_efficiency_edges
 
 
 def asimov_z(s: float, b: float) -> float:
@@ -193,16 +194,16 @@ def test_datacard_round_trip_with_uproot(tmp_path):
 
 def test_background_efficiency_edges_keep_enough_background_per_bin_and_enclose_the_signal():
     background = np.random.default_rng(3).exponential(1.0, 10_000)
-    edges = stats.background_efficiency_edges(background, min_entries=20, high=50.0)
+    edges = background_efficiency_edges(background, min_entries=20, high=50.0)
     counts, _ = np.histogram(background, bins=edges)
     assert counts.sum() == background.size and counts.min() >= 20
     # inner edges keep 0.5 ... 0.002 of the background above them; 0.001 (10 entries) is dropped
     kept_above = [(background >= edge).mean() for edge in edges[1:-1]]
     np.testing.assert_allclose(kept_above, [0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002], atol=2e-4)
     assert edges[-1] > 50.0 and edges[0] == background.min()
-    few = stats.background_efficiency_edges(background[:30], min_entries=20)
+    few = background_efficiency_edges(background[:30], min_entries=20)
     assert len(few) == 2  # one bin: no efficiency leaves two bins of 20 entries
     with pytest.raises(ConfigurationError, match="decreasing"):
-        stats.background_efficiency_edges(background, efficiencies=[0.1, 0.2])
+        background_efficiency_edges(background, efficiencies=[0.1, 0.2])
     with pytest.raises(ConfigurationError, match="finite"):
-        stats.background_efficiency_edges([1.0, np.nan])
+        background_efficiency_edges([1.0, np.nan])

@@ -2,14 +2,14 @@
 
 Needs the ``[generate]`` extra (pythia8mc, fastjet). The entry point is :func:`generate`; the
 processes and their parameters are in :data:`PROCESSES`, the detector numbers in :class:`DetectorCard`,
-and :func:`cached_sample` generates a sample into a folder only once; :func:`read_metadata` returns the
+and :func:`cached_sample` generates a sample into a folder only once; :func:`read_sample_metadata` returns the
 cross section and settings stored in a generated file.
 """
 
 from __future__ import annotations
 
 from coffea_ad.generate.detector import DetectorCard
-from coffea_ad.generate.nanoaod import read_metadata
+from coffea_ad.generate.nanoaod import read_sample_metadata
 from coffea_ad.generate.processes import PROCESSES, describe_processes
 from coffea_ad.generate.sample import GenerationSummary, cached_sample, generate
 
@@ -20,5 +20,5 @@ __all__ = [
     "cached_sample",
     "describe_processes",
     "generate",
-    "read_metadata",
+    "read_sample_metadata",
 ]

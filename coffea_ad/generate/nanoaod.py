@@ -23,7 +23,7 @@ import uproot
 
 from coffea_ad.errors import InputFileError
 
-__all__ = ["COLLECTION_TYPES", "SCALAR_TYPES", "NanoAODWriter", "read_metadata", "to_nanoaod"]
+__all__ = ["COLLECTION_TYPES", "SCALAR_TYPES", "NanoAODWriter", "read_sample_metadata", "to_nanoaod"]
 
 _KINEMATICS = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float32}
 _DIRECTION = {"pt": np.float32, "eta": np.float32, "phi": np.float32}
@@ -176,7 +176,7 @@ class NanoAODWriter:
         self._file["generation_settings"] = json.dumps(settings, sort_keys=True)
 
 
-def read_metadata(path: str | Path) -> dict[str, object]:
+def read_sample_metadata(path: str | Path) -> dict[str, object]:
     """Return the generation metadata of a file written by :func:`write_nanoaod`.
 
     The result holds the ``Metadata`` numbers (``cross_section_pb``, ``cross_section_error_pb``,

@@ -281,14 +281,14 @@ def cached_sample(
     ``wprime_xy_20000_seed3_fatjet_radius1.0.root``. A file of that name is reused only if its metadata
     records the same process, number of events, seed and settings; otherwise it is generated again.
     """
-    from coffea_ad.generate.nanoaod import read_metadata
+    from coffea_ad.generate.nanoaod import read_sample_metadata
 
     settings = dict(settings or {})
     suffix = "".join(f"_{name}{value}" for name, value in sorted(settings.items())).replace(":", "-")
     path = Path(folder) / f"{process}_{n_events}_seed{seed}{suffix}.root"
     if path.exists():
         try:
-            if _matches(read_metadata(path), process, n_events, seed, settings):
+            if _matches(read_sample_metadata(path), process, n_events, seed, settings):
                 log.info("reusing %s", path)
                 return path
             log.warning("regenerating %s: its metadata records other settings", path)

@@ -27,7 +27,7 @@ from coffea_ad import __version__
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.models.data import Table, feature_matrix, open_table, region_mask, table_hash
 from coffea_ad.models.training import TrainingResult, fingerprint, resolve_device, train_module
-from coffea_ad.paths import atomic_output
+from coffea_ad.paths import atomic_output, write_json
 
 __all__ = ["Training", "Estimator", "NotFittedError"]
 
@@ -234,7 +234,7 @@ class Estimator:
 
     def export_onnx(self, path: str | Path) -> Path:
         """Write the ONNX graph (preprocessing + score) with its metadata to ``path``; return the path."""
-        from coffea_ad.export import export_module
+        from coffea_ad.onnx.export import export_module
 
         self._check_fitted()
         module = self.scoring_module().to("cpu").eval()
@@ -277,8 +277,7 @@ class Estimator:
         states = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in self._modules().items()}
         with atomic_output(folder / _STATE_FILE) as tmp:
             torch.save(states, tmp)
-        with atomic_output(folder / _CONFIG_FILE) as tmp:
-            tmp.write_text(json.dumps(config, indent=1))
+        write_json(folder / _CONFIG_FILE, config)
         logger.info("saved %s to %s", type(self).__name__, folder)
         return folder
 

@@ -8,7 +8,7 @@ pyhf's numpy backend is used as set (the default); nothing here changes pyhf's g
   and global significance of a sliding mjj window.
 - :mod:`~coffea_ad.stats.abcd`: ABCD estimate and closure test; :mod:`~coffea_ad.stats.sculpting`: mjj
   sculpting check of a cut and the shape χ² of a template against data.
-- :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.stats.plots`.
+- :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.plotting.fits`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from coffea_ad.stats.sculpting import SculptingTest, ShapeComparison, sculpting_
 from coffea_ad.stats.workspace import (
     MODIFIER_BUILDERS,
     asimov_data,
-    background_efficiency_edges,
     build_workspace,
     channel_spec,
     fit_spec,
@@ -54,7 +53,6 @@ __all__ = [
     "abcd_counts",
     "abcd_prediction",
     "asimov_data",
-    "background_efficiency_edges",
     "best_fit",
     "build_workspace",
     "bump_hunt",

@@ -54,10 +54,9 @@ from numpy.typing import ArrayLike
 import pyhf
 
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.paths import atomic_output
+from coffea_ad.paths import write_json
 
 __all__ = [
-    "EFFICIENCY_LADDER",
     "MODIFIER_BUILDERS",
     "TEMPLATE_STATISTICS",
     "build_workspace",
@@ -68,7 +67,6 @@ __all__ = [
     "write_workspace",
     "read_workspace",
     "asimov_data",
-    "background_efficiency_edges",
 ]
 
 logger = logging.getLogger(__name__)
@@ -307,45 +305,6 @@ def channel_spec(
     return {"name": name, "data": data, "samples": samples}
 
 
-#: Background efficiencies above the inner edges of :func:`background_efficiency_edges` (finer towards the tail).
-EFFICIENCY_LADDER = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
-
-
-def background_efficiency_edges(
-    background: ArrayLike,
-    *,
-    efficiencies: Sequence[float] = EFFICIENCY_LADDER,
-    min_entries: int = 20,
-    high: float | None = None,
-) -> np.ndarray:
-    """Bin edges of a fitted score whose bins each hold at least ``min_entries`` background entries.
-
-    The inner edges sit at the thresholds keeping each fraction in ``efficiencies`` of the (unweighted)
-    ``background`` entries, so that the bins get narrower in background efficiency towards high scores, where
-    a signal sits; an efficiency is dropped when it would leave a bin with fewer than ``min_entries`` entries
-    (the template's statistical uncertainty stays below about 1/sqrt(min_entries) per bin). The outer edges
-    enclose every background value and ``high`` (e.g. the largest signal score), so nothing overflows.
-    """
-    values = np.asarray(background, dtype=np.float64).ravel()
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise ConfigurationError("background must be a non-empty array of finite values")
-    if min_entries < 1:
-        raise ConfigurationError(f"min_entries must be at least 1, got {min_entries}")
-    ladder = np.asarray(efficiencies, dtype=np.float64)
-    if ladder.ndim != 1 or np.any((ladder <= 0) | (ladder >= 1)) or np.any(np.diff(ladder) >= 0):
-        raise ConfigurationError("efficiencies must be decreasing fractions between 0 and 1")
-    n = values.size
-    kept: list[float] = []
-    previous = 1.0
-    for efficiency in ladder:
-        if efficiency * n >= min_entries and (previous - efficiency) * n >= min_entries:
-            kept.append(float(efficiency))
-            previous = float(efficiency)
-    inner = np.quantile(values, 1.0 - np.asarray(kept)) if kept else np.empty(0)
-    top = max(float(values.max()), float(high) if high is not None else -np.inf)
-    return np.unique(np.concatenate([[values.min()], inner, [np.nextafter(top, np.inf)]]))
-
-
 def fit_spec(channels: Sequence[Mapping], *, poi: str = "mu") -> dict:
     """A fit spec from channel dicts (e.g. from :func:`channel_spec`, one per region)."""
     return {"poi": poi, "channels": list(channels)}
@@ -361,16 +320,9 @@ def asimov_data(model: pyhf.pdf.Model, *, mu: float = 1.0) -> np.ndarray:
 def write_workspace(workspace: pyhf.Workspace, path: str | os.PathLike) -> Path:
     """Write ``workspace`` as HistFactory JSON (readable by ``pyhf`` and cabinetry), atomically."""
     path = Path(path)
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(dict(workspace), indent=2, sort_keys=True, default=_json_default))
+    write_json(path, dict(workspace), sort_keys=True)
     logger.info("wrote workspace %s", path)
     return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def read_workspace(path: str | os.PathLike) -> pyhf.Workspace:

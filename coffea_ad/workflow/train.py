@@ -1,6 +1,6 @@
 """What ``coffea-ad train`` does: fit one method on a feature table and write the model folder.
 
-The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.export`), ``summary.json``
+The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.export`), ``summary.json``
 (method, parameters, features, region, losses per epoch, validation metrics, the ONNX-vs-torch check)
 and the estimator itself (``estimator.json`` + ``weights.pt``, reloadable with ``Estimator.load``).
 Every file is written atomically.
@@ -9,7 +9,6 @@ Every file is written atomically.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.export import score_onnx
+from coffea_ad.onnx.export import score_onnx
 from coffea_ad.models import get_estimator
 from coffea_ad.models.base import Estimator
 from coffea_ad.models.data import Table, feature_matrix, open_table, region_mask
-from coffea_ad.paths import atomic_output
+from coffea_ad.paths import write_json
 
 __all__ = ["default_features", "train_to_folder"]
 
@@ -129,6 +128,5 @@ def train_to_folder(
             "max_abs_diff_over_max_abs_score": float(np.abs(exported - reference).max() / scale),
         },
     }
-    with atomic_output(output / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=float))
+    write_json(output / "summary.json", summary)
     return summary

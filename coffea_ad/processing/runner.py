@@ -1,4 +1,4 @@
-"""Run :class:`processors.feature_processor.AnomalyFeatureProcessor` over a coffea fileset and write the outputs.
+"""Run a coffea processor over a checked fileset on a Dask cluster, and write its outputs.
 
 Two execution modes give the same tables and histograms:
 
@@ -6,24 +6,21 @@ Two execution modes give the same tables and histograms:
 - ``"virtual"``: ``coffea.processor.Runner`` with virtual NanoEvents (``DaskExecutor`` on the client, or
   in-process when there is no client).
 
-Before anything runs, every file is opened: a file that cannot be read, is truncated (shorter than its
-ROOT header says) or has no ``Events`` tree is reported and skipped, never silently. Which features are
+The processor is passed in (``make_processor``): this stage runs the classes of the top-level
+:mod:`processors` package, or a user's subclass of them, without importing them. Which features are
 computed is decided once per dataset from the branches all its files share.
 
 Output folder layout (:func:`write_outputs`)::
 
     OUTDIR/histograms.root          {dataset}/{partition}_{region}/{variable}  (TH1D, Sumw2, flow bins)
     OUTDIR/cutflow.json             counts per region, files processed/skipped, features computed/left out
-    OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.tables)
+    OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.processing.tables)
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import logging
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,51 +29,15 @@ import awkward as ak
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, missing_branches, resolve_feature_names, select_features
-from coffea_ad.histograms import book_histograms, write_root
-from coffea_ad.paths import atomic_output
-from coffea_ad.regions import RegionConfig, check_cutflow, cutflow, flag_names, partition_layout
-from coffea_ad.tables import empty_table, sort_by_event_id, write_parquet
+from coffea_ad.features.regions import RegionConfig, check_cutflow, cutflow, flag_names, partition_layout
+from coffea_ad.paths import write_json
+from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
+from coffea_ad.processing.histograms import book_histograms, write_root
+from coffea_ad.processing.tables import empty_table, sort_by_event_id, write_parquet
 
-__all__ = [
-    "MODES",
-    "SkippedFile",
-    "DatasetFiles",
-    "FeatureResult",
-    "load_fileset",
-    "normalize_fileset",
-    "check_fileset",
-    "run_processor",
-    "write_outputs",
-    "cutflow_summary",
-    "dask_client",
-    "run_features",
-    "safe_name",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["MODES", "FeatureResult", "run_processor", "write_outputs", "cutflow_summary", "dask_client"]
 
 MODES = ("dask", "virtual")
-DEFAULT_TREE = "Events"
-
-
-@dataclasses.dataclass(frozen=True)
-class SkippedFile:
-    """A file left out of the run, and why."""
-
-    dataset: str
-    path: str
-    reason: str
-
-
-@dataclasses.dataclass
-class DatasetFiles:
-    """The readable files of one dataset, with what they hold."""
-
-    files: dict[str, str]
-    metadata: dict[str, Any]
-    branches: frozenset[str]
-    n_entries: int
-    empty_files: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -91,90 +52,6 @@ class FeatureResult:
     left_out: dict[str, dict[str, list[str]]]
     files: dict[str, DatasetFiles]
     skipped: list[SkippedFile]
-
-
-def safe_name(dataset: str) -> str:
-    """A dataset name usable as a file name and a ROOT directory (``/`` and spaces become ``_``)."""
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", dataset).strip("_") or "dataset"
-
-
-def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a coffea fileset JSON: ``{dataset: {"files": {path: tree} | [path, ...], "metadata": {...}}}``.
-
-    A bare list of files per dataset is accepted too; files without a tree name read ``Events``.
-    """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as error:
-        raise InputFileError(f"cannot read fileset {path}: {error.strerror or error}") from error
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"fileset {path} is not valid JSON: {error}") from error
-    return normalize_fileset(raw, source=str(path))
-
-
-def normalize_fileset(raw: Any, source: str = "the fileset") -> dict[str, dict[str, Any]]:
-    """Validate a fileset mapping and return it as ``{dataset: {"files": {path: tree}, "metadata": {...}}}``."""
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigurationError(f"{source}: expected a non-empty mapping of dataset name to files")
-    fileset = {}
-    for dataset, spec in raw.items():
-        if isinstance(spec, Mapping):
-            files, metadata = spec.get("files"), dict(spec.get("metadata") or {})
-        else:
-            files, metadata = spec, {}
-        if isinstance(files, Mapping):
-            files = {str(name): str(tree or DEFAULT_TREE) for name, tree in files.items()}
-        elif isinstance(files, list) and all(isinstance(name, str) for name in files):
-            files = {name: DEFAULT_TREE for name in files}
-        else:
-            raise ConfigurationError(
-                f"{source}: dataset {dataset!r} needs 'files' as a mapping of path to tree name or a list of paths"
-            )
-        if not files:
-            raise ConfigurationError(f"{source}: dataset {dataset!r} has no files")
-        fileset[str(dataset)] = {"files": files, "metadata": metadata}
-    return fileset
-
-
-def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str]]:
-    """(entries, branch names) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
-    import uproot
-
-    with uproot.open(path) as handle:
-        expected, actual = handle.file.fEND, handle.file.source.num_bytes
-        if actual is not None and actual < expected:
-            raise OSError(f"truncated: {actual} bytes, the ROOT header says {expected}")
-        tree = handle[tree_name]
-        return tree.num_entries, frozenset(tree.keys(recursive=False))
-
-
-def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, DatasetFiles], list[SkippedFile]]:
-    """Open every file; return the readable files per dataset and the files skipped (with the reason)."""
-    checked: dict[str, DatasetFiles] = {}
-    skipped: list[SkippedFile] = []
-    for dataset, spec in fileset.items():
-        files: dict[str, str] = {}
-        branch_sets: list[frozenset[str]] = []
-        empty: list[str] = []
-        n_entries = 0
-        for path, tree_name in spec["files"].items():
-            try:
-                entries, branches = _open_tree(path, tree_name)
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
-                logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
-                skipped.append(SkippedFile(dataset, path, reason))
-                continue
-            if entries == 0:
-                empty.append(path)
-                continue
-            files[path] = tree_name
-            branch_sets.append(branches)
-            n_entries += entries
-        common = frozenset.intersection(*branch_sets) if branch_sets else frozenset()
-        checked[dataset] = DatasetFiles(files, dict(spec["metadata"]), common, n_entries, empty)
-    return checked, skipped
 
 
 def _dataset_features(
@@ -261,19 +138,17 @@ def run_processor(
     client: Any = None,
     step_size: int = 100_000,
     progress: bool = False,
-    make_processor: Callable[..., Any] | None = None,
+    make_processor: Callable[..., Any],
 ) -> FeatureResult:
     """Run the feature processor over checked files (see :func:`check_fileset`) in ``mode``.
 
     Datasets without readable events get empty tables, zero-filled histograms and zero counts. Every
-    dataset's cutflow is checked for conservation (:func:`coffea_ad.regions.check_cutflow`).
+    dataset's cutflow is checked for conservation (:func:`coffea_ad.features.regions.check_cutflow`).
     ``make_processor`` builds the processor of a dataset from the keyword arguments of
-    :class:`~processors.feature_processor.AnomalyFeatureProcessor` (``features=``, ``feature_config=``...);
-    by default it is that class (the scoring pipeline passes its subclass with the models bound).
+    :class:`processors.AnomalyFeatureProcessor` (``features=``, ``feature_config=``...): that class, a
+    subclass of it, or a ``functools.partial`` with further arguments bound (the score workflow binds the
+    models of :class:`processors.AnomalyScoreProcessor`).
     """
-    from processors.feature_processor import AnomalyFeatureProcessor
-
-    make_processor = make_processor or AnomalyFeatureProcessor
     if mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if step_size < 1:
@@ -336,8 +211,7 @@ def write_outputs(result: FeatureResult, outdir: str | Path) -> dict[str, Path]:
     write_root(paths["histograms"], {names[dataset]: hists for dataset, hists in result.histograms.items()})
     for dataset, table in result.tables.items():
         paths[f"table:{dataset}"] = write_parquet(outdir / "features" / f"{names[dataset]}.parquet", table, dataset)
-    with atomic_output(paths["cutflow"]) as tmp:
-        tmp.write_text(json.dumps(cutflow_summary(result), indent=2) + "\n")
+    write_json(paths["cutflow"], cutflow_summary(result))
     return paths
 
 
@@ -385,29 +259,3 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             yield client
-
-
-def run_features(
-    fileset: str | Path | Mapping[str, Any],
-    outdir: str | Path,
-    *,
-    mode: str = "dask",
-    scheduler: str | None = None,
-    workers: int | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> tuple[FeatureResult, dict[str, Path]]:
-    """Check the files, run the feature processor on a distributed cluster and write the outputs.
-
-    ``fileset`` is a coffea fileset JSON path or mapping; ``options`` go to :func:`run_processor`
-    (``features``, ``optional``, ``feature_config``, ``region_config``, ``step_size``, ...). Without
-    ``scheduler`` a LocalCluster with ``workers`` worker processes (default: one per core) is started.
-    """
-    if isinstance(fileset, Mapping):
-        fileset = normalize_fileset(fileset)
-    else:
-        fileset = load_fileset(fileset)
-    checked, skipped = check_fileset(fileset)
-    with dask_client(scheduler, workers) as client:
-        result = run_processor(checked, skipped, mode=mode, client=client, progress=progress, **options)
-    return result, write_outputs(result, outdir)

@@ -22,7 +22,6 @@ Methods and what they write into the output folder (every file atomically):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -33,20 +32,20 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.paths import atomic_output
+from coffea_ad.paths import write_json
 from coffea_ad.plotting import save_figure
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
 from coffea_ad.stats.bumphunt import bump_hunt, from_first_filled_bin, scan_window
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
-from coffea_ad.stats.plots import plot_cls_scan, plot_fit, plot_local_significance
+from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.workspace import build_workspace, channel_spec, fit_spec, histogram_counts, write_workspace
 
-__all__ = ["METHODS", "DEFAULT_VARIABLES", "HistogramPaths", "read_histogram", "run_fit", "describe_fit"]
+__all__ = ["FIT_METHODS", "DEFAULT_VARIABLES", "HistogramPaths", "read_histogram", "run_fit", "describe_fit"]
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("bumphunt", "score", "abcd")
+FIT_METHODS = ("bumphunt", "score", "abcd")
 DEFAULT_VARIABLES = {"bumphunt": "mjj", "score": "score", "abcd": "mjj"}
 DEFAULT_REGIONS = {"bumphunt": ("SR",), "score": ("SR",), "abcd": ("A", "B", "C", "D")}
 
@@ -112,30 +111,6 @@ def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist
     if not np.sum(histogram.values()) > 0:
         raise InputFileError(f"histogram {path!r} in {filename} is empty")
     return histogram
-
-
-def _write_json(content: Mapping, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=2, default=_json_default, allow_nan=False))
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _finite(content):
-    """Replace NaN/inf by None (strict JSON) in nested dicts and lists."""
-    if isinstance(content, Mapping):
-        return {key: _finite(value) for key, value in content.items()}
-    if isinstance(content, (list, tuple)):
-        return [_finite(value) for value in content]
-    if isinstance(content, (float, np.floating)):
-        return float(content) if np.isfinite(content) else None
-    return content
 
 
 def _limit(model, data, outdir: Path, written: list[str]) -> dict:
@@ -317,8 +292,8 @@ def run_fit(
     """
     import uproot
 
-    if method not in METHODS:
-        raise ConfigurationError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if method not in FIT_METHODS:
+        raise ConfigurationError(f"unknown method {method!r}; valid methods: {', '.join(FIT_METHODS)}")
     histograms = Path(histograms)
     if not histograms.is_file():
         raise InputFileError(f"histogram file {histograms} does not exist")
@@ -342,7 +317,7 @@ def run_fit(
         else:
             summary = _abcd(file, histograms, outdir, paths, regions, variable, written)
     summary["input"] = str(histograms)
-    _write_json(_finite(summary), outdir / "fit_results.json")
+    write_json(outdir / "fit_results.json", summary)
     written.append("fit_results.json")
     summary["written"] = written
     logger.info("coffea-ad fit (%s) wrote %s into %s", method, ", ".join(written), outdir)

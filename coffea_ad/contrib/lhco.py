@@ -34,7 +34,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 
 __all__ = [
     "LHCO_FEATURES",
-    "METHODS",
+    "PROTOCOL_METHODS",
     "METHOD_LABELS",
     "SAMPLE_SETTINGS",
     "SIGNAL_REGION",
@@ -57,7 +57,7 @@ LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
 #: The signal region in mjj (GeV) around the 3.5 TeV W'.
 SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 #: The methods compared, from the fully supervised reference to the pure density-ratio method.
-METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola", "anode")
+PROTOCOL_METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola", "anode")
 #: How each method is called in plots and tables.
 METHOD_LABELS: dict[str, str] = {
     "supervised": "supervised",
@@ -185,8 +185,8 @@ def load_samples(
     ``paths`` maps each role of :data:`SAMPLE_ROLES` to its file. The signal split is fixed (independent of
     any training seed): 40 % test, 30 % supervised training and 30 % injection pool.
     """
-    from coffea_ad.feature_pipeline import run_features
-    from coffea_ad.tables import complete_rows
+    from coffea_ad.workflow.features import run_features
+    from coffea_ad.processing.tables import complete_rows
 
     missing = sorted(set(SAMPLE_ROLES) - set(paths))
     if missing:
@@ -307,7 +307,7 @@ def fit_method(
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ):
-    """Train ``method`` (one of :data:`METHODS`) on the injected data as the protocol prescribes.
+    """Train ``method`` (one of :data:`PROTOCOL_METHODS`) on the injected data as the protocol prescribes.
 
     * ``supervised``: supervised W' vs idealized background events of the signal region (true labels);
     * ``iad``: signal-region data vs the idealized background template;
@@ -321,8 +321,8 @@ def fit_method(
     """
     from coffea_ad import models
 
-    if method not in METHODS:
-        raise ConfigurationError(f"unknown method {method!r}; the protocol compares {', '.join(METHODS)}")
+    if method not in PROTOCOL_METHODS:
+        raise ConfigurationError(f"unknown method {method!r}; the protocol compares {', '.join(PROTOCOL_METHODS)}")
     flow_training = {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress}
     training = {
         "epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10, "progress": progress
@@ -374,7 +374,7 @@ class MethodResult:
 
 def evaluate(estimator, samples: LHCOSamples, signal_region: Sequence[float] = SIGNAL_REGION):
     """The ROC of ``estimator`` on the test W' vs test QCD events of ``signal_region``."""
-    from coffea_ad import metrics
+    from coffea_ad.selection import metrics
 
     signal = _rows(samples.test_signal, _in_window(samples.test_signal, signal_region))
     background = _rows(samples.test_background, _in_window(samples.test_background, signal_region))
@@ -393,7 +393,7 @@ def run_method(
     progress: bool = False,
 ) -> MethodResult:
     """Inject W' at ``s_over_b`` (draw ``seed``), train ``method`` (seed ``seed``) and evaluate it."""
-    from coffea_ad import metrics
+    from coffea_ad.selection import metrics
 
     start = time.perf_counter()
     injection = inject_signal(samples, s_over_b, seed, signal_region)

@@ -91,7 +91,7 @@ def book_region_counter(flags: Sequence[str], *, dask: bool = False) -> Any:
 def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight: Any = None) -> Any:
     """Per event, one row per partition: its ``region`` position, the ``variables`` and the ``weight``.
 
-    ``ids`` are the per-event region positions (:func:`coffea_ad.regions.region_ids`); ``weight`` is a
+    ``ids`` are the per-event region positions (:func:`coffea_ad.features.regions.region_ids`); ``weight`` is a
     per-event weight column or None (each event counts 1). Values are float64 with NaN for None: a None
     broadcast into the rows would remove the event's rows for every variable, not just for its own. Built
     with one broadcast for all variables (inside one ``map_partitions`` in dask mode), which keeps both the

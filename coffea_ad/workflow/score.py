@@ -4,7 +4,7 @@ Two passes over the files, on the same distributed cluster:
 
 1. the models' inputs and the region flags only: the scores of the control region (``mjj3500_sb`` by
    default: the sidebands of the 3.5 TeV window) set the score-bin edges, at the thresholds of a ladder of
-   background efficiencies that includes the target (:func:`coffea_ad.scoring.score_edges`);
+   background efficiencies that includes the target (:func:`coffea_ad.selection.thresholds.score_edges`);
 2. the full processor: features, scores, region × score × fit-variable histograms with those edges.
 
 Given ``score_edges`` (from an earlier run's ``scores.json``), the first pass is skipped. Output folder::
@@ -21,7 +21,6 @@ Given ``score_edges`` (from an earlier run's ``scores.json``), the first pass is
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,20 +31,13 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.feature_pipeline import (
-    FeatureResult,
-    check_fileset,
-    dask_client,
-    load_fileset,
-    normalize_fileset,
-    run_processor,
-    write_outputs,
-)
 from coffea_ad.features import resolve_feature_names
-from coffea_ad.histograms import score_histogram_name
-from coffea_ad.inference import OnnxScorer
-from coffea_ad.paths import atomic_output
-from coffea_ad.scoring import passing, score_edges, threshold_at
+from coffea_ad.onnx.scorer import OnnxScorer
+from coffea_ad.paths import write_json
+from coffea_ad.processing import FeatureResult, check_fileset, dask_client, read_fileset, run_processor, write_outputs
+from coffea_ad.processing.histograms import score_histogram_name
+from coffea_ad.selection.thresholds import passing, score_edges, threshold_at
+from processors import AnomalyScoreProcessor
 
 __all__ = ["DEFAULT_CONTROL_REGION", "run_scoring", "control_region_scores"]
 
@@ -121,13 +113,11 @@ def run_scoring(
     """Score every event of ``fileset`` with ``models`` (name -> ONNX path) and write the outputs.
 
     The threshold of each model keeps ``target_efficiency`` of the ``control_region`` events (all datasets
-    together, as data would be). ``options`` go to :func:`coffea_ad.feature_pipeline.run_processor`
+    together, as data would be). ``options`` go to :func:`coffea_ad.processing.run_processor`
     (``feature_config``, ``region_config``, ``step_size``, ``weight_branch``...). Returns the result, the
     content of ``scores.json`` and the paths written.
     """
-    from processors.score_processor import AnomalyScoreProcessor
-
-    fileset = normalize_fileset(fileset) if isinstance(fileset, Mapping) else load_fileset(fileset)
+    fileset = read_fileset(fileset)
     scorers = {name: OnnxScorer(path) for name, path in models.items()}  # refuses bad models before any work
     required = [fit_variable, *(feature for scorer in scorers.values() for feature in scorer.feature_names)]
     wanted = resolve_feature_names([*([features] if isinstance(features, str) else features), *required])
@@ -156,6 +146,5 @@ def run_scoring(
     }
     written = write_outputs(result, outdir)
     written["scores"] = Path(outdir) / "scores.json"
-    with atomic_output(written["scores"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(written["scores"], summary)
     return result, summary, written

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from coffea_ad.plotting import cms_style, new_figure
+from coffea_ad.plotting.style import cms_style, new_figure
 from coffea_ad.stats.bumphunt import BumpHuntResult
 from coffea_ad.stats.inference import UpperLimit
 

@@ -27,7 +27,7 @@ import dask_awkward
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.export import INPUT_NAME, OUTPUT_NAME, open_session, read_metadata
+from coffea_ad.onnx.export import INPUT_NAME, OUTPUT_NAME, open_session, read_metadata
 from coffea_ad.features import FEATURES, FeatureConfig, compute_features
 
 __all__ = ["OnnxScorer"]

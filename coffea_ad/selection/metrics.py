@@ -8,8 +8,7 @@ The significance improvement characteristic is SIC = TPR / sqrt(FPR): the factor
 score multiplies S / sqrt(B). Its maximum is taken over FPR > 1 / N_bkg (N_bkg: background events in the
 test set) as in the CATHODE study, so that a single background event cannot make it diverge.
 
-Plots use mplhep's CMS style inside a context manager (no global style change) and return matplotlib
-figures built without pyplot, so that nothing is left open in a global figure registry.
+Their figures (ROC, SIC, score distributions) are drawn by :mod:`coffea_ad.plotting.performance`.
 
 References:
     Significance improvement characteristic: Gallicchio, Schwartz, arXiv:1010.3698.
@@ -18,18 +17,13 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.plotting import cms_style, new_figure
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 __all__ = [
     "RocCurve",
@@ -42,9 +36,7 @@ __all__ = [
     "seed_band",
     "sic_at",
     "sic_band",
-    "plot_roc",
-    "plot_sic",
-    "plot_score_distributions",
+    "scores_and_weights",
 ]
 
 
@@ -73,7 +65,9 @@ class SeedBand:
     upper: np.ndarray
 
 
-def _scores_and_weights(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
+def scores_and_weights(scores, weights, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and weights as float64 vectors of one length (weights default to 1); empty, NaN or
+    infinite scores, and weights of another length, raise an error that names ``name``."""
     values = np.asarray(scores, dtype=np.float64).ravel()
     if values.size == 0:
         raise ConfigurationError(f"{name} is empty: at least one event is needed")
@@ -104,8 +98,8 @@ def roc_curve(
     Events with equal scores share one threshold, so ties give a straight segment of the curve.
     Negative weights are allowed (NLO samples); the total weight of each class must be positive.
     """
-    s, ws = _scores_and_weights(signal_scores, signal_weights, "signal_scores")
-    b, wb = _scores_and_weights(background_scores, background_weights, "background_scores")
+    s, ws = scores_and_weights(signal_scores, signal_weights, "signal_scores")
+    b, wb = scores_and_weights(background_scores, background_weights, "background_scores")
     scores = np.concatenate([s, b])
     sig_w = np.concatenate([ws, np.zeros_like(wb)])
     bkg_w = np.concatenate([np.zeros_like(ws), wb])
@@ -195,68 +189,3 @@ def sic_band(rocs: Sequence[RocCurve], tpr_grid: ArrayLike | None = None) -> tup
         raise ConfigurationError("sic_band needs at least one ROC curve")
     grid = np.linspace(0.01, 1.0, 100) if tpr_grid is None else np.asarray(tpr_grid, dtype=np.float64)
     return grid, seed_band(np.vstack([sic_at(roc, grid) for roc in rocs]))
-
-
-def plot_roc(rocs: Mapping[str, RocCurve]) -> Figure:
-    """Background rejection 1/FPR against signal efficiency (log scale), one line per labelled ROC."""
-    with cms_style():
-        fig, ax = new_figure()
-        for label, roc in rocs.items():
-            keep = roc.fpr > 0
-            ax.plot(roc.tpr[keep], 1.0 / roc.fpr[keep], label=f"{label} (AUC {auc(roc):.3f})")
-        grid = np.linspace(0.01, 1, 100)
-        ax.plot(grid, 1 / grid, color="grey", linestyle="--", label="random")
-        ax.set_yscale("log")
-        ax.set_xlabel("Signal efficiency (TPR)")
-        ax.set_ylabel("Background rejection 1/FPR")
-        ax.legend()
-    return fig
-
-
-def plot_sic(rocs: Mapping[str, RocCurve]) -> Figure:
-    """SIC = TPR/sqrt(FPR) against signal efficiency, cut at FPR > 1/N_bkg, one line per labelled ROC."""
-    with cms_style():
-        fig, ax = new_figure()
-        for label, roc in rocs.items():
-            keep = roc.fpr > 1.0 / roc.n_background
-            ax.plot(roc.tpr[keep], roc.tpr[keep] / np.sqrt(roc.fpr[keep]), label=f"{label} (max {max_sic(roc):.2f})")
-        ax.axhline(1.0, color="grey", linestyle="--", label="random")
-        ax.set_xlabel("Signal efficiency (TPR)")
-        ax.set_ylabel("SIC = TPR/√FPR")
-        ax.legend()
-    return fig
-
-
-def plot_score_distributions(
-    scores: Mapping[str, np.ndarray],
-    *,
-    weights: Mapping[str, np.ndarray] | None = None,
-    bins: int | np.ndarray = 50,
-    density: bool = True,
-    xlabel: str = "Anomaly score",
-) -> Figure:
-    """Histograms of the score, one per class (e.g. ``{"background": ..., "signal": ...}``), on common bins."""
-    import mplhep
-
-    if not scores:
-        raise ConfigurationError("plot_score_distributions needs at least one class of scores")
-    arrays = {
-        name: _scores_and_weights(values, (weights or {}).get(name), f"{name}_scores")
-        for name, values in scores.items()
-    }
-    if np.ndim(bins) == 0:
-        low = min(v.min() for v, _ in arrays.values())
-        high = max(v.max() for v, _ in arrays.values())
-        edges = np.linspace(low, high if high > low else low + 1.0, int(bins) + 1)
-    else:
-        edges = np.asarray(bins, dtype=np.float64)
-    with cms_style():
-        fig, ax = new_figure()
-        for name, (values, w) in arrays.items():
-            counts, _ = np.histogram(values, bins=edges, weights=w, density=density)
-            mplhep.histplot(counts, edges, ax=ax, label=name)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("Density" if density else "Events")
-        ax.set_yscale("log")
-        ax.legend()
-    return fig

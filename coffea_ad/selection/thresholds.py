@@ -13,12 +13,21 @@ from collections.abc import Iterable, Sequence
 
 import hist
 import numpy as np
+from numpy.typing import ArrayLike
 
 from coffea_ad.errors import ConfigurationError
 
-__all__ = ["EFFICIENCY_LADDER", "check_edges", "efficiency_of_edges", "passing", "score_edges", "threshold_at"]
+__all__ = [
+    "EFFICIENCY_LADDER",
+    "background_efficiency_edges",
+    "check_edges",
+    "efficiency_of_edges",
+    "passing",
+    "score_edges",
+    "threshold_at",
+]
 
-#: Background efficiencies whose thresholds become score-bin edges (the target is added to them).
+#: Background efficiencies whose thresholds become score-bin edges (finer towards the tail, where a signal sits).
 EFFICIENCY_LADDER = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 
 
@@ -47,6 +56,41 @@ def score_edges(
     thresholds = np.quantile(scores, [1 - e for e in usable], method="higher")
     edges = np.unique(np.concatenate([[scores.min()], thresholds, [np.nextafter(scores.max(), np.inf)]]))
     return edges
+
+
+def background_efficiency_edges(
+    background: ArrayLike,
+    *,
+    efficiencies: Sequence[float] = EFFICIENCY_LADDER,
+    min_entries: int = 20,
+    high: float | None = None,
+) -> np.ndarray:
+    """Bin edges of a fitted score whose bins each hold at least ``min_entries`` background entries.
+
+    The inner edges sit at the thresholds keeping each fraction in ``efficiencies`` of the (unweighted)
+    ``background`` entries, so that the bins get narrower in background efficiency towards high scores, where
+    a signal sits; an efficiency is dropped when it would leave a bin with fewer than ``min_entries`` entries
+    (the template's statistical uncertainty stays below about 1/sqrt(min_entries) per bin). The outer edges
+    enclose every background value and ``high`` (e.g. the largest signal score), so nothing overflows.
+    """
+    values = np.asarray(background, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ConfigurationError("background must be a non-empty array of finite values")
+    if min_entries < 1:
+        raise ConfigurationError(f"min_entries must be at least 1, got {min_entries}")
+    ladder = np.asarray(efficiencies, dtype=np.float64)
+    if ladder.ndim != 1 or np.any((ladder <= 0) | (ladder >= 1)) or np.any(np.diff(ladder) >= 0):
+        raise ConfigurationError("efficiencies must be decreasing fractions between 0 and 1")
+    n = values.size
+    kept: list[float] = []
+    previous = 1.0
+    for efficiency in ladder:
+        if efficiency * n >= min_entries and (previous - efficiency) * n >= min_entries:
+            kept.append(float(efficiency))
+            previous = float(efficiency)
+    inner = np.quantile(values, 1.0 - np.asarray(kept)) if kept else np.empty(0)
+    top = max(float(values.max()), float(high) if high is not None else -np.inf)
+    return np.unique(np.concatenate([[values.min()], inner, [np.nextafter(top, np.inf)]]))
 
 
 def _score_axis_index(histogram: hist.Hist, score: str) -> int:

@@ -190,7 +190,7 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit_run(args: argparse.Namespace) -> int:
-    from coffea_ad.stats.pipeline import HistogramPaths, describe_fit, run_fit
+    from coffea_ad.workflow.fit import HistogramPaths, describe_fit, run_fit
 
     signal, backgrounds = args.signal, tuple(args.backgrounds or ())
     if args.method == "score":
@@ -243,7 +243,7 @@ def _score_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _score_run(args: argparse.Namespace) -> int:
     from coffea_ad.features import FeatureConfig
-    from coffea_ad.score_pipeline import run_scoring
+    from coffea_ad.workflow.score import run_scoring
 
     _quiet_distributed(args)
     models = {}
@@ -320,7 +320,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
-    from coffea_ad.models.train import train_to_folder
+    from coffea_ad.workflow.train import train_to_folder
 
     if args.threads is not None:
         import torch
@@ -382,7 +382,7 @@ def _features_arguments(parser: argparse.ArgumentParser) -> None:
 def _features_run(args: argparse.Namespace) -> int:
     import warnings
 
-    from coffea_ad.feature_pipeline import run_features
+    from coffea_ad.workflow.features import run_features
     from coffea_ad.features import FeatureConfig, FeatureSkippedWarning
 
     _quiet_distributed(args)
@@ -481,6 +481,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coffea-ad {args.command}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

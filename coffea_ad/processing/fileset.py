@@ -1,0 +1,142 @@
+"""Coffea filesets: reading, validating and checking every file before a run.
+
+A fileset is ``{dataset: {"files": {path: tree} | [path, ...], "metadata": {...}}}`` (coffea's
+convention). Before anything runs, every file is opened: a file that cannot be read, is truncated
+(shorter than its ROOT header says) or has no ``Events`` tree is reported and skipped, never silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from coffea_ad.errors import ConfigurationError, InputFileError
+
+__all__ = [
+    "DEFAULT_TREE",
+    "SkippedFile",
+    "DatasetFiles",
+    "load_fileset",
+    "normalize_fileset",
+    "read_fileset",
+    "check_fileset",
+    "safe_name",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TREE = "Events"
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of the run, and why."""
+
+    dataset: str
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class DatasetFiles:
+    """The readable files of one dataset, with what they hold."""
+
+    files: dict[str, str]
+    metadata: dict[str, Any]
+    branches: frozenset[str]
+    n_entries: int
+    empty_files: list[str] = dataclasses.field(default_factory=list)
+
+
+def safe_name(dataset: str) -> str:
+    """A dataset name usable as a file name and a ROOT directory (``/`` and spaces become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", dataset).strip("_") or "dataset"
+
+
+def load_fileset(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a coffea fileset JSON: ``{dataset: {"files": {path: tree} | [path, ...], "metadata": {...}}}``.
+
+    A bare list of files per dataset is accepted too; files without a tree name read ``Events``.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as error:
+        raise InputFileError(f"cannot read fileset {path}: {error.strerror or error}") from error
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"fileset {path} is not valid JSON: {error}") from error
+    return normalize_fileset(raw, source=str(path))
+
+
+def normalize_fileset(raw: Any, source: str = "the fileset") -> dict[str, dict[str, Any]]:
+    """Validate a fileset mapping and return it as ``{dataset: {"files": {path: tree}, "metadata": {...}}}``."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigurationError(f"{source}: expected a non-empty mapping of dataset name to files")
+    fileset = {}
+    for dataset, spec in raw.items():
+        if isinstance(spec, Mapping):
+            files, metadata = spec.get("files"), dict(spec.get("metadata") or {})
+        else:
+            files, metadata = spec, {}
+        if isinstance(files, Mapping):
+            files = {str(name): str(tree or DEFAULT_TREE) for name, tree in files.items()}
+        elif isinstance(files, list) and all(isinstance(name, str) for name in files):
+            files = {name: DEFAULT_TREE for name in files}
+        else:
+            raise ConfigurationError(
+                f"{source}: dataset {dataset!r} needs 'files' as a mapping of path to tree name or a list of paths"
+            )
+        if not files:
+            raise ConfigurationError(f"{source}: dataset {dataset!r} has no files")
+        fileset[str(dataset)] = {"files": files, "metadata": metadata}
+    return fileset
+
+
+def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str]]:
+    """(entries, branch names) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
+    import uproot
+
+    with uproot.open(path) as handle:
+        expected, actual = handle.file.fEND, handle.file.source.num_bytes
+        if actual is not None and actual < expected:
+            raise OSError(f"truncated: {actual} bytes, the ROOT header says {expected}")
+        tree = handle[tree_name]
+        return tree.num_entries, frozenset(tree.keys(recursive=False))
+
+
+def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, DatasetFiles], list[SkippedFile]]:
+    """Open every file; return the readable files per dataset and the files skipped (with the reason)."""
+    checked: dict[str, DatasetFiles] = {}
+    skipped: list[SkippedFile] = []
+    for dataset, spec in fileset.items():
+        files: dict[str, str] = {}
+        branch_sets: list[frozenset[str]] = []
+        empty: list[str] = []
+        n_entries = 0
+        for path, tree_name in spec["files"].items():
+            try:
+                entries, branches = _open_tree(path, tree_name)
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
+                logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
+                skipped.append(SkippedFile(dataset, path, reason))
+                continue
+            if entries == 0:
+                empty.append(path)
+                continue
+            files[path] = tree_name
+            branch_sets.append(branches)
+            n_entries += entries
+        common = frozenset.intersection(*branch_sets) if branch_sets else frozenset()
+        checked[dataset] = DatasetFiles(files, dict(spec["metadata"]), common, n_entries, empty)
+    return checked, skipped
+
+
+def read_fileset(fileset: str | Path | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A fileset given as a JSON path (:func:`load_fileset`) or a mapping (:func:`normalize_fileset`)."""
+    return normalize_fileset(fileset) if isinstance(fileset, Mapping) else load_fileset(fileset)

@@ -1,0 +1,46 @@
+"""``coffea-ad features``: features, region flags, histograms and cutflow of a fileset, written to a folder.
+
+Output folder (see :func:`coffea_ad.processing.write_outputs`)::
+
+    OUTDIR/histograms.root              {dataset}/{partition}_{region}/{variable}
+    OUTDIR/cutflow.json                 counts per region, files processed/skipped, features computed/left out
+    OUTDIR/features/{dataset}.parquet   one row per event: the table ``coffea-ad train`` reads
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from coffea_ad.processing import FeatureResult, check_fileset, dask_client, read_fileset, run_processor, write_outputs
+from processors import AnomalyFeatureProcessor
+
+__all__ = ["run_features"]
+
+
+def run_features(
+    fileset: str | Path | Mapping[str, Any],
+    outdir: str | Path,
+    *,
+    mode: str = "dask",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    processor: Callable[..., Any] = AnomalyFeatureProcessor,
+    **options: Any,
+) -> tuple[FeatureResult, dict[str, Path]]:
+    """Check the files, run the feature processor on a distributed cluster and write the outputs.
+
+    ``fileset`` is a coffea fileset JSON path or mapping; ``processor`` is
+    :class:`processors.AnomalyFeatureProcessor` or a subclass of it; ``options`` go to
+    :func:`coffea_ad.processing.run_processor` (``features``, ``optional``, ``feature_config``,
+    ``region_config``, ``step_size``, ...). Without ``scheduler`` a LocalCluster with ``workers`` worker
+    processes (default: one per core) is started.
+    """
+    checked, skipped = check_fileset(read_fileset(fileset))
+    with dask_client(scheduler, workers) as client:
+        result = run_processor(
+            checked, skipped, mode=mode, client=client, progress=progress, make_processor=processor, **options
+        )
+    return result, write_outputs(result, outdir)
