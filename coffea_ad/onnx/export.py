@@ -8,7 +8,11 @@ The ONNX contract (every method, every version):
 * the graph holds the preprocessing (log/logit transforms, standardisation) and the score itself;
 * ``metadata_props``: ``feature_names`` (JSON list, input order), ``method``, ``region`` (empty when the
   whole table was used), ``coffea_ad_version``, ``training_table_hash`` (SHA-256 of the training features),
-  and ``params`` (JSON hyperparameters).
+  and ``params`` (JSON hyperparameters);
+* a cross-trained model (``K`` fold models in one file, see :mod:`coffea_ad.features.folds`) has a second
+  input named ``fold``: int64, shape ``[N]``, the fold of each event, and the metadata ``n_folds`` (``K``) and
+  ``fold_hash`` (the recipe of :func:`coffea_ad.features.folds.event_fold`); the graph scores each event with
+  the model of its fold, i.e. the one trained without it. Models without folds have neither.
 
 Reading a model (:func:`read_metadata`, :func:`score_onnx`) needs only onnxruntime; writing one
 (:func:`export_module`) imports torch and onnx, i.e. the ``[train]`` extra.
@@ -31,6 +35,7 @@ from coffea_ad.paths import atomic_output
 
 __all__ = [
     "INPUT_NAME",
+    "FOLD_INPUT_NAME",
     "OUTPUT_NAME",
     "METADATA_KEYS",
     "OPSET",
@@ -38,12 +43,14 @@ __all__ = [
     "open_session",
     "read_metadata",
     "score_onnx",
+    "check_folds",
     "export_module",
 ]
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "features"
+FOLD_INPUT_NAME = "fold"
 OUTPUT_NAME = "score"
 OPSET = 17
 METADATA_KEYS = ("feature_names", "method", "region", "coffea_ad_version", "training_table_hash", "params")
@@ -59,6 +66,13 @@ class ModelMetadata:
     coffea_ad_version: str
     training_table_hash: str
     params: dict[str, Any] = field(default_factory=dict)
+    n_folds: int = 0
+    fold_hash: str | None = None
+
+    @property
+    def cross_trained(self) -> bool:
+        """True when the file holds one model per fold and takes the ``fold`` input."""
+        return self.n_folds > 0
 
 
 def open_session(path: str | os.PathLike, *, threads: int | None = None):
@@ -91,8 +105,17 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     try:
         names = json.loads(props["feature_names"])
         params = json.loads(props["params"])
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"{path}: malformed JSON in its metadata: {error}") from error
+        n_folds = int(props.get("n_folds", "0"))
+    except (json.JSONDecodeError, ValueError) as error:
+        raise InputFileError(f"{path}: malformed metadata: {error}") from error
+    if n_folds:
+        from coffea_ad.features.folds import FOLD_HASH
+
+        if props.get("fold_hash") != FOLD_HASH:
+            raise InputFileError(
+                f"{path} is cross-trained with the fold recipe {props.get('fold_hash')!r}, but this coffea_ad "
+                f"assigns folds with {FOLD_HASH!r}: its events would be scored by models that saw them"
+            )
     return ModelMetadata(
         feature_names=list(names),
         method=props["method"],
@@ -100,17 +123,43 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         coffea_ad_version=props["coffea_ad_version"],
         training_table_hash=props["training_table_hash"],
         params=params,
+        n_folds=n_folds,
+        fold_hash=props.get("fold_hash"),
     )
 
 
-def score_onnx(path: str | os.PathLike, features: np.ndarray) -> np.ndarray:
-    """Score a ``[N, n_features]`` array with an exported model in onnxruntime (columns in metadata order)."""
+def score_onnx(path: str | os.PathLike, features: np.ndarray, fold: np.ndarray | None = None) -> np.ndarray:
+    """Score a ``[N, n_features]`` array with an exported model in onnxruntime (columns in metadata order).
+
+    A cross-trained model also needs ``fold``, the fold of each row
+    (:func:`coffea_ad.features.folds.event_fold` of its run, luminosityBlock and event).
+    """
     session = open_session(path)
     array = np.ascontiguousarray(features, dtype=np.float32)
-    expected = session.get_inputs()[0].shape[1]
+    inputs = {i.name: i for i in session.get_inputs()}
+    expected = inputs[INPUT_NAME].shape[1]
     if array.ndim != 2 or array.shape[1] != expected:
         raise ConfigurationError(f"{path} expects features of shape [N, {expected}], got {list(array.shape)}")
-    return session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
+    feed = {INPUT_NAME: array}
+    if FOLD_INPUT_NAME in inputs:
+        if fold is None:
+            raise ConfigurationError(
+                f"{path} is cross-trained: give the fold of each row (coffea_ad.features.folds.event_fold)"
+            )
+        feed[FOLD_INPUT_NAME] = check_folds(fold, len(array), read_metadata(path).n_folds, str(path))
+    elif fold is not None:
+        raise ConfigurationError(f"{path} is not cross-trained: it takes no fold input")
+    return session.run([OUTPUT_NAME], feed)[0]
+
+
+def check_folds(fold: Any, n_rows: int, n_folds: int, source: str) -> np.ndarray:
+    """``fold`` as a contiguous int64 vector of ``n_rows`` values in ``[0, n_folds)``; anything else raises."""
+    array = np.ascontiguousarray(fold, dtype=np.int64)
+    if array.shape != (n_rows,):
+        raise ConfigurationError(f"{source}: fold must have one value per row ({n_rows}), got shape {array.shape}")
+    if n_rows and (array.min() < 0 or array.max() >= n_folds):
+        raise ConfigurationError(f"{source}: folds must lie in 0..{n_folds - 1}, got {array.min()}..{array.max()}")
+    return array
 
 
 def export_module(
@@ -121,11 +170,14 @@ def export_module(
     method: str,
     region: str | None,
     training_table_hash: str,
+    n_folds: int = 0,
     extra: dict[str, str] | None = None,
 ) -> Path:
     """Export a torch module ``[N, F] -> [N]`` to ONNX at ``path`` (atomically) with the coffea_ad metadata.
 
-    Traced with ``torch.onnx.export(..., dynamo=False)`` at opset :data:`OPSET`, with a dynamic batch axis.
+    With ``n_folds`` = K > 0 the module is cross-trained: it takes ``(features [N, F], fold [N] int64)`` and
+    returns the score of each row's fold model. Traced with ``torch.onnx.export(..., dynamo=False)`` at opset
+    :data:`OPSET`, with a dynamic batch axis.
     """
     import onnx
     import torch
@@ -133,9 +185,13 @@ def export_module(
     from coffea_ad import __version__
 
     path = Path(path)
-    example = torch.zeros(3, len(feature_names)) + 0.5
+    example = (torch.zeros(3, len(feature_names)) + 0.5,)
+    input_names = [INPUT_NAME]
+    if n_folds:
+        example += (torch.arange(3, dtype=torch.int64) % n_folds,)
+        input_names.append(FOLD_INPUT_NAME)
     with torch.no_grad():
-        out = module(example)
+        out = module(*example)
     if tuple(out.shape) != (3,):
         raise ConfigurationError(f"the scoring module of {method} returns shape {tuple(out.shape)}, expected [N]")
     with atomic_output(path) as tmp, warnings.catch_warnings():
@@ -146,11 +202,11 @@ def export_module(
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
-            (example,),
+            example,
             str(tmp),
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch"} for name in [*input_names, OUTPUT_NAME]},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -163,6 +219,10 @@ def export_module(
             "training_table_hash": training_table_hash,
             **(extra or {}),
         }
+        if n_folds:
+            from coffea_ad.features.folds import FOLD_HASH
+
+            props.update(n_folds=str(n_folds), fold_hash=FOLD_HASH)
         props.setdefault("params", "{}")
         del model.metadata_props[:]
         for key, value in props.items():

@@ -10,6 +10,13 @@ installed, and the inference path must stay torch-free.
 Sessions are cached per worker process (one per model file and thread setting), so the many copies of a
 scorer that a task graph carries share one session.
 
+A cross-trained model (one model per fold in one file) is given the fold of every event, computed here from
+its ``run``, ``luminosityBlock`` and ``event`` (:func:`coffea_ad.features.folds.event_fold`): each event is
+scored by the model that was trained without its fold, so an event of the training data is never scored by
+a model that saw it. Events that were never in training (another dataset, simulation, a later run) are
+scored the same way, by the model of their fold: every fold model is trained on the same kind of events, so
+which one scores them changes nothing but keeps the answer deterministic.
+
 Example:
     >>> scorer = OnnxScorer("model.onnx")                       # doctest: +SKIP
     >>> events["anomaly_score"] = scorer(events)                # eager, virtual or dask events
@@ -27,7 +34,8 @@ import dask_awkward
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.onnx.export import INPUT_NAME, OUTPUT_NAME, open_session, read_metadata
+from coffea_ad.features.folds import EVENT_ID_BRANCHES, event_fold
+from coffea_ad.onnx.export import FOLD_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, check_folds, open_session, read_metadata
 from coffea_ad.features import FEATURES, FeatureConfig, compute_features
 
 __all__ = ["OnnxScorer"]
@@ -96,8 +104,15 @@ class OnnxScorer:
         model_side = [f"{i.name}: {i.type} {_shape(i.shape)}" for i in inputs]
         model_side += [f"-> {o.name}: {o.type} {_shape(o.shape)}" for o in outputs]
         ours = f"{INPUT_NAME}: tensor(float) [N, {len(self.feature_names)}] ({', '.join(self.feature_names)})"
+        if self.metadata.cross_trained:
+            ours += f"; {FOLD_INPUT_NAME}: tensor(int64) [N]"
+        folds_match = (
+            len(inputs) == 2 and inputs[1].name == FOLD_INPUT_NAME and inputs[1].type == "tensor(int64)"
+            if self.metadata.cross_trained
+            else len(inputs) == 1
+        )
         matches = (
-            len(inputs) == 1
+            folds_match
             and inputs[0].name == INPUT_NAME
             and inputs[0].type == "tensor(float)"
             and len(inputs[0].shape) == 2
@@ -114,6 +129,14 @@ class OnnxScorer:
         """One score per event of ``events`` (eager/virtual awkward or dask-awkward NanoEvents)."""
         features = compute_features(events, self.feature_names, config=self.feature_config)
         columns = [features[name] for name in self.feature_names]
+        if self.metadata.cross_trained:
+            missing = [name for name in EVENT_ID_BRANCHES if name not in events.fields]
+            if missing:
+                raise ConfigurationError(
+                    f"{self.path} is cross-trained ({self.metadata.n_folds} folds): its events need the branches "
+                    f"{', '.join(EVENT_ID_BRANCHES)} to find the model that did not see them; missing: {missing}"
+                )
+            columns += [events[name] for name in EVENT_ID_BRANCHES]
         if not dask.is_dask_collection(events):
             return self.score_columns(*columns)
 
@@ -121,10 +144,16 @@ class OnnxScorer:
         return dask_awkward.map_partitions(self.score_columns, *columns, label="onnx-anomaly-score", meta=meta)
 
     def score_columns(self, *columns: ak.Array) -> ak.Array:
-        """Score one partition given the feature columns in the model's order (None -> a None score)."""
+        """Score one partition given the feature columns in the model's order (None -> a None score); a
+        cross-trained model takes the columns run, luminosityBlock and event after them."""
         typetracer = any(ak.backend(column) == "typetracer" for column in columns)
         if typetracer:
             columns = tuple(ak.typetracer.length_one_if_typetracer(column) for column in columns)
+        fold = None
+        if self.metadata.cross_trained:
+            ids = [ak.to_numpy(ak.materialize(column)) for column in columns[-len(EVENT_ID_BRANCHES):]]
+            columns = columns[: -len(EVENT_ID_BRANCHES)]
+            fold = event_fold(*ids, self.metadata.n_folds)
         # ak.to_numpy gives a masked array for a column with None (integer features too): masked -> NaN.
         matrix = np.stack(
             [np.ma.filled(ak.to_numpy(column).astype(np.float32), np.nan) for column in columns], axis=1
@@ -133,6 +162,10 @@ class OnnxScorer:
         scores = np.full(len(matrix), np.nan, dtype=np.float32)
         if complete.any():
             inputs = {INPUT_NAME: np.ascontiguousarray(matrix[complete])}
+            if fold is not None:
+                inputs[FOLD_INPUT_NAME] = check_folds(
+                    fold[complete], int(complete.sum()), self.metadata.n_folds, str(self.path)
+                )
             scores[complete] = self.session.run([OUTPUT_NAME], inputs)[0]
         result = ak.from_numpy(np.ma.MaskedArray(scores, mask=~complete))
         if typetracer:
