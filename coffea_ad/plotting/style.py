@@ -1,4 +1,4 @@
-"""Figure helpers shared by coffea_ad.stats and coffea_ad.selection.metrics.
+"""Figure helpers shared by every module of coffea_ad.plotting.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, so nothing stays open in a
 global registry) and styled with mplhep's CMS style inside a context manager (no global style change).
