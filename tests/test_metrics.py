@@ -168,4 +168,4 @@ def test_shapes_have_unit_area():
     plot_axis = plotting.plot_shapes(histograms, title="shapes").axes[0]
     areas = [np.sum(patch.get_data().values * np.diff(patch.get_data().edges)) for patch in plot_axis.patches]
     assert areas == pytest.approx([1.0, 1.0])
-    assert [patch.get_label() for patch in plot_axis.patches] == ["a", "b"]
+    assert [text.get_text() for text in plot_axis.get_legend().get_texts()] == ["a", "b"]
