@@ -6,7 +6,7 @@ s-channel resonance is depleted. In the |Δη_jj| < 1.3 signal region each jet g
 three event scores combine them: L1&L2 (both jets anomalous: the smaller loss), L1|L2 (either: the larger)
 and L1+L2. Jet masses grow with the jet pT, so every score rises with mjj; a cut that keeps 1 % of the
 background in every mjj bin is a quantile regression of the score in mjj
-(:class:`coffea_ad.models.decorrelation.MassDependentThreshold`), fitted on the control region and applied
+(:class:`coffea_ad.selection.MassDependentThreshold`), fitted on the control region and applied
 in the signal region. The selected background keeps a smooth mjj spectrum, and the dijet-function bump
 hunt runs on the signal region before and after each cut.
 
