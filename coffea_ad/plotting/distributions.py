@@ -75,13 +75,14 @@ def plot_feature_distributions(
 def plot_shapes(
     histograms: Mapping[str, hist.Hist], *, title: str | None = None, ylabel: str = "normalised events"
 ) -> Figure:
-    """The shapes (unit area) of several labelled one-dimensional histograms of the same variable on one axis."""
+    """The shapes (unit area) of several labelled one-dimensional histograms of the same variable on one axis
+    (a square figure, the CMS style's own size)."""
     import mplhep
 
     if not histograms:
         raise ConfigurationError("plot_shapes needs at least one histogram")
     with cms_style():
-        figure, axis = new_figure()
+        figure, axis = new_figure(size=(10, 10))
         for label, histogram in histograms.items():
             mplhep.histplot(histogram, density=True, label=label, ax=axis)
         axis.set_ylabel(ylabel)
