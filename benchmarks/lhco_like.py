@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from coffea_ad.contrib import lhco
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 #: LHC Olympics R&D, S/B = 0.6 %: max SIC medians of the CATHODE study (arXiv:2109.00546).
 PUBLISHED_MAX_SIC = {"supervised": 17.6, "iad": 15.1, "cathode": 14.0, "cwola": 10.8, "anode": 6.5}
@@ -37,11 +37,6 @@ PUBLISHED_MAX_SIC = {"supervised": 17.6, "iad": 15.1, "cathode": 14.0, "cwola": 
 
 def _key(variant: str, s_over_b: float, seed: int, method: str) -> str:
     return f"{variant}/{s_over_b:g}/{seed}/{method}"
-
-
-def _save(path: Path, results: dict) -> None:
-    with atomic_output(path) as temporary:
-        Path(temporary).write_text(json.dumps(results, indent=1))
 
 
 def run(arguments: argparse.Namespace) -> dict:
@@ -81,7 +76,7 @@ def run(arguments: argparse.Namespace) -> dict:
         )
         record = {"variant": variant, "requested_s_over_b": s_over_b, **result.to_dict()}
         results[_key(variant, s_over_b, seed, method)] = record
-        _save(results_path, results)
+        write_json(results_path, results)
         print(
             f"[{index}/{len(todo)}] {variant:10s} S/B {s_over_b:.4f} seed {seed} {method:10s} max SIC "
             f"{result.max_sic:6.2f}  AUC {result.auc:.3f}  ({result.n_signal_signal_region} W' in SR, "
@@ -138,28 +133,20 @@ def table(summary: dict, methods: list[str], variant: str, s_over_b: float) -> s
 
 def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
     """Max SIC (median and 68 % band over seeds) against the injected S/B, one line per method."""
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
+    from coffea_ad import plotting
+    from coffea_ad.selection.metrics import SeedBand
 
-    with cms_style():
-        figure, axis = new_figure()
-        for method in methods:
-            points = sorted((s, row) for (v, s, m), row in summary.items() if v == "nominal" and m == method)
-            if not points:
-                continue
-            x = np.array([100 * s for s, _ in points])
-            median = np.array([row["median"] for _, row in points])
-            (line,) = axis.plot(x, median, marker="o", label=lhco.METHOD_LABELS[method])
-            lower, upper = [row["lower"] for _, row in points], [row["upper"] for _, row in points]
-            axis.fill_between(x, lower, upper, color=line.get_color(), alpha=0.2)
-        axis.axhline(1.0, color="grey", linestyle="--", label="random")
-        axis.set_xscale("log")
-        values = sorted({100 * s for (v, s, _) in summary if v == "nominal"})
-        axis.set_xticks(values, [f"{value:g}" for value in values], minor=False)
-        axis.xaxis.set_minor_formatter("")
-        axis.set_xlabel("S/B in the signal region [%]")
-        axis.set_ylabel("max SIC (FPR > 1/N$_{bkg}$)")
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
+    scan = {
+        lhco.METHOD_LABELS[method]: {
+            s: SeedBand(median=row["median"], lower=row["lower"], upper=row["upper"])
+            for (v, s, m), row in summary.items() if v == "nominal" and m == method
+        }
+        for method in methods
+    }
+    figure = plotting.plot_max_sic_scan(
+        scan, xlabel="S/B in the signal region [%]", ylabel="max SIC (FPR > 1/N$_{bkg}$)"
+    )
+    plotting.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{variant} features, S/B = {100 * s_over_b:.2f} % in the signal region "
               f"({any_row['n_signal_signal_region']} W' events, S/sqrt(B) = {any_row['s_over_sqrt_b']:.2f}):")
         print(table(summary, arguments.methods, variant, s_over_b))
-    with atomic_output(folder / "summary.json") as temporary:
-        Path(temporary).write_text(json.dumps({"/".join(map(str, k)): v for k, v in summary.items()}, indent=1))
+    write_json(folder / "summary.json", {"/".join(map(str, k)): v for k, v in summary.items()})
     print(f"\nplots and summary in {folder}")
     return 0
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import pandas as pd
 import torch
 
 from coffea_ad.models import MAF, AutoEncoder
+from coffea_ad.paths import write_json
 from timing import best_of
 
 FEATURES = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
@@ -134,7 +134,7 @@ def main() -> None:
                     flush=True,
                 )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_json(args.json, results)
     sys.stdout.flush()
 
 

@@ -22,7 +22,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 import warnings
@@ -34,7 +33,7 @@ import numpy as np
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.generate import cached_sample, read_sample_metadata
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 #: Flavour regions of the ``leptons`` partition of :mod:`coffea_ad.features.regions` that ZZ → 4ℓ populates. The
 #: mixed-flavour ones (3e1μ, 1e3μ) hold H++ → e±μ± events but no ZZ event: a flow cannot be trained there.
@@ -122,29 +121,6 @@ def _fit(variable: dict[str, dict[str, np.ndarray]], background: dict, signal: d
     }
 
 
-def _plot_limits(limits: dict[str, Any], path: Path) -> None:
-    """Expected limits (median, ±1σ, ±2σ) and observed (Asimov background-only) limits of each variable."""
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    with cms_style():
-        figure, axis = new_figure()
-        names = list(limits)
-        for y, name in enumerate(names):
-            expected = limits[name].expected
-            axis.fill_betweenx([y - 0.3, y + 0.3], expected[0], expected[4], color="yellow",
-                               label=r"expected $\pm 2\sigma$" if y == 0 else None)
-            axis.fill_betweenx([y - 0.3, y + 0.3], expected[1], expected[3], color="limegreen",
-                               label=r"expected $\pm 1\sigma$" if y == 0 else None)
-            axis.plot([expected[2]] * 2, [y - 0.3, y + 0.3], color="black", linestyle="--",
-                      label="expected" if y == 0 else None)
-            axis.plot(limits[name].observed, y, "ko", label="observed (background-only Asimov)" if y == 0 else None)
-        axis.set_yticks(range(len(names)), names)
-        axis.set_ylim(-0.7, len(names) + 0.7)
-        axis.set_xlabel(r"95 % CL$_s$ upper limit on $\mu$ ($H^{\pm\pm}H^{\mp\mp}$, $m = 500$ GeV)")
-        axis.legend(fontsize="small", loc="upper right")
-    save_figure(figure, path)
-
-
 def run_four_lepton_search(
     output: str | Path | None = None,
     *,
@@ -165,8 +141,6 @@ def run_four_lepton_search(
     from coffea_ad.selection import metrics
     from coffea_ad.onnx.export import score_onnx
     from coffea_ad.models import RealNVP
-    from coffea_ad.plotting import save_figure
-    from coffea_ad.plotting.fits import plot_cls_scan
 
     for name, value in {"zz_events": zz_events, "hpp_events": hpp_events, "epochs": epochs,
                         "min_entries": min_entries}.items():
@@ -228,8 +202,13 @@ def run_four_lepton_search(
     for name, variable, label in (("flow", scores, r"flow score $-\log p$"), ("m4l", m4l, r"$m_{4\ell}$ [GeV]")):
         workspace, fits[name] = _fit(variable, background, signal, min_entries, label)
         stats.write_workspace(workspace, folder / f"workspace_{name}.json")
-        save_figure(plot_cls_scan(fits[name]["limit"]), folder / f"cls_{name}.png")
-    _plot_limits({name: fit["limit"] for name, fit in fits.items()}, folder / "limits.png")
+        plotting.save_figure(plotting.plot_cls_scan(fits[name]["limit"]), folder / f"cls_{name}.png")
+    figure = plotting.plot_limits(
+        {name: fit["limit"] for name, fit in fits.items()},
+        xlabel=r"95 % CL$_s$ upper limit on $\mu$ ($H^{\pm\pm}H^{\mp\mp}$, $m = 500$ GeV)",
+        observed_label="observed (background-only Asimov)",
+    )
+    plotting.save_figure(figure, folder / "limits.png")
     for region in REGIONS:
         edges = fits["flow"]["edges"][region]
         figure = plotting.plot_score_distributions(
@@ -237,8 +216,8 @@ def run_four_lepton_search(
             weights={LABELS["zz"]: background[region]["weight"], LABELS["hpp"]: signal[region]["weight"]},
             bins=np.linspace(edges[0], edges[-1], 50), xlabel=rf"flow score $-\log p$, {region}",
         )
-        save_figure(figure, folder / f"scores_{region}.png")
-        save_figure(plotting.plot_roc({f"{region} {name}": roc for name, roc in rocs[region].items()}),
+        plotting.save_figure(figure, folder / f"scores_{region}.png")
+        plotting.save_figure(plotting.plot_roc({f"{region} {name}": roc for name, roc in rocs[region].items()}),
                     folder / f"roc_{region}.png")
     fitted = time.perf_counter()
 
@@ -272,8 +251,7 @@ def run_four_lepton_search(
     lines.append(f"  {summary['seconds']['total']:.0f} s (samples {summary['seconds']['samples']:.0f} s, training "
                  f"{summary['seconds']['training']:.0f} s, fits and plots {summary['seconds']['fits']:.0f} s); "
                  f"plots and summary.json in {folder}")
-    with atomic_output(folder / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(folder / "summary.json", summary)
     return summary, "\n".join(lines)
 
 

@@ -2,8 +2,9 @@
 
     python examples/generate_dijet_samples.py -o plots/ [--events 2000] [--fatjet-radius 1.0]
 
-Makes (or reuses) the two samples in the output folder, reads them with coffea's NanoEvents, and draws
-with mplhep: the dijet mass mjj, the soft-drop masses of the two leading fat jets, and their tau21.
+Makes (or reuses) the two samples in the output folder, reads them with coffea's NanoEvents, and draws the
+shapes (:func:`coffea_ad.plotting.plot_shapes`) of the dijet mass mjj, the soft-drop masses of the two leading fat
+jets, and their tau21.
 """
 
 from __future__ import annotations
@@ -13,14 +14,10 @@ from pathlib import Path
 
 import awkward as ak
 import hist
-import matplotlib
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
-from coffea.nanoevents import NanoAODSchema, NanoEventsFactory  # noqa: E402
-
-from coffea_ad.generate import generate  # noqa: E402
+from coffea_ad import plotting
+from coffea_ad.generate import generate
 
 SAMPLES = {"QCD dijets": ("qcd_dijet", 1), "W' (3.5 TeV) -> X(500) Y(100)": ("wprime_xy", 2)}
 
@@ -38,7 +35,6 @@ def main() -> None:
     parser.add_argument("--fatjet-radius", type=float, default=0.8, help="fat-jet radius (LHC Olympics: 1.0)")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    mplhep.style.use("CMS")
 
     axes = {
         "mjj": hist.axis.Regular(40, 1500, 5500, name="mjj", label=r"$m_{jj}$ [GeV]"),
@@ -61,14 +57,8 @@ def main() -> None:
             histograms[name][label] = hist.Hist(axis).fill(ak.to_numpy(values[name]))
 
     for name, by_sample in histograms.items():
-        figure, axis = plt.subplots()
-        for label, histogram in by_sample.items():
-            mplhep.histplot(histogram, density=True, label=label, ax=axis)
-        axis.set_ylabel("normalised events")
-        axis.legend()
-        axis.set_title(r"Pythia8 + coffea_ad detector response, $\sqrt{s}$ = 13 TeV", fontsize=18)
-        figure.savefig(args.output / f"{name}.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        figure = plotting.plot_shapes(by_sample, title=r"Pythia8 + coffea_ad detector response, $\sqrt{s}$ = 13 TeV")
+        plotting.save_figure(figure, args.output / f"{name}.png")
         print(f"wrote {args.output / f'{name}.png'}")
 
 

@@ -21,7 +21,6 @@ make smaller ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from coffea_ad.contrib import lhco
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 #: Background efficiency of the cut that the sliding windows apply.
 WINDOW_CUT_EFFICIENCY = 0.01
@@ -93,59 +92,10 @@ def sliding_windows(
     return rows
 
 
-def plot_sic_curves(results: dict, path: Path, s_over_b: float) -> None:
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    with cms_style():
-        figure, axis = new_figure()
-        for method, result in results.items():
-            axis.plot(lhco.TPR_GRID, result.sic_curve, label=f"{lhco.METHOD_LABELS[method]} (max {result.max_sic:.1f})")
-        axis.axhline(1.0, color="grey", linestyle="--", label="random")
-        axis.set_xlabel("Signal efficiency (TPR)")
-        axis.set_ylabel("SIC = TPR/√FPR")
-        axis.set_title(f"S/B = {100 * s_over_b:.2g} % in 3.3-3.7 TeV", fontsize=16)
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
-
-
-def plot_scan(scan: dict, path: Path) -> None:
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    values = sorted(scan)
-    with cms_style():
-        figure, axis = new_figure()
-        for method in scan[values[0]]:
-            axis.plot([100 * s for s in values], [scan[s][method].max_sic for s in values], marker="o",
-                      label=lhco.METHOD_LABELS[method])
-        axis.axhline(1.0, color="grey", linestyle="--", label="random")
-        axis.set_xscale("log")
-        axis.set_xticks([100 * s for s in values], [f"{100 * s:g}" for s in values], minor=False)
-        axis.xaxis.set_minor_formatter("")
-        axis.set_xlabel("Injected S/B in the signal region [%]")
-        axis.set_ylabel("max SIC")
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
-
-
-def plot_windows(rows: list[dict], path: Path) -> None:
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    centres = [(row["window"][0] + row["window"][1]) / 2 for row in rows]
-    with cms_style():
-        figure, axis = new_figure()
-        axis.plot(centres, [row["s_over_sqrt_b_before"] for row in rows], marker="o", label="before the cut")
-        axis.plot(centres, [row["s_over_sqrt_b_after"] for row in rows], marker="s",
-                  label=f"after CATHODE, {100 * WINDOW_CUT_EFFICIENCY:g} % QCD efficiency")
-        axis.axvline(3500, color="grey", linestyle=":", label="W' mass")
-        axis.set_xticks(centres, [f"{centre / 1000:g}" for centre in centres])
-        axis.set_xlabel(r"centre of the signal-region window in $m_{jj}$ [TeV]")
-        axis.set_ylabel("S/√B in the window")
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
-
-
 def run(arguments: argparse.Namespace) -> dict:
     """Generate (or reuse) the samples, run the scan and the sliding windows, write plots and summary.json."""
+    from coffea_ad import plotting
+
     folder = Path(arguments.output)
     folder.mkdir(parents=True, exist_ok=True)
     paths = lhco.generate_samples(
@@ -162,8 +112,18 @@ def run(arguments: argparse.Namespace) -> dict:
         for s_over_b, results in scan.items()
     }
     reference = max(scan)
-    plot_sic_curves(scan[reference], folder / "sic_curves.png", reference)
-    plot_scan(scan, folder / "max_sic_vs_s_over_b.png")
+    labelled = {lhco.METHOD_LABELS[method]: result for method, result in scan[reference].items()}
+    figure = plotting.plot_sic_curves(
+        lhco.TPR_GRID, {label: result.sic_curve for label, result in labelled.items()},
+        max_sic={label: result.max_sic for label, result in labelled.items()},
+        title=f"S/B = {100 * reference:.2g} % in 3.3-3.7 TeV",
+    )
+    plotting.save_figure(figure, folder / "sic_curves.png")
+    figure = plotting.plot_max_sic_scan({
+        lhco.METHOD_LABELS[method]: {s_over_b: scan[s_over_b][method].max_sic for s_over_b in scan}
+        for method in scan[reference]
+    })
+    plotting.save_figure(figure, folder / "max_sic_vs_s_over_b.png")
     if arguments.windows:
         print(f"sliding signal-region windows, CATHODE, W' injected at S/B = {100 * reference:.2g} %:")
         rows = sliding_windows(
@@ -171,9 +131,17 @@ def run(arguments: argparse.Namespace) -> dict:
             arguments.classifier_epochs,
         )
         summary["sliding_windows"] = rows
-        plot_windows(rows, folder / "sliding_windows.png")
-    with atomic_output(folder / "summary.json") as temporary:
-        Path(temporary).write_text(json.dumps(summary, indent=1))
+        figure = plotting.plot_window_significance(
+            [row["window"] for row in rows],
+            {
+                "before the cut": [row["s_over_sqrt_b_before"] for row in rows],
+                f"after CATHODE, {100 * WINDOW_CUT_EFFICIENCY:g} % QCD efficiency":
+                    [row["s_over_sqrt_b_after"] for row in rows],
+            },
+            signal_mass=(3500.0, "W' mass"),
+        )
+        plotting.save_figure(figure, folder / "sliding_windows.png")
+    write_json(folder / "summary.json", summary)
     print(f"plots and summary.json in {folder}")
     return summary
 

@@ -14,7 +14,8 @@ template is the anomaly score (CWoLa):
 * Morph: a flow on simulation and a second flow, trained on CR data, that moves simulation onto data.
 
 The example measures the closure of every template against the true background of the data (the A14
-events; a classifier AUC of template vs truth near 0.5, and a χ² per feature) in the CR and in the SR, and
+events; a classifier AUC of template vs truth near 0.5, :func:`coffea_ad.models.closure.classifier_closure_auc`,
+and a χ² per feature) in the CR and in the SR, and
 the sensitivity (ROC, max SIC) of every data-vs-template classifier on SR data events held out from the
 training. The truth (which sample an event came from) is used only for these evaluations.
 
@@ -27,7 +28,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,7 +38,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 NAME = "nonresonant_reweight_generate_morph"
 #: Features of the SR classifier (the paper: mjj and N-subjettiness) and the context variables.
@@ -158,29 +158,6 @@ def background_template(
     return x[finite], weights[finite]
 
 
-def classifier_closure_auc(template: np.ndarray, weights: np.ndarray, truth: np.ndarray, seed: int) -> float:
-    """AUC of a boosted-tree classifier, truth vs template, from 2-fold out-of-fold predictions (classes
-    weighted to equal totals): 0.5 when the template has the distribution of the truth."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from threadpoolctl import threadpool_limits
-
-    from coffea_ad.selection import metrics
-
-    x = np.concatenate([truth, template])
-    labels = np.concatenate([np.ones(len(truth)), np.zeros(len(template))])
-    w = np.concatenate([np.full(len(truth), 1.0 / len(truth)), weights / weights.sum()]) * len(x)
-    fold = np.random.default_rng(seed).integers(0, 2, len(x))
-    scores = np.empty(len(x))
-    with threadpool_limits(1):  # OpenMP threads of the boosted trees oversubscribe a shared machine
-        for k in (0, 1):
-            model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=seed)
-            model.fit(x[fold != k], labels[fold != k], sample_weight=w[fold != k])
-            scores[fold == k] = model.predict_proba(x[fold == k])[:, 1]
-    truth_rows = labels == 1
-    roc = metrics.roc_curve(scores[truth_rows], scores[~truth_rows], background_weights=w[~truth_rows])
-    return metrics.auc(roc)
-
-
 def feature_chi2(template: np.ndarray, weights: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """χ²/ndf of the shape of each feature, template vs truth (:func:`coffea_ad.stats.shape_chi2`)."""
     import hist
@@ -194,39 +171,6 @@ def feature_chi2(template: np.ndarray, weights: np.ndarray, truth: np.ndarray) -
         h_truth = hist.Hist(axis, storage=hist.storage.Weight()).fill(truth[:, column])
         result[name] = shape_chi2(h_truth, h_template).chi2_per_ndf
     return result
-
-
-def _plot_distributions(
-    path: Path, samples: Mapping[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str], title: str
-) -> None:
-    """One panel per variable: normalised distributions of each labelled ``(values [N, len(names)], weights)``;
-    the first sample is drawn as points (the truth), the others as lines."""
-    import mplhep
-    from matplotlib.figure import Figure
-
-    from coffea_ad.plotting import cms_style, save_figure
-
-    with cms_style():
-        figure = Figure(figsize=(6 * ((len(names) + 1) // 2), 11))
-        axes = figure.subplots(2, (len(names) + 1) // 2).ravel()
-        for index, name in enumerate(names):
-            axis = axes[index]
-            for position, (label, (values, weights)) in enumerate(samples.items()):
-                counts, edges = np.histogram(values[:, index], BINS[name], weights=weights)
-                variances = np.histogram(values[:, index], BINS[name], weights=weights**2)[0]
-                total = max(counts.sum(), 1e-12)
-                if position == 0:
-                    mplhep.histplot(counts / total, edges, yerr=np.sqrt(variances) / total, ax=axis,
-                                    histtype="errorbar", color="black", label=label)
-                else:
-                    mplhep.histplot(counts / total, edges, ax=axis, label=label, linewidth=2)
-            axis.set_xlabel(AXIS_LABELS[name])
-            axis.set_ylabel("Fraction of events")
-        for axis in axes[len(names):]:
-            axis.set_axis_off()
-        handles, labels = axes[0].get_legend_handles_labels()
-        axes[-1].legend(handles, labels, loc="center", title=title, fontsize=16)
-    save_figure(figure, path)
 
 
 def run(
@@ -253,8 +197,8 @@ def run(
     """
     from coffea_ad import plotting
     from coffea_ad.generate import cached_sample
+    from coffea_ad.models.closure import classifier_closure_auc
     from coffea_ad.selection import metrics
-    from coffea_ad.plotting import save_figure
 
     for name, value in {"n_simulation": n_simulation, "n_data": n_data, "n_signal": n_signal, "epochs": epochs}.items():
         if value < 1:
@@ -325,33 +269,35 @@ def run(
             template, weights = background_template(method, models[method], sim_region, contexts)
             closure_plots[region_name][LABELS[method]] = (template, weights)
             result = summary["methods"].setdefault(method, {})
-            result[f"closure_auc_{region_name}"] = classifier_closure_auc(template, weights, truth, seed)
+            result[f"closure_auc_{region_name}"] = classifier_closure_auc(
+                template, truth, template_weights=weights, seed=seed
+            )
             result[f"chi2_per_ndf_{region_name}"] = feature_chi2(template, weights, truth)
     for method, model in models.items():
         scores = model.score(test)
         rocs[LABELS[method]] = roc = metrics.roc_curve(scores[test["is_signal"]], scores[~test["is_signal"]])
         summary["methods"][method].update({"auc_sr": metrics.auc(roc), "max_sic_sr": metrics.max_sic(roc)})
 
-    _plot_distributions(
-        folder / "features_sim_vs_data_cr.png",
+    figure = plotting.plot_feature_distributions(
         {
-            "Data (A14 + signal)": (_matrix(_take(data, ~data["signal_region"]), [*FEATURES, *CONTEXT]),
-                                    np.ones(int((~data["signal_region"]).sum()))),
+            "Data (A14 + signal)": (_matrix(_take(data, ~data["signal_region"]), [*FEATURES, *CONTEXT]), None),
             "Simulation (Monash)": (_matrix(_take(simulation, ~simulation["signal_region"]), [*FEATURES, *CONTEXT]),
-                                    np.ones(counts["simulation"]["cr"])),
+                                    None),
         },
-        [*FEATURES, *CONTEXT],
-        "Control region",
+        [*FEATURES, *CONTEXT], BINS, axis_labels=AXIS_LABELS, title="Control region",
     )
+    plotting.save_figure(figure, folder / "features_sim_vs_data_cr.png")
     for region_name, title in (("cr", "Control region"), ("sr", "Signal region")):
-        _plot_distributions(folder / f"closure_{region_name}.png", closure_plots[region_name], FEATURES, title)
-    save_figure(plotting.plot_roc(rocs), folder / "roc_sr.png")
-    save_figure(plotting.plot_sic(rocs), folder / "sic_sr.png")
+        figure = plotting.plot_feature_distributions(
+            closure_plots[region_name], FEATURES, BINS, axis_labels=AXIS_LABELS, title=title
+        )
+        plotting.save_figure(figure, folder / f"closure_{region_name}.png")
+    plotting.save_figure(plotting.plot_roc(rocs), folder / "roc_sr.png")
+    plotting.save_figure(plotting.plot_sic(rocs), folder / "sic_sr.png")
     summary["seconds"] = {
         "samples": generated - start, "training": trained - generated, "total": time.perf_counter() - start
     }
-    with atomic_output(folder / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_json(folder / "summary.json", summary)
     summary["folder"] = str(folder)
     return summary
 

@@ -6,7 +6,7 @@ s-channel resonance is depleted. In the |Δη_jj| < 1.3 signal region each jet g
 three event scores combine them: L1&L2 (both jets anomalous: the smaller loss), L1|L2 (either: the larger)
 and L1+L2. Jet masses grow with the jet pT, so every score rises with mjj; a cut that keeps 1 % of the
 background in every mjj bin is a quantile regression of the score in mjj
-(:class:`coffea_ad.models.decorrelation.MassDependentThreshold`), fitted on the control region and applied
+(:class:`coffea_ad.selection.MassDependentThreshold`), fitted on the control region and applied
 in the signal region. The selected background keeps a smooth mjj spectrum, and the dijet-function bump
 hunt runs on the signal region before and after each cut.
 
@@ -19,7 +19,6 @@ came from is used only to evaluate (ROC, background efficiency per mjj bin, the 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError
-from coffea_ad.paths import atomic_output, cache_dir
+from coffea_ad.paths import cache_dir, write_json
 
 log = logging.getLogger("vae_dijet_search")
 
 #: Per-jet inputs of the VAE: jet 1's columns, then jet 2's in the same order (j1 = the lighter jet).
 JET_FEATURES = ["mj_over_pt_j1", "tau21_j1", "tau32_j1", "mj_over_pt_j2", "tau21_j2", "tau32_j2"]
 COLUMNS = ["mjj", "deta_jj", *JET_FEATURES]
+#: How the two samples are called in the plots.
+NAMES = {"qcd": "QCD", "wprime": "W'"}
 #: Event scores from the two per-jet losses, as named in the paper.
 COMBINATIONS = {"min": "L1&L2", "max": "L1|L2", "sum": "L1+L2"}
 DETA_MAX = 1.3
@@ -95,99 +96,6 @@ def _histogram(values: np.ndarray, edges: np.ndarray = MJJ_EDGES):
     import hist
 
     return hist.Hist(hist.axis.Variable(edges, name="mjj", label=r"$m_{jj}$ [GeV]")).fill(values)
-
-
-def _plot_jet_losses(per_jet: np.ndarray, is_signal: np.ndarray, path: Path) -> None:
-    from coffea_ad import plotting
-    from coffea_ad.plotting import save_figure
-
-    loss = np.log10(np.clip(per_jet, 1e-3, None))
-    figure = plotting.plot_score_distributions(
-        {
-            "QCD, lighter jet": loss[~is_signal, 0],
-            "QCD, heavier jet": loss[~is_signal, 1],
-            "W', lighter jet": loss[is_signal, 0],
-            "W', heavier jet": loss[is_signal, 1],
-        },
-        xlabel=r"$\log_{10}$ per-jet VAE loss ($|\Delta\eta_{jj}| < 1.3$)",
-    )
-    save_figure(figure, path)
-
-
-def _plot_threshold(score: np.ndarray, mjj: np.ndarray, cut, label: str, path: Path) -> None:
-    from matplotlib.colors import LogNorm
-
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    positive = score > 0
-    score_edges = np.logspace(np.log10(np.quantile(score[positive], 0.001)), np.log10(score.max()), 60)
-    with cms_style():
-        figure, axis = new_figure()
-        counts, x_edges, y_edges = np.histogram2d(mjj[positive], score[positive], bins=(MJJ_EDGES, score_edges))
-        mesh = axis.pcolormesh(x_edges, y_edges, counts.T, norm=LogNorm(vmin=1), cmap="Blues")
-        figure.colorbar(mesh, ax=axis, label="events, $|\\Delta\\eta_{jj}| \\geq 1.3$")
-        grid = np.linspace(MJJ_EDGES[0], MJJ_EDGES[-1], 200)
-        axis.plot(grid, cut.threshold(grid), color="tab:red", linewidth=2, label=f"{cut.efficiency:.0%} quantile")
-        axis.set_yscale("log")
-        axis.set_xticks(np.arange(3000.0, MJJ_EDGES[-1] + 1.0, 1000.0))
-        axis.set_xlabel(r"$m_{jj}$ [GeV]")
-        axis.set_ylabel(f"event score {label}")
-        axis.legend(loc="lower right")
-    save_figure(figure, path)
-
-
-def _plot_efficiency(efficiencies: dict[str, dict], target: float, path: Path) -> None:
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    centres = 0.5 * (EFFICIENCY_EDGES[1:] + EFFICIENCY_EDGES[:-1])
-    half_widths = 0.5 * np.diff(EFFICIENCY_EDGES)
-    with cms_style():
-        figure, axis = new_figure()
-        for shift, (label, result) in zip((-20, 0, 20), efficiencies.items()):
-            axis.errorbar(
-                centres + shift, result["efficiency"], yerr=result["uncertainty"], xerr=half_widths,
-                marker="o", linestyle="none", label=label,
-            )
-        axis.axhline(target, color="grey", linestyle="--", label=f"target {target:.0%}")
-        axis.set_ylim(0, 3 * target)
-        axis.set_xlabel(r"$m_{jj}$ [GeV]")
-        axis.set_ylabel(r"QCD efficiency, $|\Delta\eta_{jj}| < 1.3$")
-        axis.legend()
-    save_figure(figure, path)
-
-
-def _plot_mjj(before: dict, after: dict, label: str, path: Path) -> None:
-    import mplhep
-
-    from coffea_ad.plotting import cms_style, new_figure, save_figure
-
-    with cms_style():
-        figure, axis = new_figure()
-        names = {"qcd": "QCD", "wprime": "W'"}
-        mplhep.histplot(list(before.values()), ax=axis, stack=True, histtype="fill", alpha=0.35, yerr=False,
-                        label=[f"{names[k]}, no cut" for k in before])
-        mplhep.histplot(list(after.values()), ax=axis, stack=True, histtype="step", linewidth=2, yerr=False,
-                        label=[f"{names[k]}, {label} cut" for k in after])
-        axis.set_yscale("log")
-        axis.set_xlabel(r"$m_{jj}$ [GeV], $|\Delta\eta_{jj}| < 1.3$")
-        axis.set_ylabel("Events / 100 GeV")
-        axis.legend(fontsize=14)
-    save_figure(figure, path)
-
-
-def _fit_plot(hunt, histogram, path: Path) -> None:
-    from coffea_ad.plotting import save_figure
-    from coffea_ad.plotting.fits import plot_fit
-
-    best = hunt.most_significant
-    counts, edges = histogram.values(), histogram.axes[0].edges
-    first = int(np.flatnonzero(counts > 0)[0])
-    edges, counts = edges[first:], counts[first:]
-    figure = plot_fit(
-        edges, counts, best.fit.yields(edges), uncertainty=best.fit.yield_uncertainties(edges),
-        window=(best.low, best.high),
-    )
-    save_figure(figure, path)
 
 
 def _bump_hunt(histogram) -> dict[str, Any]:
@@ -254,7 +162,17 @@ def run_search(
     finally:
         torch.set_num_threads(threads)
     vae.export_onnx(output / "vae_L1andL2.onnx")
-    _plot_jet_losses(per_jet["sr"], signal_region["is_signal"], output / "jet_losses.png")
+    loss, is_signal = np.log10(np.clip(per_jet["sr"], 1e-3, None)), signal_region["is_signal"]
+    figure = plotting.plot_score_distributions(
+        {
+            "QCD, lighter jet": loss[~is_signal, 0],
+            "QCD, heavier jet": loss[~is_signal, 1],
+            "W', lighter jet": loss[is_signal, 0],
+            "W', heavier jet": loss[is_signal, 1],
+        },
+        xlabel=r"$\log_{10}$ per-jet VAE loss ($|\Delta\eta_{jj}| < 1.3$)",
+    )
+    plotting.save_figure(figure, output / "jet_losses.png")
 
     in_window = (signal_region["mjj"] >= SIGNAL_WINDOW[0]) & (signal_region["mjj"] < SIGNAL_WINDOW[1])
     fit_cr = control_region["mjj"] >= MJJ_MIN
@@ -262,7 +180,9 @@ def run_search(
     before = {name: _histogram(signal_region["mjj"][mask]) for name, mask in (("qcd", sr_qcd), ("wprime", ~sr_qcd))}
     hunt_before = _bump_hunt(sum(before.values()))
     if "_hunt" in hunt_before:
-        _fit_plot(hunt_before.pop("_hunt"), sum(before.values()), output / "fit_no_cut.png")
+        plotting.save_figure(
+            plotting.plot_bump_hunt_fit(hunt_before.pop("_hunt"), sum(before.values())), output / "fit_no_cut.png"
+        )
     summary["no_cut"] = {
         "signal_window": {
             "qcd": int((in_window & sr_qcd).sum()), "wprime": int((in_window & ~sr_qcd).sum())
@@ -279,20 +199,29 @@ def run_search(
         )
         cut.save(output / f"threshold_{combine}.json")
         passes = cut.passes(score["sr"], signal_region["mjj"])
-        _plot_threshold(
-            score["cr"][fit_cr], control_region["mjj"][fit_cr], cut, label, output / f"threshold_{combine}.png"
+        figure = plotting.plot_threshold_map(
+            score["cr"][fit_cr], control_region["mjj"][fit_cr], cut, MJJ_EDGES, ylabel=f"event score {label}",
+            colorbar_label=r"events, $|\Delta\eta_{jj}| \geq 1.3$",
         )
+        plotting.save_figure(figure, output / f"threshold_{combine}.png")
         eff, unc, total = cut.efficiency_per_bin(score["sr"][sr_qcd], signal_region["mjj"][sr_qcd], EFFICIENCY_EDGES)
-        efficiencies[label] = {"efficiency": eff, "uncertainty": unc}
+        efficiencies[label] = (eff, unc)
         above = signal_region["mjj"] >= MJJ_MIN
         cr_efficiency = float(cut.passes(score["cr"][fit_cr], control_region["mjj"][fit_cr]).mean())
         after = {"qcd": _histogram(signal_region["mjj"][sr_qcd & passes]),
                  "wprime": _histogram(signal_region["mjj"][~sr_qcd & passes])}
-        _plot_mjj(before, after, label, output / f"mjj_{combine}.png")
+        figure = plotting.plot_mass_spectra(
+            {NAMES[name]: h for name, h in before.items()}, {NAMES[name]: h for name, h in after.items()},
+            cut=f"{label} cut", no_cut="no cut", xlabel=r"$m_{jj}$ [GeV], $|\Delta\eta_{jj}| < 1.3$",
+            ylabel="Events / 100 GeV",
+        )
+        plotting.save_figure(figure, output / f"mjj_{combine}.png")
         sculpting = sculpting_test(before["qcd"], after["qcd"])
         hunt = _bump_hunt(sum(after.values()))
         if "_hunt" in hunt:
-            _fit_plot(hunt.pop("_hunt"), sum(after.values()), output / f"fit_{combine}.png")
+            plotting.save_figure(
+                plotting.plot_bump_hunt_fit(hunt.pop("_hunt"), sum(after.values())), output / f"fit_{combine}.png"
+            )
         results[combine] = {
             "label": label,
             "auc_signal_window": metrics.auc(rocs[label]),
@@ -312,13 +241,13 @@ def run_search(
             "threshold": cut.to_dict(),
         }
     summary["combinations"] = results
-    from coffea_ad.plotting import save_figure
-
-    save_figure(plotting.plot_roc(rocs), output / "roc.png")
-    _plot_efficiency(efficiencies, efficiency, output / "qcd_efficiency_vs_mjj.png")
+    plotting.save_figure(plotting.plot_roc(rocs), output / "roc.png")
+    figure = plotting.plot_efficiency_per_bin(
+        EFFICIENCY_EDGES, efficiencies, efficiency, ylabel=r"QCD efficiency, $|\Delta\eta_{jj}| < 1.3$"
+    )
+    plotting.save_figure(figure, output / "qcd_efficiency_vs_mjj.png")
     summary["seconds"] = time.perf_counter() - started
-    with atomic_output(output / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(output / "summary.json", summary)
     return summary
 
 

@@ -89,3 +89,53 @@ def test_no_stage_imports_a_later_one(path):
         if stage in ORDER and ORDER.index(stage) > own:
             forward.append(f"line {line}: {imported} ({stage} comes after {_stage(module)})")
     assert not forward, f"{module} imports later stages: {forward}"
+
+
+#: Names that draw by hand: matplotlib and mplhep themselves, and the style helpers of coffea_ad.plotting.
+DRAWING_MODULES = ("matplotlib", "mplhep")
+DRAWING_HELPERS = ("cms_style", "new_figure")
+APPLICATIONS = sorted(
+    path
+    for folder in ("coffea_ad", "processors", "examples", "benchmarks")
+    for path in ROOT.joinpath(folder).rglob("*.py")
+    if ROOT.joinpath("coffea_ad", "plotting") not in path.parents
+)
+
+
+def _drawing(path: Path) -> list[str]:
+    """Every line of ``path`` that imports matplotlib or mplhep, or uses a style helper of coffea_ad.plotting."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            modules = [node.module or ""]
+            if modules[0].startswith("coffea_ad.plotting"):
+                modules += [alias.name for alias in node.names if alias.name in DRAWING_HELPERS]
+        elif isinstance(node, ast.Attribute) and node.attr in DRAWING_HELPERS:
+            modules = [node.attr]
+        else:
+            continue
+        found += [
+            f"line {node.lineno}: {name}"
+            for name in modules
+            if name.split(".")[0] in DRAWING_MODULES or name in DRAWING_HELPERS
+        ]
+    return found
+
+
+def test_the_check_for_drawing_outside_plotting_sees_imports_and_helpers(tmp_path):
+    source = tmp_path / "drawing.py"
+    source.write_text(
+        "import matplotlib.pyplot as plt\nfrom mplhep import histplot\n"
+        "from coffea_ad.plotting import cms_style, plot_roc\nfrom coffea_ad import plotting\nplotting.new_figure()\n"
+    )
+    assert _drawing(source) == [
+        "line 1: matplotlib.pyplot", "line 2: mplhep", "line 3: cms_style", "line 5: new_figure"
+    ]
+
+
+@pytest.mark.parametrize("path", APPLICATIONS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_only_coffea_ad_plotting_draws(path):
+    drawing = _drawing(path)
+    assert not drawing, f"{path.relative_to(ROOT)} draws outside coffea_ad.plotting (call its functions): {drawing}"

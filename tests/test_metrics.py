@@ -92,3 +92,80 @@ def test_plots_return_figures(gaussians):
         plotting.plot_score_distributions({"signal": signal[:2000], "background": background[:2000]}),
     ):
         assert isinstance(figure, Figure) and figure.axes
+
+
+def test_each_method_keeps_one_colour_for_its_line_and_its_band_over_seeds():
+    from matplotlib.colors import to_rgba
+
+    scan = {
+        "CATHODE": {0.006: metrics.SeedBand(1.0, 0.9, 1.2), 0.024: metrics.SeedBand(9.0, 7.0, 11.0)},
+        "CWoLa": {0.024: metrics.SeedBand(2.0, 1.5, 2.5), 0.006: metrics.SeedBand(1.1, 1.0, 1.3)},
+    }
+    axis = plotting.plot_max_sic_scan(scan).axes[0]
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    for label, collection in zip(scan, axis.collections):
+        assert to_rgba(lines[label].get_color())[:3] == pytest.approx(tuple(collection.get_facecolor()[0][:3]))
+        # the line is drawn at the medians in increasing S/B (in %), whatever the order of the points
+        assert lines[label].get_xdata().tolist() == [0.6, 2.4]
+        assert lines[label].get_ydata().tolist() == [scan[label][0.006].median, scan[label][0.024].median]
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["0.6", "2.4"]
+    with pytest.raises(ConfigurationError, match="mix numbers and SeedBands"):
+        plotting.plot_max_sic_scan({"CATHODE": {0.006: 1.0, 0.024: metrics.SeedBand(9.0, 7.0, 11.0)}})
+
+
+def test_sic_curves_and_window_significances_show_what_they_are_given():
+    tpr = np.linspace(0.1, 1.0, 10)
+    axis = plotting.plot_sic_curves(tpr, {"CATHODE": 2 * tpr}, max_sic={"CATHODE": 2.0}, title="S/B = 2.4 %").axes[0]
+    assert [line.get_label() for line in axis.get_lines()] == ["CATHODE (max 2.0)", "random"]
+    assert axis.get_title() == "S/B = 2.4 %"
+    windows = [(2900.0, 3300.0), (3300.0, 3700.0)]
+    axis = plotting.plot_window_significance(
+        windows, {"before": [0.5, 2.3], "after": [0.1, 10.1]}, signal_mass=(3500.0, "W' mass")
+    ).axes[0]
+    before, after, mass = axis.get_lines()
+    assert before.get_xdata().tolist() == [3100.0, 3500.0] and after.get_ydata().tolist() == [0.1, 10.1]
+    assert before.get_marker() != after.get_marker() and mass.get_label() == "W' mass"
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["3.1", "3.5"]
+
+
+def test_feature_distributions_are_normalised_and_the_reference_has_error_bars():
+    rng = np.random.default_rng(3)
+    truth, template = rng.normal(0, 1, (4000, 3)), rng.normal(0.2, 1, (1000, 3))
+    bins = dict.fromkeys(("a", "b", "c"), np.linspace(-4, 4, 17))
+    figure = plotting.plot_feature_distributions(
+        {"truth": (truth, None), "template": (template, np.full(1000, 3.0))}, ["a", "b", "c"], bins, title="SR"
+    )
+    panels = figure.axes
+    assert len(panels) == 4 and not panels[3].axison  # 3 features in 2 rows, the free panel holds the legend
+    assert panels[3].get_legend().get_title().get_text() == "SR"
+    assert {text.get_text() for text in panels[3].get_legend().get_texts()} == {"truth", "template"}
+    (template_step,) = panels[0].patches
+    assert template_step.get_label() == "template"
+    counts = np.histogram(template[:, 0], bins["a"])[0]  # the weights of 3 cancel in the normalisation
+    np.testing.assert_allclose(template_step.get_data().values, counts / counts.sum())
+    (truth_points,) = panels[0].containers  # the truth's points with error bars
+    counts = np.histogram(truth[:, 0], bins["a"])[0]
+    np.testing.assert_allclose(truth_points.lines[0].get_ydata(), counts / counts.sum())
+    with pytest.raises(ConfigurationError, match="expected \\(events, 3\\)"):
+        plotting.plot_feature_distributions({"truth": (truth[:, :2], None)}, ["a", "b", "c"], bins)
+
+
+def test_efficiency_per_bin_draws_the_cuts_side_by_side_around_the_bin_centres():
+    edges = np.array([0.0, 100.0, 300.0])
+    efficiencies = {name: (np.array([0.01, 0.012]), np.array([0.001, 0.002])) for name in ("a", "b", "c")}
+    axis = plotting.plot_efficiency_per_bin(edges, efficiencies, 0.01).axes[0]
+    centres = [container.lines[0].get_xdata() for container in axis.containers]
+    assert np.allclose(centres[1], [50.0, 200.0]) and np.allclose(centres[0], [40.0, 190.0])
+    assert np.allclose(centres[2], [60.0, 210.0])
+    assert axis.get_ylim() == pytest.approx((0.0, 0.03))
+
+
+def test_shapes_have_unit_area():
+    import hist
+
+    axis = hist.axis.Regular(10, 0.0, 5.0, name="x")
+    histograms = {"a": hist.Hist(axis).fill(np.linspace(0, 4.9, 50)), "b": hist.Hist(axis).fill(np.full(7, 2.2))}
+    plot_axis = plotting.plot_shapes(histograms, title="shapes").axes[0]
+    areas = [np.sum(patch.get_data().values * np.diff(patch.get_data().edges)) for patch in plot_axis.patches]
+    assert areas == pytest.approx([1.0, 1.0])
+    assert [text.get_text() for text in plot_axis.get_legend().get_texts()] == ["a", "b"]

@@ -2,26 +2,28 @@
 
 - :func:`plot_fit`: data points over the fitted prediction (stacked components optional) with its
   uncertainty band, and a pull panel (data − fit) / sqrt(fit + σ_fit²).
+- :func:`plot_bump_hunt_fit`: :func:`plot_fit` of the most significant window of a bump hunt.
 - :func:`plot_cls_scan`: observed and expected CLs against the signal strength with the ±1σ/±2σ bands.
+- :func:`plot_limits`: the observed and expected upper limits (with their bands) of several fits, one row each.
 - :func:`plot_local_significance`: local Z against the window centre of a bump hunt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from coffea_ad.plotting.style import cms_style, new_figure
-from coffea_ad.stats.bumphunt import BumpHuntResult
+from coffea_ad.stats.bumphunt import BumpHuntResult, from_first_filled_bin
 from coffea_ad.stats.inference import UpperLimit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["plot_fit", "plot_cls_scan", "plot_local_significance"]
+__all__ = ["plot_fit", "plot_bump_hunt_fit", "plot_cls_scan", "plot_limits", "plot_local_significance"]
 
 
 def plot_fit(
@@ -86,6 +88,19 @@ def plot_fit(
     return fig
 
 
+def plot_bump_hunt_fit(
+    result: BumpHuntResult, data: Any, *, signal: Any = None, xlabel: str = r"$m_{jj}$ [GeV]"
+) -> Figure:
+    """The background fit of the most significant window of ``result`` over the mjj histogram ``data`` (and
+    ``signal``, same binning) from its first filled bin on, the window shaded, with the pull panel."""
+    (counts, edges), signal_counts = from_first_filled_bin(data, signal)
+    best = result.most_significant
+    return plot_fit(
+        edges, counts, best.fit.yields(edges), uncertainty=best.fit.yield_uncertainties(edges), signal=signal_counts,
+        window=(best.low, best.high), xlabel=xlabel,
+    )
+
+
 def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$") -> Figure:
     """Observed and expected CLs against the POI with the ±1σ (green) and ±2σ (yellow) bands."""
     with cms_style():
@@ -106,6 +121,33 @@ def plot_cls_scan(limit: UpperLimit, *, poi_label: str = r"$\mu$") -> Figure:
             loc="upper right", fontsize=14, title_fontsize=14,
         )
     return fig
+
+
+def plot_limits(
+    limits: Mapping[str, UpperLimit],
+    *,
+    xlabel: str = r"95 % CL$_s$ upper limit on $\mu$",
+    observed_label: str = "observed",
+) -> Figure:
+    """One row per labelled limit: the expected median (dashed) in its ±1σ (green) and ±2σ (yellow) bands, and
+    the observed limit (point)."""
+    with cms_style():
+        figure, axis = new_figure()
+        names = list(limits)
+        for y, name in enumerate(names):
+            expected, first = limits[name].expected, y == 0
+            axis.fill_betweenx([y - 0.3, y + 0.3], expected[0], expected[4], color="yellow",
+                               label=r"expected $\pm 2\sigma$" if first else None)
+            axis.fill_betweenx([y - 0.3, y + 0.3], expected[1], expected[3], color="limegreen",
+                               label=r"expected $\pm 1\sigma$" if first else None)
+            axis.plot([expected[2]] * 2, [y - 0.3, y + 0.3], color="black", linestyle="--",
+                      label="expected" if first else None)
+            axis.plot(limits[name].observed, y, "ko", label=observed_label if first else None)
+        axis.set_yticks(range(len(names)), names)
+        axis.set_ylim(-0.7, len(names) + 0.7)
+        axis.set_xlabel(xlabel)
+        axis.legend(fontsize="small", loc="upper right")
+    return figure
 
 
 def plot_local_significance(result: BumpHuntResult) -> Figure:

@@ -1,4 +1,7 @@
-"""Figures of merit of an anomaly score: ROC, SIC and score distributions (numbers from :mod:`coffea_ad.selection.metrics`)."""
+"""Figures of merit of an anomaly score: ROC, SIC and score distributions (per class, or per jet).
+
+The numbers come from :mod:`coffea_ad.selection.metrics`.
+"""
 
 from __future__ import annotations
 

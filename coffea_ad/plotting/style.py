@@ -1,4 +1,4 @@
-"""Figure helpers shared by coffea_ad.stats and coffea_ad.selection.metrics.
+"""Figure helpers shared by every module of coffea_ad.plotting.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, so nothing stays open in a
 global registry) and styled with mplhep's CMS style inside a context manager (no global style change).
@@ -35,11 +35,13 @@ def cms_style() -> Iterator[None]:
         yield
 
 
-def new_figure(nrows: int = 1, height_ratios: Sequence[float] | None = None):
-    """A figure with one axes, or ``nrows`` axes stacked with a shared x axis; returns ``(figure, axes)``."""
+def new_figure(nrows: int = 1, height_ratios: Sequence[float] | None = None, size: tuple[float, float] | None = None):
+    """A figure with one axes, or ``nrows`` axes stacked with a shared x axis; returns ``(figure, axes)``.
+
+    ``size`` (inches) defaults to 8 × 6.5 for one axes and 8 × 8 for several."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 8 if nrows > 1 else 6.5))
+    fig = Figure(figsize=size or (8, 8 if nrows > 1 else 6.5))
     if nrows == 1:
         return fig, fig.add_subplot()
     axes = fig.subplots(nrows, 1, sharex=True, gridspec_kw={"height_ratios": height_ratios, "hspace": 0.05})
