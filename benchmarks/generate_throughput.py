@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500, help="events per process and measurement (default 500)")
     parser.add_argument("--processes", nargs="+", default=list(PROCESSES), choices=list(PROCESSES))
     args = parser.parse_args()
-    print(f"| process | bare Pythia next() [events/s/core] | coffea_ad generate [events/s/core] | time ratio | "
-          f"reconstruction+writing share |")
+    print("| process | bare Pythia next() [events/s/core] | coffea_ad generate [events/s/core] | time ratio | "
+          "reconstruction+writing share |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for process in args.processes:
