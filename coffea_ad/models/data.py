@@ -169,19 +169,20 @@ def read_training_data(
     if signal_region is not None:
         lo, hi = signal_region
         in_sr = (cond[:, 0] >= lo) & (cond[:, 0] < hi)
-        inside_name = f"signal region {condition[0]} in [{lo}, {hi})"
-        outside_name = f"sidebands outside {condition[0]} in [{lo}, {hi})"
+        inside_name = f"signal region {condition[0]} in [{lo}, {hi}) holds"
+        outside_name = f"sidebands outside {condition[0]} in [{lo}, {hi}) hold"
     elif signal_flag is not None:
         flag = column_array(table, signal_flag)
         if flag.dtype != np.bool_:
             raise ConfigurationError(f"signal-region flag {signal_flag!r} must be boolean, it has dtype {flag.dtype}")
         in_sr = flag[rows]
-        inside_name, outside_name = f"signal region {signal_flag!r}", f"the control region (not {signal_flag!r})"
+        inside_name = f"signal region {signal_flag!r} holds"
+        outside_name = f"the control region (not {signal_flag!r}) holds"
     if in_sr is not None:
         if not in_sr.any():
-            raise ConfigurationError(f"{inside_name} holds no events{where}")
+            raise ConfigurationError(f"{inside_name} no events{where}")
         if in_sr.all():
-            raise ConfigurationError(f"{outside_name} hold(s) no events{where}: no background to learn")
+            raise ConfigurationError(f"{outside_name} no events{where}: no background to learn")
     return TrainingData(x=x, condition=cond, in_signal_region=in_sr, label=labels, rows=rows, counts=counts)
 
 
