@@ -75,6 +75,12 @@ def test_a_missing_required_input_names_the_option(method, table):
         estimator_class(training=QUICK).fit(table)
 
 
+def test_default_features_absent_from_the_table_ask_for_features(table):
+    with pytest.raises(ConfigurationError, match=r"'autoencoder' trains by default on tau21_j1, tau32_j1, .*"
+                                                 r"the table has no tau32_j1, tau32_j2: name the features"):
+        AutoEncoder(training=QUICK).fit(table)
+
+
 def test_an_input_the_method_does_not_use_is_refused(table):
     with pytest.raises(ConfigurationError, match=r"'autoencoder' does not use signal_region \(--signal-region\)"):
         AutoEncoder(training=QUICK).fit(table, FEATURES, signal_region="3300:3700")

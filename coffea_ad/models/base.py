@@ -50,7 +50,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.models.data import TrainingData, parse_signal_region, read_training_data
 from coffea_ad.models.training import TrainingResult, fingerprint, resolve_device, train_module
 from coffea_ad.paths import atomic_output, write_json
-from coffea_ad.processing.tables import Table, feature_matrix, open_table, table_hash
+from coffea_ad.processing.tables import Table, column_names, feature_matrix, open_table, table_hash
 
 __all__ = ["INPUT_OPTIONS", "Training", "Estimator", "NotFittedError"]
 
@@ -306,6 +306,15 @@ class Estimator:
     ) -> tuple[list[str], str | None, dict[str, Any], TrainingData, TrainingData | None]:
         """Steps 1-3 of the fit sequence: (features, region, resolved inputs, data, reference data)."""
         inputs = self.resolve_inputs(**inputs)
+        table = open_table(table)
+        if features is None:
+            features = self.resolve_features(None, inputs)
+            absent = [name for name in features if name not in column_names(table)]
+            if absent:
+                raise ConfigurationError(
+                    f"method {self.method!r} trains by default on {', '.join(features)}; the table has no "
+                    f"{', '.join(absent)}: name the features (--features)"
+                )
         features = self.resolve_features(features, inputs)
         conditions = self.conditions(inputs)
         overlap = sorted(set(conditions) & set(features))
