@@ -84,7 +84,7 @@ def _train(table: dict[str, np.ndarray], folder: Path, epochs: int) -> dict[str,
 
     training = {"epochs": epochs, "progress": True}
     models = {
-        "cathode": CATHODE(flow_training=training, training=training, seed=1).fit(
+        "cathode": CATHODE(training=training, seed=1).fit(
             table, LHCO_FEATURES, signal_region=SIGNAL_REGION, mass="mjj"
         ),
         "autoencoder": AutoEncoder(training=training, seed=1).fit(

@@ -110,6 +110,7 @@ def train_methods(
     flow_training = {"epochs": epochs, "patience": 5, "progress": progress}
     flow = {"transforms": 4, "flow_hidden": (64, 64), "feature_transforms": {"mjj": "log"}}
     classifier = {"hidden": (64, 64), "training": training, "seed": seed}
+    with_flow = {**classifier, **flow, "training": {"flow": flow_training, "classifier": training}}
     data_sr = {name: train[name][train["signal_region"]] for name in FEATURES}
     sim_sr = {name: simulation[name][simulation["signal_region"]] for name in FEATURES}
     raw = _concat([{**data_sr, "is_data": np.ones(len(data_sr["mjj"]))},
@@ -119,9 +120,8 @@ def train_methods(
     steps = [
         ("none", lambda: Supervised(**classifier).fit(raw, FEATURES, label="is_data")),
         ("reweight", lambda: Reweight(**classifier).fit(train, FEATURES, simulation=simulation, **region)),
-        ("generate", lambda: Generate(**classifier, **flow, oversampling=4, flow_training=flow_training).fit(
-            train, FEATURES, **region)),
-        ("morph", lambda: Morph(**classifier, **flow, flow_training=flow_training).fit(
+        ("generate", lambda: Generate(**with_flow, oversampling=4).fit(train, FEATURES, **region)),
+        ("morph", lambda: Morph(**with_flow).fit(
             train, FEATURES, simulation=simulation, **region)),
     ]
     for method, fit in steps:
@@ -137,25 +137,15 @@ def background_template(
     """The background template ``(features, weights)`` a method predicts in one region.
 
     ``simulation`` holds the simulated events of the region; ``contexts`` the (HT, MET) of the true
-    background events there, at which Generate samples its flow (one sample per event).
+    background events there, at which Generate samples its flow (one sample per event). ``none`` is the
+    raw simulation; the estimators give their own template (``background_template``).
     """
-    import torch
-
-    x_sim, c_sim = _matrix(simulation, FEATURES), _matrix(simulation, CONTEXT)
     if method == "none":
-        x, weights = x_sim, np.ones(len(x_sim))
-    elif method == "reweight":
-        x, weights = x_sim, model.weights(np.concatenate([x_sim, c_sim], axis=1))
-    elif method == "generate":
-        x = model.sample(contexts)
-        weights = np.ones(len(x))
-    elif method == "morph":
-        x = model.morph_.transport(torch.as_tensor(x_sim), torch.as_tensor(c_sim)).numpy()
-        weights = np.ones(len(x))
-    else:
+        x_sim = _matrix(simulation, FEATURES)
+        return x_sim, np.ones(len(x_sim))
+    if method not in METHODS:
         raise ConfigurationError(f"unknown method {method!r}; valid ones: {', '.join(METHODS)}")
-    finite = np.isfinite(x).all(axis=1)
-    return x[finite], weights[finite]
+    return model.background_template(simulation, contexts)
 
 
 def feature_chi2(template: np.ndarray, weights: np.ndarray, truth: np.ndarray) -> dict[str, float]:

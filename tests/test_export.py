@@ -26,17 +26,17 @@ CASES = {
     "cwola": ({"folds": 2}, {"signal_region": "3300:3700"}),
     "bdt": ({"folds": 2, "ensemble": 2}, {"signal_region": "3300:3700"}),
     "cathode": (
-        {"transforms": 2, "flow_training": TRAIN, "training": {**TRAIN, "keep_best": 2}},
+        {"transforms": 2, "training": {**TRAIN, "classifier": {"keep_best": 2}}},
         {"signal_region": "3300:3700"},
     ),
-    "lacathode": ({"transforms": 2, "flow_training": TRAIN}, {"signal_region": "3300:3700"}),
+    "lacathode": ({"transforms": 2, "training": TRAIN}, {"signal_region": "3300:3700"}),
     "anode": ({"transforms": 2}, {"signal_region": "3300:3700"}),
     "iad": ({}, {"signal_region": "3300:3700"}),
     "supervised": ({"classifier": "hgb", "ensemble": 2}, {"label": "is_signal"}),
     "salad": ({}, {"signal_region": "3300:3700"}),
     "reweight": ({"classifier": "hgb"}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
-    "generate": ({"transforms": 2, "flow_training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
-    "morph": ({"transforms": 2, "flow_training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
+    "generate": ({"transforms": 2, "training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
+    "morph": ({"transforms": 2, "training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}),
 }
 
 
@@ -54,7 +54,7 @@ def _fit(method: str, tables):
 
     data, background, _ = tables
     init, fit = CASES[method]
-    estimator = get_estimator(method)(**{"training": TRAIN, **init}, seed=1)
+    estimator = get_estimator(method)(**{"training": TRAIN, **init}, seed=1, device="cpu")
     if method == "iad":
         fit = {**fit, "background": background}
     if method in ("salad", "reweight", "morph"):

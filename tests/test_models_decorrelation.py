@@ -33,7 +33,7 @@ def test_disco_term_decorrelates_the_classifier_from_mjj():
         scores = Supervised(disco=strength, **settings).fit(table, features, mass="mjj").score(table)
         correlation[strength] = float(distance_correlation(torch.as_tensor(scores[background][:3000]), mjj))
     assert correlation[10.0] < 0.5 * correlation[0.0]
-    with pytest.raises(ConfigurationError, match="needs the resonant variable"):
+    with pytest.raises(ConfigurationError, match=r"with disco > 0 needs mass \(--mass\)"):
         Supervised(disco=1.0, **settings).fit(table, features)
     with pytest.raises(ConfigurationError, match="classifier='mlp'"):
         Supervised(classifier="hgb", disco=1.0)

@@ -1,4 +1,5 @@
-"""The estimator contract: input checks, determinism, early stopping, checkpoints, save/load, devices."""
+"""The estimator contract: inputs, incomplete rows, training settings, determinism, early stopping, checkpoints,
+save/load, devices."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import torch
 from synthetic_tables import FEATURES, dijet_table, single_thread  # noqa: F401  (autouse fixture)
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError, InputFileError
-from coffea_ad.models import METHODS, AutoEncoder, Estimator, MAF, NotFittedError, get_estimator
-from coffea_ad.models.data import feature_matrix, parse_signal_region, resonant_split
+from coffea_ad.features import FEATURES as REGISTRY
+from coffea_ad.models import CATHODE, METHODS, AutoEncoder, Estimator, MAF, NotFittedError, Training, get_estimator
+from coffea_ad.models.base import INPUT_OPTIONS
+from coffea_ad.models.data import parse_signal_region, resonant_split
 from coffea_ad.models.preprocessing import Preprocessor
 from coffea_ad.models.training import resolve_device, train_module
+from coffea_ad.processing.tables import feature_matrix
+from coffea_ad.workflow.train import describe_training, train_to_folder
 
 QUICK = {"epochs": 3, "batch_size": 256, "progress": False}
 
@@ -23,17 +28,94 @@ def table():
     return dijet_table(3000, 0, seed=3)
 
 
-def test_nan_column_is_named_with_row_count(table):
+def test_rows_lacking_a_value_are_dropped_and_counted_never_filled(table, tmp_path):
     broken = table.copy()
     broken.loc[[5, 17, 99], "tau21_j2"] = np.nan
-    broken.loc[7, "tau21_j2"] = np.inf
-    with pytest.raises(ConfigurationError, match=r"'tau21_j2'.* 4 row\(s\) .*3 NaN, 1 infinite"):
+    broken.loc[[17, 40], "mj_min"] = None
+    broken.loc[[3, 4], "mjj"] = np.nan  # not a feature of the autoencoder: those rows stay
+    n_incomplete = int(broken[FEATURES].isna().any(axis=1).sum())
+    assert n_incomplete == 4
+    model = AutoEncoder(training=QUICK, seed=2).fit(broken, FEATURES)
+    counts = model.rows_["table"]
+    assert counts["dropped_missing"] == n_incomplete
+    assert counts["missing_by_column"] == {"mj_min": 2, "tau21_j2": 3}
+    assert counts["used"] == len(table) - n_incomplete and counts["read"] == len(table)
+    # dropping the rows by hand gives the same model: nothing was filled in
+    complete = broken.dropna(subset=FEATURES).reset_index(drop=True)
+    by_hand = AutoEncoder(training=QUICK, seed=2).fit(complete, FEATURES)
+    np.testing.assert_array_equal(model.score(complete), by_hand.score(complete))
+    # the count reaches summary.json and the printed description
+    path = tmp_path / "broken.parquet"
+    broken.to_parquet(path)
+    summary = train_to_folder("autoencoder", path, tmp_path / "ae", features=FEATURES, training=QUICK, device="cpu")
+    on_disk = json.loads((tmp_path / "ae" / "summary.json").read_text())
+    assert on_disk["rows"]["table"]["dropped_missing"] == n_incomplete
+    assert "4 dropped for a missing value (mj_min: 2, tau21_j2: 3)" in describe_training(summary)
+    with pytest.raises(ConfigurationError, match="no row has a value in every column used"):
+        AutoEncoder(training=QUICK).fit(broken.assign(mj_min=np.nan), FEATURES)
+
+
+def test_infinite_values_are_an_error_naming_the_column(table):
+    broken = table.copy()
+    broken.loc[[5, 17], "tau21_j2"] = np.inf
+    with pytest.raises(ConfigurationError, match=r"column 'tau21_j2' of the table has 2 row\(s\) with infinite"):
         AutoEncoder(training=QUICK).fit(broken, FEATURES)
 
 
 def test_missing_column_is_named(table):
-    with pytest.raises(ConfigurationError, match=r"'n_subjets' not in the training table; its columns are: mjj"):
+    with pytest.raises(ConfigurationError, match=r"'n_subjets' not in the table; its columns are: mjj"):
         feature_matrix(table, ["mj_min", "n_subjets"])
+
+
+@pytest.mark.parametrize("method", [name for name in METHODS if get_estimator(name).requires])
+def test_a_missing_required_input_names_the_option(method, table):
+    estimator_class = get_estimator(method)
+    needed = estimator_class.requires[0]
+    with pytest.raises(ConfigurationError, match=rf"method '{method}' needs {needed} \({INPUT_OPTIONS[needed]}\)"):
+        estimator_class(training=QUICK).fit(table)
+
+
+def test_default_features_absent_from_the_table_ask_for_features(table):
+    with pytest.raises(ConfigurationError, match=r"'autoencoder' trains by default on tau21_j1, tau32_j1, .*"
+                                                 r"the table has no tau32_j1, tau32_j2: name the features"):
+        AutoEncoder(training=QUICK).fit(table)
+
+
+def test_an_input_the_method_does_not_use_is_refused(table):
+    with pytest.raises(ConfigurationError, match=r"'autoencoder' does not use signal_region \(--signal-region\)"):
+        AutoEncoder(training=QUICK).fit(table, FEATURES, signal_region="3300:3700")
+
+
+def test_every_method_declares_its_networks_inputs_and_natural_features():
+    for name in METHODS:
+        estimator_class = get_estimator(name)
+        assert estimator_class.networks, name
+        assert set(estimator_class.requires) | set(estimator_class.accepts) <= set(INPUT_OPTIONS), name
+        assert estimator_class.default_features and set(estimator_class.default_features) <= set(REGISTRY), name
+        assert set(estimator_class().training) == set(estimator_class.networks), name
+        inputs = estimator_class.input_defaults
+        features = estimator_class.resolve_features(None, inputs)
+        assert not set(estimator_class.conditions(inputs)) & set(features), name
+        assert not {"genWeight", "run", "lep1_pt"} & set(features), name
+
+
+def test_a_dict_and_a_training_give_the_same_cathode(table):
+    settings = {"epochs": 2, "batch_size": 512, "progress": False}
+    as_dict = CATHODE(transforms=2, training=settings, seed=3)
+    as_training = CATHODE(transforms=2, training=Training(**settings), seed=3)
+    per_network = CATHODE(transforms=2, training={"flow": settings, "classifier": Training(**settings)}, seed=3)
+    for estimator in (as_dict, as_training, per_network):
+        assert estimator.training["classifier"].keep_best == 10  # the class default, whatever the form
+        assert estimator.training["flow"].keep_best == 1
+    assert as_dict.training == as_training.training == per_network.training
+    assert CATHODE(training={"classifier": {"keep_best": 3}}).training["classifier"].keep_best == 3
+    data = dijet_table(3000, 100, seed=8)
+    scores = [e.fit(data, FEATURES, signal_region="3300:3700").score(data) for e in (as_dict, as_training)]
+    np.testing.assert_array_equal(*scores)
+    with pytest.raises(ConfigurationError, match="networks of this method: flow, classifier"):
+        CATHODE(training={"clasifier": {"epochs": 3}})
+    with pytest.raises(ConfigurationError, match="unknown training setting"):
+        Training(epoch=3)
 
 
 def test_empty_region_and_empty_sidebands_are_clear(table):

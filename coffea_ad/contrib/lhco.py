@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.processing.tables import Table, complete_rows, concatenate_tables, take_rows
 
 __all__ = [
     "LHCO_FEATURES",
@@ -87,17 +88,6 @@ DEFAULT_EVENTS: dict[str, int] = {
 CWOLA_SIDEBAND_WIDTH = 200.0
 #: The SIC curves are stored on this grid of signal efficiencies.
 TPR_GRID = np.linspace(0.02, 1.0, 50)
-
-Table = dict[str, np.ndarray]
-
-
-def _rows(table: Table, keep: np.ndarray) -> Table:
-    return {name: values[keep] for name, values in table.items()}
-
-
-def _concatenate(*tables: Table) -> Table:
-    return {name: np.concatenate([table[name] for table in tables]) for name in tables[0]}
-
 
 def _in_window(table: Table, window: Sequence[float]) -> np.ndarray:
     return (table["mjj"] >= window[0]) & (table["mjj"] < window[1])
@@ -186,7 +176,6 @@ def load_samples(
     any training seed): 40 % test, 30 % supervised training and 30 % injection pool.
     """
     from coffea_ad.workflow.features import run_features
-    from coffea_ad.processing.tables import complete_rows
 
     missing = sorted(set(SAMPLE_ROLES) - set(paths))
     if missing:
@@ -207,9 +196,9 @@ def load_samples(
         background=tables["background"],
         idealized_background=tables["idealized_background"],
         test_background=tables["test_background"],
-        supervised_signal=_rows(signal, np.sort(supervised)),
-        test_signal=_rows(signal, np.sort(test)),
-        injection_pool=_rows(signal, np.sort(pool)),
+        supervised_signal=take_rows(signal, np.sort(supervised)),
+        test_signal=take_rows(signal, np.sort(test)),
+        injection_pool=take_rows(signal, np.sort(pool)),
     )
 
 
@@ -287,13 +276,32 @@ def inject_signal(
             f"{int(in_sr.sum())}: generate a larger signal sample"
         )
     n_injected = int(np.searchsorted(np.cumsum(in_sr), target) + 1) if target else 0
-    injected = _rows(pool, np.sort(order[:n_injected]))
+    injected = take_rows(pool, np.sort(order[:n_injected]))
     return Injection(
-        data=_concatenate(samples.background, injected),
+        data=concatenate_tables(samples.background, injected),
         n_background_signal_region=n_background_sr,
         n_signal_signal_region=target,
         n_signal=n_injected,
     )
+
+
+def _protocol_arguments(
+    method: str, injection: Injection, samples: LHCOSamples, window: tuple[float, float]
+) -> tuple[dict[str, Any], Table, dict[str, Any]]:
+    """(constructor arguments, training table, fit inputs) of ``method`` in the protocol."""
+    data = injection.data
+    if method == "supervised":
+        background = take_rows(samples.idealized_background, _in_window(samples.idealized_background, window))
+        signal = take_rows(samples.supervised_signal, _in_window(samples.supervised_signal, window))
+        table = concatenate_tables(background, signal)
+        table["is_signal"] = np.r_[np.zeros(len(background["mjj"])), np.ones(len(signal["mjj"]))]
+        return {}, table, {"label": "is_signal"}
+    if method == "iad":
+        return {}, data, {"background": samples.idealized_background, "signal_region": window}
+    if method == "cwola":
+        near = _in_window(data, (window[0] - CWOLA_SIDEBAND_WIDTH, window[1] + CWOLA_SIDEBAND_WIDTH))
+        return {"folds": 2}, take_rows(data, near), {"signal_region": window}
+    return {}, data, {"signal_region": window}
 
 
 def fit_method(
@@ -317,39 +325,24 @@ def fit_method(
 
     As in the CATHODE study every classifier trains for ``classifier_epochs`` epochs without early stopping
     and is the average of its 10 best epochs by validation loss; the flows train for at most ``epochs``
-    epochs with early stopping (patience 5). Batches of 512 events.
+    epochs with early stopping (patience 5). Batches of 512 events. The estimator comes from the registry
+    (:func:`coffea_ad.models.get_estimator`).
     """
-    from coffea_ad import models
+    from coffea_ad.models import get_estimator
 
     if method not in PROTOCOL_METHODS:
         raise ConfigurationError(f"unknown method {method!r}; the protocol compares {', '.join(PROTOCOL_METHODS)}")
-    flow_training = {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress}
-    training = {
-        "epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10, "progress": progress
+    settings = {
+        "flow": {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress},
+        "classifier": {
+            "epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10, "progress": progress
+        },
     }
-    features = list(samples.features)
-    window = tuple(signal_region)
-    if method == "supervised":
-        background = _rows(samples.idealized_background, _in_window(samples.idealized_background, window))
-        signal = _rows(samples.supervised_signal, _in_window(samples.supervised_signal, window))
-        table = _concatenate(background, signal)
-        table["is_signal"] = np.r_[np.zeros(len(background["mjj"])), np.ones(len(signal["mjj"]))]
-        return models.Supervised(training=training, seed=seed).fit(table, features)
-    if method == "iad":
-        return models.IdealizedAD(training=training, seed=seed).fit(
-            injection.data, features, background=samples.idealized_background, signal_region=window
-        )
-    if method == "cwola":
-        near = _in_window(injection.data, (window[0] - CWOLA_SIDEBAND_WIDTH, window[1] + CWOLA_SIDEBAND_WIDTH))
-        return models.CWoLa(folds=2, training=training, seed=seed).fit(
-            _rows(injection.data, near), features, signal_region=window
-        )
-    if method == "anode":
-        return models.ANODE(training=flow_training, seed=seed).fit(injection.data, features, signal_region=window)
-    estimator = models.CATHODE if method == "cathode" else models.LaCATHODE
-    return estimator(training=training, flow_training=flow_training, seed=seed).fit(
-        injection.data, features, signal_region=window
-    )
+    estimator_class = get_estimator(method)
+    training = {network: settings[network] for network in estimator_class.networks}
+    init, table, inputs = _protocol_arguments(method, injection, samples, tuple(signal_region))
+    estimator = estimator_class(**init, training=training, seed=seed)
+    return estimator.fit(table, list(samples.features), **inputs)
 
 
 @dataclass
@@ -376,8 +369,8 @@ def evaluate(estimator, samples: LHCOSamples, signal_region: Sequence[float] = S
     """The ROC of ``estimator`` on the test W' vs test QCD events of ``signal_region``."""
     from coffea_ad.selection import metrics
 
-    signal = _rows(samples.test_signal, _in_window(samples.test_signal, signal_region))
-    background = _rows(samples.test_background, _in_window(samples.test_background, signal_region))
+    signal = take_rows(samples.test_signal, _in_window(samples.test_signal, signal_region))
+    background = take_rows(samples.test_background, _in_window(samples.test_background, signal_region))
     return metrics.roc_curve(estimator.score(signal), estimator.score(background))
 
 

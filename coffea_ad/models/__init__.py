@@ -1,9 +1,11 @@
 """Anomaly-detection estimators (torch, zuko, scikit-learn; the ``[train]`` extra).
 
-Every estimator follows one contract: hyperparameters in ``__init__``, ``fit(table, features, ...)``
-returning ``self``, ``score(table)`` (higher = more anomalous), ``save``/``load`` and ``export_onnx``.
-:data:`METHODS` maps each method name of ``coffea-ad train`` to its class; the classes are imported on
-first use, so that ``import coffea_ad.models`` alone (e.g. to list the methods) does not import torch.
+Every estimator follows one contract (:mod:`coffea_ad.models.base`): hyperparameters in ``__init__``,
+``fit(table, features=None, **inputs)`` returning ``self`` (the sequence written once in the base class),
+``score(table)`` (higher = more anomalous), ``save``/``load`` and ``export_onnx``. :data:`METHODS` maps each
+method name of ``coffea-ad train`` to its class: adding a method is one class plus one entry here. The
+classes are imported on first use, so that ``import coffea_ad.models`` alone (e.g. to list the methods)
+does not import torch.
 """
 
 from __future__ import annotations

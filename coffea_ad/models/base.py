@@ -1,8 +1,30 @@
-"""The estimator contract every coffea_ad model follows.
+"""The estimator contract every coffea_ad model follows: the fit sequence, written once, and the hooks a
+method implements.
 
-Hyperparameters are stored by ``__init__`` and nothing else happens there; ``fit(table, features, ...)``
-returns ``self``; ``score(table)`` returns one float per row, higher = more anomalous, for every method;
-``scoring_module()`` is the torch module from raw feature columns to that score, which ``export_onnx``
+``Estimator.fit(table, features=None, **inputs)`` runs, for every method:
+
+1. resolve the method inputs (:meth:`Estimator.resolve_inputs`): each class declares the inputs it
+   :attr:`~Estimator.requires` and :attr:`~Estimator.accepts` (``signal_region``, ``mass``, ``label``,
+   ``background``, ``simulation``, ``context``, ``signal_flag``) with :attr:`~Estimator.input_defaults`; a
+   missing one raises naming it and its ``coffea-ad train`` option;
+2. resolve the features: ``features=None`` takes the method's :attr:`~Estimator.default_features`;
+3. read the table (and the ``background`` / ``simulation`` table) with one reader
+   (:func:`coffea_ad.models.data.read_training_data`): rows inside ``region``, rows lacking a value in a used
+   column dropped and counted (``rows_``), the signal-region / sideband (or control-region) split;
+4. record the fitted description (``features_``, ``region_``, ``conditions_``, ``inputs_``, ``rows_``,
+   ``table_hash_``) and let the method check its data (:meth:`Estimator._prepare`);
+5. seeded: build the empty networks (:meth:`Estimator._build`), then train them (:meth:`Estimator._train`),
+   each network through :meth:`Estimator._train_network` (train/validation split, preprocessing fitted on
+   the training part, the shared loop of :mod:`coffea_ad.models.training`, ``history_[name]``).
+
+Adding a method is one class (declare ``method``, ``networks``, ``requires``/``accepts``,
+``default_features``; implement ``_build``, ``_train``, ``_modules`` and ``scoring_module``) plus one entry
+in :data:`coffea_ad.models.METHODS`. Steps 1-3 are :meth:`Estimator._read_inputs` and steps 4-5
+:meth:`Estimator._fit_data`, so that cross-training (one model per fold, each trained on the other folds)
+can loop over :meth:`Estimator._fit_data` without touching the methods.
+
+``score(table)`` returns one float per row, higher = more anomalous, for every method;
+``scoring_module()`` is the torch module from raw input columns to that score, which ``export_onnx``
 writes to ONNX with its preprocessing inside; ``save``/``load`` use JSON for hyperparameters and fitted
 attributes and ``torch.load(weights_only=True)`` for tensors, so loading never unpickles arbitrary objects.
 """
@@ -14,7 +36,7 @@ import dataclasses
 import inspect
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,76 +47,174 @@ from torch import nn
 
 from coffea_ad import __version__
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.models.data import Table, feature_matrix, open_table, region_mask, table_hash
+from coffea_ad.models.data import TrainingData, parse_signal_region, read_training_data
 from coffea_ad.models.training import TrainingResult, fingerprint, resolve_device, train_module
 from coffea_ad.paths import atomic_output, write_json
+from coffea_ad.processing.tables import Table, column_names, feature_matrix, open_table, table_hash
 
-__all__ = ["Training", "Estimator", "NotFittedError"]
+__all__ = ["INPUT_OPTIONS", "Training", "Estimator", "NotFittedError"]
 
 logger = logging.getLogger(__name__)
 
 _STATE_FILE = "weights.pt"
 _CONFIG_FILE = "estimator.json"
 
+#: The method inputs of ``fit`` (besides ``region`` and ``checkpoint_dir``) and their ``coffea-ad train`` options.
+INPUT_OPTIONS: dict[str, str] = {
+    "signal_region": "--signal-region",
+    "mass": "--mass",
+    "label": "--label",
+    "background": "--background",
+    "simulation": "--simulation",
+    "context": "--context",
+    "signal_flag": "--signal-flag",
+}
+_TABLE_INPUTS = ("background", "simulation")
+
 
 class NotFittedError(ConfigurationError):
     """An estimator was used before ``fit`` (or ``load``)."""
 
 
-@dataclass(frozen=True)
+_TRAINING_DEFAULTS: dict[str, Any] = {
+    "epochs": 100,
+    "batch_size": 256,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.0,
+    "patience": 10,
+    "validation_fraction": 0.2,
+    "keep_best": 1,
+    "progress": True,
+}
+
+
+@dataclass(frozen=True, init=False)
 class Training:
-    """Settings of the shared training loop (:func:`coffea_ad.models.training.train_module`).
+    """Settings of one network's training, the same names for every network (flows, classifiers,
+    autoencoders) and for the boosted trees (``classifier="hgb"``).
+
+    ``Training(**settings)`` takes keyword arguments only. The settings you give override the method's
+    per-network defaults (e.g. CATHODE's classifier keeps its 10 best epochs); those you leave out take
+    them: ``Training(epochs=5)`` and ``{"epochs": 5}`` mean the same.
 
     Arguments:
-        epochs: maximum number of epochs.
-        batch_size: events per mini-batch.
-        learning_rate: Adam learning rate.
-        weight_decay: Adam weight decay.
-        patience: stop after this many epochs without a better validation loss (``None``: never).
-        validation_fraction: fraction of the training events held out for validation and early stopping.
-        keep_best: number of best epochs kept; classifiers average them (an ensemble of best epochs).
-        progress: show a tqdm bar per epoch.
+        epochs: maximum number of epochs (hgb: maximum boosting iterations). Default 100.
+        batch_size: events per mini-batch (hgb: unused). Default 256.
+        learning_rate: Adam learning rate (hgb: unused, scikit-learn's 0.1). Default 1e-3.
+        weight_decay: Adam weight decay (hgb: unused). Default 0.
+        patience: stop after this many epochs without a better validation loss, ``None``: never (hgb: boosting
+            iterations without a better validation score). Default 10.
+        validation_fraction: fraction of the training events held out for validation and early stopping
+            (the same for hgb). Default 0.2.
+        keep_best: number of best epochs kept; classifiers average them, an ensemble of best epochs (hgb:
+            unused, the ``ensemble`` argument of the method sets the number of tree models). Default 1.
+        progress: show one progress bar per network (display only: it never changes the result). Default True.
     """
 
-    epochs: int = 100
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int | None = 10
-    validation_fraction: float = 0.2
-    keep_best: int = 1
-    progress: bool = True
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    patience: int | None
+    validation_fraction: float
+    keep_best: int
+    progress: bool
+
+    def __init__(self, **settings: Any) -> None:
+        unknown = sorted(set(settings) - set(_TRAINING_DEFAULTS))
+        if unknown:
+            valid = ", ".join(_TRAINING_DEFAULTS)
+            raise ConfigurationError(f"unknown training setting(s) {unknown}; valid ones: {valid}")
+        for name, default in _TRAINING_DEFAULTS.items():
+            object.__setattr__(self, name, settings.get(name, default))
+        object.__setattr__(self, "_given", frozenset(settings))
+        if self.epochs < 1 or self.batch_size < 1 or self.keep_best < 1:
+            raise ConfigurationError(
+                f"epochs, batch_size and keep_best must be >= 1, got {self.epochs}, {self.batch_size}, {self.keep_best}"
+            )
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigurationError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+    def given(self) -> dict[str, Any]:
+        """The settings given explicitly (the others take the network's defaults)."""
+        return {name: getattr(self, name) for name in _TRAINING_DEFAULTS if name in self._given}
 
     @classmethod
-    def coerce(cls, value: Training | dict | None) -> Training:
-        """Accept a :class:`Training`, a dict of its fields, or ``None`` (defaults)."""
+    def coerce(cls, value: Training | Mapping[str, Any] | None) -> Training:
+        """Accept a :class:`Training`, a dict of its fields, or ``None`` (nothing given)."""
         if value is None:
             return cls()
         if isinstance(value, cls):
             return value
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - {field.name for field in dataclasses.fields(cls)})
-            if unknown:
-                valid = ", ".join(field.name for field in dataclasses.fields(cls))
-                raise ConfigurationError(f"unknown training setting(s) {unknown}; valid ones: {valid}")
+        if isinstance(value, Mapping):
             return cls(**value)
         raise ConfigurationError(f"training must be a Training or a dict, got {type(value).__name__}")
 
 
-class Estimator:
-    """Base class: the shared fit/score/save/load/export machinery of every coffea_ad estimator.
+def resolve_training(
+    value: Training | Mapping[str, Any] | None,
+    networks: Sequence[str],
+    defaults: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Training]:
+    """One complete :class:`Training` per network of a method.
 
-    Subclasses define :attr:`method`, an ``__init__`` that stores its arguments under the same names,
-    :meth:`_fit` (training), :meth:`_build` (empty modules from hyperparameters and fitted shapes), and
-    :meth:`scoring_module`. Fitted attributes end in ``_`` and must be JSON-serialisable.
+    ``value`` is ``None``, one :class:`Training` (or dict of its fields) for every network, or a dict that
+    maps network names to a Training/dict, optionally mixed with fields that apply to every network:
+    ``{"epochs": 20, "classifier": {"keep_best": 3}}``. Layers, later ones winning: the global defaults, the
+    method's ``defaults[network]``, the common settings, the network's own settings.
+    """
+    common: dict[str, Any] = {}
+    own: dict[str, dict[str, Any]] = {}
+    if isinstance(value, Training) or value is None:
+        common = Training.coerce(value).given()
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(networks) - set(_TRAINING_DEFAULTS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown training setting(s) or network(s) {unknown}; settings: {', '.join(_TRAINING_DEFAULTS)}; "
+                f"networks of this method: {', '.join(networks)}"
+            )
+        common = Training(**{k: v for k, v in value.items() if k in _TRAINING_DEFAULTS}).given()
+        own = {name: Training.coerce(value[name]).given() for name in networks if name in value}
+    else:
+        raise ConfigurationError(f"training must be a Training or a dict, got {type(value).__name__}")
+    return {
+        name: Training(**{**_TRAINING_DEFAULTS, **defaults.get(name, {}), **common, **own.get(name, {})})
+        for name in networks
+    }
+
+
+class Estimator:
+    """Base class: the fit sequence and the score/save/load/export machinery of every coffea_ad estimator.
+
+    A method (subclass) declares:
+
+    * :attr:`method`: its name in :data:`coffea_ad.models.METHODS`;
+    * :attr:`networks`: the names of the networks it trains (``"flow"``, ``"classifier"``, ...), the keys
+      of ``training``; :attr:`network_defaults`: per-network training defaults;
+    * :attr:`requires` / :attr:`accepts` / :attr:`input_defaults`: its method inputs;
+    * :attr:`default_features`: its natural feature set (the condition columns are left out);
+
+    and implements :meth:`_build`, :meth:`_train`, :meth:`_modules`, :meth:`scoring_module` (and optionally
+    :meth:`_prepare`). ``__init__`` stores hyperparameters under the names of its arguments and nothing else.
+    Fitted attributes end in ``_`` and must be JSON-serialisable; :attr:`_fitted_attributes` lists those
+    of the method (besides the ones every estimator has).
     """
 
     method: ClassVar[str]
+    networks: ClassVar[tuple[str, ...]] = ()
+    network_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    requires: ClassVar[tuple[str, ...]] = ()
+    accepts: ClassVar[tuple[str, ...]] = ()
+    input_defaults: ClassVar[dict[str, Any]] = {}
+    default_features: ClassVar[tuple[str, ...]] = ()
     _fitted_attributes: ClassVar[tuple[str, ...]] = ()
-    _score_reads_mass: ClassVar[bool] = False
+    _score_reads_condition: ClassVar[bool] = False
 
-    def __init__(self, *, training: Training | dict | None = None, seed: int = 0, device: str = "cpu") -> None:
-        self.training = Training.coerce(training)
+    def __init__(
+        self, *, training: Training | Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto"
+    ) -> None:
+        self.training = resolve_training(training, self.networks, self.network_defaults)
         self.seed = seed
         self.device = device
 
@@ -106,12 +226,167 @@ class Estimator:
 
     def _params_json(self) -> dict[str, Any]:
         params = self.get_params()
-        return {k: dataclasses.asdict(v) if isinstance(v, Training) else v for k, v in params.items()}
+        params["training"] = {name: dataclasses.asdict(value) for name, value in self.training.items()}
+        return params
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
-    # ---- fitting ----------------------------------------------------------------------------------
+    # ---- the fit sequence -------------------------------------------------------------------------
+    @classmethod
+    def resolve_inputs(cls, **inputs: Any) -> dict[str, Any]:
+        """The method inputs ``fit`` will use: the given ones (``None`` = not given) checked against
+        :attr:`requires` and :attr:`accepts`, the defaults of :attr:`input_defaults` filled in, the signal
+        region parsed. A missing or unused input raises, naming the ``coffea-ad train`` option."""
+        given = {name: value for name, value in inputs.items() if value is not None}
+        unknown = sorted(set(given) - set(INPUT_OPTIONS))
+        if unknown:
+            raise ConfigurationError(f"fit got unknown input(s) {unknown}; the inputs are: {', '.join(INPUT_OPTIONS)}")
+        usable = (*cls.requires, *cls.accepts)
+        unused = [name for name in given if name not in usable]
+        if unused:
+            listed = ", ".join(f"{name} ({INPUT_OPTIONS[name]})" for name in usable) or "none"
+            raise ConfigurationError(
+                f"method {cls.method!r} does not use {', '.join(f'{n} ({INPUT_OPTIONS[n]})' for n in unused)}; "
+                f"its inputs: {listed}"
+            )
+        for name in cls.requires:
+            if name not in given:
+                raise ConfigurationError(f"method {cls.method!r} needs {name} ({INPUT_OPTIONS[name]})")
+        resolved = {**{k: v for k, v in cls.input_defaults.items() if k in usable}, **given}
+        if "signal_region" in resolved:
+            resolved["signal_region"] = parse_signal_region(resolved["signal_region"])
+        if "context" in resolved:
+            if isinstance(resolved["context"], str) or not resolved["context"]:
+                raise ConfigurationError(f"context must be a non-empty list of columns, got {resolved['context']!r}")
+            resolved["context"] = list(resolved["context"])
+        return resolved
+
+    @classmethod
+    def conditions(cls, inputs: Mapping[str, Any]) -> list[str]:
+        """The condition columns of resolved ``inputs``: the resonant variable, or the context columns."""
+        if inputs.get("mass") is not None:
+            return [inputs["mass"]]
+        return list(inputs.get("context") or [])
+
+    @classmethod
+    def resolve_features(cls, features: Sequence[str] | None, inputs: Mapping[str, Any]) -> list[str]:
+        """``features``, or the method's :attr:`default_features` without its condition columns."""
+        if features is not None:
+            if isinstance(features, str) or len(features) == 0:
+                raise ConfigurationError(f"features must be a non-empty list of column names, got {features!r}")
+            return list(features)
+        conditions = cls.conditions(inputs)
+        defaults = [name for name in cls.default_features if name not in conditions]
+        if not defaults:
+            raise ConfigurationError(f"method {cls.method!r} has no default features; name them (--features)")
+        return defaults
+
+    def fit(
+        self,
+        table: Table,
+        features: Sequence[str] | None = None,
+        *,
+        region: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+        **inputs: Any,
+    ) -> Estimator:
+        """Train on ``table``: ``features`` (default: the method's natural set), the rows of the boolean column
+        ``region``, and the method inputs (``signal_region=``, ``mass=``, ``label=``, ``background=``,
+        ``simulation=``, ``context=``, ``signal_flag=``: see :attr:`requires` and :attr:`accepts`).
+
+        Rows lacking a value in a used column are dropped and counted in ``rows_``. With ``checkpoint_dir``
+        every network checkpoints each epoch to ``checkpoint_dir/{name}.pt`` and resumes from it. Returns self.
+        """
+        read = self._read_inputs(table, features, region, inputs)
+        return self._fit_data(*read, checkpoint_dir=checkpoint_dir)
+
+    def _read_inputs(
+        self, table: Table, features: Sequence[str] | None, region: str | None, inputs: Mapping[str, Any]
+    ) -> tuple[list[str], str | None, dict[str, Any], TrainingData, TrainingData | None]:
+        """Steps 1-3 of the fit sequence: (features, region, resolved inputs, data, reference data)."""
+        inputs = self.resolve_inputs(**inputs)
+        table = open_table(table)
+        if features is None:
+            features = self.resolve_features(None, inputs)
+            absent = [name for name in features if name not in column_names(table)]
+            if absent:
+                raise ConfigurationError(
+                    f"method {self.method!r} trains by default on {', '.join(features)}; the table has no "
+                    f"{', '.join(absent)}: name the features (--features)"
+                )
+        features = self.resolve_features(features, inputs)
+        conditions = self.conditions(inputs)
+        overlap = sorted(set(conditions) & set(features))
+        if overlap:
+            raise ConfigurationError(f"condition column(s) {overlap} (--mass / --context) must not also be features")
+        split = {
+            "region": region,
+            "condition": conditions,
+            "signal_region": inputs.get("signal_region"),
+            "signal_flag": inputs.get("signal_flag"),
+        }
+        data = read_training_data(table, features, label=inputs.get("label"), **split)
+        reference = None
+        for name in _TABLE_INPUTS:
+            if name in inputs:
+                reference = read_training_data(inputs[name], features, **split)
+        return features, region, inputs, data, reference
+
+    def _fit_data(
+        self,
+        features: list[str],
+        region: str | None,
+        inputs: dict[str, Any],
+        data: TrainingData,
+        reference: TrainingData | None,
+        *,
+        checkpoint_dir: str | Path | None,
+    ) -> Estimator:
+        """Steps 4-5 of the fit sequence, on data already read."""
+        self.features_, self.region_ = list(features), region
+        self.conditions_ = self.conditions(inputs)
+        self.inputs_ = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in inputs.items()
+            if name not in _TABLE_INPUTS
+        }
+        self.rows_ = {"table": data.counts.to_dict()}
+        columns = [*features, *self.conditions_, *([inputs["label"]] if "label" in inputs else [])]
+        arrays = data.arrays()
+        if reference is not None:
+            table_input = next(name for name in _TABLE_INPUTS if name in inputs)
+            self.rows_[table_input] = reference.counts.to_dict()
+            arrays += reference.arrays()
+        self.table_hash_ = table_hash(columns, *arrays)
+        self.history_ = {}
+        self._prepare(data, reference)
+        with self._seeded():
+            self._build()
+            self._train(data, reference, checkpoint_dir)
+        return self
+
+    # ---- hooks ------------------------------------------------------------------------------------
+    def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:
+        """Check the data and set fitted attributes known before training (default: nothing)."""
+
+    def _build(self) -> None:
+        """Create the empty modules from hyperparameters and fitted attributes (used by fit and load)."""
+        raise NotImplementedError
+
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        """Train the networks on ``data`` (and the ``background`` / ``simulation`` ``reference``)."""
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, nn.Module]:
+        """The modules whose ``state_dict`` holds the fitted weights, by name."""
+        raise NotImplementedError
+
+    def scoring_module(self) -> nn.Module:
+        """Torch module from the raw input columns ``[N, len(input_columns)]`` to the score ``[N]``."""
+        raise NotImplementedError
+
+    # ---- shared pieces of training ----------------------------------------------------------------
     @property
     def torch_device(self) -> torch.device:
         """The torch device this estimator trains and scores on (``device="auto"`` resolved)."""
@@ -125,58 +400,58 @@ class Estimator:
             torch.manual_seed(self.seed)
             yield
 
-    def _split(self, n: int, salt: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Deterministic (train, validation) index split of ``n`` events."""
-        fraction = self.training.validation_fraction
-        if not 0.0 < fraction < 1.0:
-            raise ConfigurationError(f"validation_fraction must be in (0, 1), got {fraction}")
+    def _split(self, n: int, network: str, salt: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic (train, validation) index split of ``n`` events with ``network``'s validation fraction."""
         order = np.random.default_rng([self.seed, salt]).permutation(n)
-        n_val = max(1, int(round(fraction * n)))
+        n_val = max(1, int(round(self.training[network].validation_fraction * n)))
         if n - n_val < 1:
             raise ConfigurationError(f"{n} event(s) are too few to split into training and validation")
         return order[n_val:], order[:n_val]
 
-    def _read(self, table: Table, features: Sequence[str], region: str | None) -> np.ndarray:
-        """Read and check the training features (inside ``region``); record features, region and table hash."""
-        table = open_table(table)
-        x = feature_matrix(table, features, rows=region_mask(table, region))
-        self.features_, self.region_ = list(features), region
-        self.table_hash_ = table_hash(features, x)
-        return x
-
     def _tensors(self, *arrays: np.ndarray) -> list[torch.Tensor]:
         return [torch.as_tensor(array, dtype=torch.float32, device=self.torch_device) for array in arrays]
 
-    def _train(
+    def _run_id(self, name: str, shapes: Sequence[tuple[int, ...]]) -> str:
+        """What changes the result identifies a training run; the device and the progress bars do not."""
+        params = {key: value for key, value in self._params_json().items() if key != "device"}
+        params["training"] = {
+            network: {k: v for k, v in settings.items() if k != "progress"}
+            for network, settings in params["training"].items()
+        }
+        return fingerprint(type(self).__name__, params, name, list(shapes), self.table_hash_)
+
+    def _train_network(
         self,
+        network: str,
         module: nn.Module,
         loss,
-        train: Sequence[np.ndarray],
-        validation: Sequence[np.ndarray],
+        arrays: Sequence[np.ndarray],
         *,
-        name: str,
         checkpoint_dir: str | Path | None,
-        settings: Training | None = None,
+        name: str | None = None,
+        salt: int = 0,
     ) -> TrainingResult:
-        """Run the shared training loop on numpy arrays; the checkpoint file is ``checkpoint_dir/name.pt``.
+        """Train one network with the settings ``training[network]``; record ``history_[name]``.
 
-        ``settings`` defaults to the estimator's ``training`` (methods with two networks pass another)."""
-        settings = settings or self.training
+        ``arrays`` (equal lengths) are split into training and validation rows (seeded by ``salt``);
+        ``module.fit_preprocessing(*training_arrays)`` fits its preprocessing on the training rows; the
+        shared loop trains it on the estimator's device, checkpointing to ``checkpoint_dir/{name}.pt``.
+        The module ends on the CPU in eval mode, holding its best epoch. ``name`` defaults to ``network``.
+        """
+        name = name or network
+        settings = self.training[network]
+        train, val = self._split(len(arrays[0]), network, salt)
+        module.fit_preprocessing(*[array[train] for array in arrays])
+        module.to(self.torch_device)
         checkpoint = None
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             checkpoint = Path(checkpoint_dir) / f"{name}.pt"
-        # what changes the result identifies the run; the device and the progress bar do not
-        params = {key: value for key, value in self._params_json().items() if key != "device"}
-        for key, value in params.items():
-            if isinstance(value, dict) and "progress" in value:
-                params[key] = {k: v for k, v in value.items() if k != "progress"}
-        run_id = fingerprint(type(self).__name__, params, name, [array.shape for array in train], self.table_hash_)
-        return train_module(
+        result = train_module(
             module,
             loss,
-            self._tensors(*train),
-            self._tensors(*validation),
+            self._tensors(*[array[train] for array in arrays]),
+            self._tensors(*[array[val] for array in arrays]),
             epochs=settings.epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
@@ -185,10 +460,13 @@ class Estimator:
             keep_best=settings.keep_best,
             seed=self.seed,
             checkpoint=checkpoint,
-            run_id=run_id,
+            run_id=self._run_id(name, [array[train].shape for array in arrays]),
             progress=settings.progress,
             description=f"{self.method} {name}",
         )
+        module.cpu().eval()
+        self.history_[name] = result.summary()
+        return result
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "features_"):
@@ -199,13 +477,9 @@ class Estimator:
         """The table columns the score (and the ONNX input ``features``) reads, in order: the features, then
         the resonant variable for methods whose score is conditioned on it (LaCATHODE, ANODE)."""
         self._check_fitted()
-        return [*self.features_, self.mass_] if self._score_reads_mass else list(self.features_)
+        return [*self.features_, *self.conditions_] if self._score_reads_condition else list(self.features_)
 
     # ---- scoring ----------------------------------------------------------------------------------
-    def scoring_module(self) -> nn.Module:
-        """Torch module from the raw input columns ``[N, len(input_columns)]`` to the score ``[N]``."""
-        raise NotImplementedError
-
     def score_array(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Score a float matrix whose columns are :attr:`input_columns` (higher = more anomalous)."""
         self._check_fitted()
@@ -218,7 +492,8 @@ class Estimator:
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
     def score(self, table: Table) -> np.ndarray:
-        """One anomaly score per row of ``table``; higher = more anomalous."""
+        """One anomaly score per row of ``table``; higher = more anomalous. A row lacking a value raises
+        (select complete rows first, e.g. with :func:`coffea_ad.processing.tables.complete_rows`)."""
         return self.score_array(feature_matrix(open_table(table), self.input_columns))
 
     # ---- export -----------------------------------------------------------------------------------
@@ -228,6 +503,7 @@ class Estimator:
         return {
             "method": self.method,
             "region": self.region_,
+            "inputs": self.inputs_,
             "training_table_hash": self.table_hash_,
             "params": self._params_json(),
         }
@@ -250,16 +526,11 @@ class Estimator:
         )
 
     # ---- persistence ------------------------------------------------------------------------------
-    def _modules(self) -> dict[str, nn.Module]:
-        """The modules whose ``state_dict`` holds the fitted weights, by name."""
-        raise NotImplementedError
-
-    def _build(self) -> None:
-        """Create empty modules from hyperparameters and fitted attributes (used by fit and load)."""
-        raise NotImplementedError
-
     def _fitted_json(self) -> dict[str, Any]:
-        names = ("features_", "region_", "table_hash_", "history_", *self._fitted_attributes)
+        names = (
+            "features_", "region_", "conditions_", "inputs_", "rows_", "table_hash_", "history_",
+            *self._fitted_attributes,
+        )
         return {name: getattr(self, name) for name in names}
 
     def save(self, folder: str | Path) -> Path:
@@ -310,11 +581,13 @@ class Estimator:
         return estimator
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready description: method, parameters, features, region, losses and validation metrics."""
+        """JSON-ready description: method, parameters, inputs, features, region, rows read / dropped / used, losses
+        and validation metrics."""
         self._check_fitted()
         return {
             **self.metadata(),
             "features": self.input_columns,
             "coffea_ad_version": __version__,
+            "rows": self.rows_,
             "history": self.history_,
         }

@@ -1,7 +1,8 @@
-"""Density-based weak supervision for resonant searches: CATHODE, LaCATHODE and ANODE.
+"""Density-based weak supervision: CATHODE, LaCATHODE and ANODE (resonant), Generate and Morph (non-resonant).
 
 A conditional flow ``p(x | m)`` learns the background in the sidebands of the resonant variable ``m``
-(``mjj``) and is interpolated into the signal region.
+(``mjj``) and is interpolated into the signal region; the non-resonant methods condition on context
+variables ``c = (HT, MET)`` instead and extrapolate from a control region.
 
 References:
     Hallin et al., "Classifying Anomalies THrough Outer Density Estimation (CATHODE)", arXiv:2109.00546;
@@ -23,15 +24,26 @@ import torch
 from torch import nn
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.base import Estimator, Training
-from coffea_ad.models.data import ResonantSplit, Table, context_split, parse_signal_region, resonant_split, table_hash
+from coffea_ad.models.data import TrainingData
 from coffea_ad.models.flows import ConditionalDensity, build_flow, negative_log_likelihood
 from coffea_ad.models.preprocessing import Preprocessor
-from coffea_ad.models.weak import ClassifierMethod
+from coffea_ad.models.weak import DIJET_FEATURES, ClassifierMethod
+from coffea_ad.processing.tables import Table, feature_matrix, open_table
 
-__all__ = ["sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate", "Morph"]
+__all__ = ["NONRESONANT_FEATURES", "sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate", "Morph"]
 
 logger = logging.getLogger(__name__)
+
+NONRESONANT_FEATURES: tuple[str, ...] = FEATURE_SETS["nonresonant"]
+"""The non-resonant methods' default features: the ``nonresonant`` set without the context columns."""
+
+_RESONANT = {
+    "requires": ("signal_region",),
+    "accepts": ("mass",),
+    "input_defaults": {"mass": "mjj"},
+}
 
 
 def sample_kde(values: np.ndarray, n: int, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
@@ -45,9 +57,8 @@ def sample_kde(values: np.ndarray, n: int, low: float, high: float, rng: np.rand
 
 
 class _SidebandDensity:
-    """Shared parts of CATHODE, LaCATHODE and ANODE: the conditional flow ``p(x | m)``, the signal-region
-    split and the KDE of the signal-region ``m``. ``__init__`` calls :meth:`_set_flow`.
-    """
+    """Shared parts of the flow-based methods: the conditional flow ``p(x | c)`` (network ``"flow"``), its
+    fit, and sampling. ``__init__`` calls :meth:`_set_flow`."""
 
     def _set_flow(
         self,
@@ -55,59 +66,32 @@ class _SidebandDensity:
         transforms: int,
         flow_hidden: Sequence[int],
         feature_transforms: Mapping[str, str] | None,
-        flow_training: Training | dict | None,
     ) -> None:
         """Store the flow hyperparameters (called by ``__init__``)."""
         self.flow_type = flow_type
         self.transforms = transforms
         self.flow_hidden = list(flow_hidden)
         self.feature_transforms = dict(feature_transforms or {})
-        self.flow_training = Training.coerce(flow_training)
-
-    @property
-    def _n_context(self) -> int:
-        return 1
 
     def _new_density(self) -> ConditionalDensity:
-        n = len(self.features_)
-        flow = build_flow(self.flow_type, n, self._n_context, self.transforms, self.flow_hidden)
+        n, k = len(self.features_), len(self.conditions_)
+        flow = build_flow(self.flow_type, n, k, self.transforms, self.flow_hidden)
         pre_x = Preprocessor(n, Preprocessor.resolve(self.features_, self.feature_transforms))
-        return ConditionalDensity(flow, pre_x, Preprocessor(self._n_context))
+        return ConditionalDensity(flow, pre_x, Preprocessor(k))
 
     def _fit_density(
-        self, density: ConditionalDensity, x: np.ndarray, m: np.ndarray, name: str, salt: int, checkpoint_dir
-    ) -> dict:
-        """Fit ``p(x | m)`` with the flow training settings; return its history."""
-        train, val = self._split(len(x), salt=salt)
-        m = m.reshape(len(m), -1)
-        density.pre_x.fit(x[train])
-        density.pre_c.fit(m[train])
-        density.to(self.torch_device)
-        result = self._train(
-            density,
-            negative_log_likelihood,
-            [x[train], m[train]],
-            [x[val], m[val]],
-            name=name,
-            checkpoint_dir=checkpoint_dir,
-            settings=self.flow_training,
+        self, density: ConditionalDensity, x: np.ndarray, c: np.ndarray, name: str, salt: int, checkpoint_dir
+    ) -> None:
+        """Fit ``p(x | c)`` with the settings of the network ``"flow"``."""
+        self._train_network(
+            "flow", density, negative_log_likelihood, [x, c], name=name, salt=salt, checkpoint_dir=checkpoint_dir
         )
-        density.cpu().eval()
-        return result.summary()
 
-    def _start(
-        self, table: Table, features: Sequence[str], mass: str, signal_region, region: str | None
-    ) -> ResonantSplit:
-        self.mass_ = mass
-        self.signal_region_ = list(parse_signal_region(signal_region))
-        split = resonant_split(table, features, mass, tuple(self.signal_region_), region)
-        self.features_, self.region_ = list(features), region
-        self.table_hash_ = table_hash([*features, mass], split.x, split.m[:, None])
-        return split
-
-    def _sample_masses(self, split: ResonantSplit) -> np.ndarray:
+    def _sample_masses(self, data: TrainingData) -> np.ndarray:
+        """``oversampling`` resonant-variable values per signal-region event, from a KDE of theirs."""
         rng = np.random.default_rng([self.seed, 11])
-        return sample_kde(split.m_sr, self.oversampling * len(split.m_sr), *self.signal_region_, rng)
+        m_sr = data.m_sr[:, 0]
+        return sample_kde(m_sr, self.oversampling * len(m_sr), *self.inputs_["signal_region"], rng)
 
     def sample(self, m: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Background samples of the raw features, one per value of the resonant variable (or per row of
@@ -122,33 +106,45 @@ class _SidebandDensity:
         return np.concatenate(out) if out else np.zeros((0, len(self.features_)), np.float32)
 
 
+def _finite(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``x`` (and their weights, default 1) without a non-finite value."""
+    weights = np.ones(len(x)) if weights is None else weights
+    keep = np.isfinite(x).all(axis=1)
+    return x[keep], weights[keep]
+
+
 class CATHODE(_SidebandDensity, ClassifierMethod):
     """CATHODE: a conditional flow ``p(x | m)`` on the sidebands, sampled in the signal region with ``m`` from
     a KDE of the signal-region ``m``; a classifier of signal-region data vs those samples is the score.
 
     The classifier sees the raw features (samples are mapped back through the inverse preprocessing), so
-    the MLP and the boosted trees take the same inputs. Its ``training.keep_best`` best epochs form the
-    ensemble (default 10, as in the paper).
+    the MLP and the boosted trees take the same inputs. Networks: ``"flow"`` and ``"classifier"``; the
+    classifier keeps its 10 best epochs by default (the ensemble of the paper), whatever form ``training``
+    takes.
 
     Arguments (besides those of :class:`~coffea_ad.models.weak.ClassifierMethod`):
         flow_type: ``"maf"`` or ``"realnvp"`` for the conditional density ``p(x | m)``.
         transforms / flow_hidden: size of the flow.
         feature_transforms: ``{column: "log" | "logit"}`` before standardisation (in the flow's space).
         oversampling: background samples per signal-region event.
-        flow_training: training settings of the flow (``training`` is the classifier's; its ``keep_best``
-            best epochs form the classifier ensemble, 10 by default as in the paper).
+
+    Inputs: ``signal_region``, ``mass`` (default ``mjj``). Default features: the LHC Olympics set.
 
     References:
         Hallin et al., arXiv:2109.00546.
 
     Example:
-        >>> cathode = CATHODE(oversampling=4).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"],
-        ...                                       signal_region="3300:3700")
-        >>> scores = cathode.score(table)
+        >>> cathode = CATHODE(oversampling=4, training={"epochs": 20, "classifier": {"keep_best": 5}})
+        >>> cathode.fit(table, signal_region="3300:3700").score(table)
     """
 
     method: ClassVar[str] = "cathode"
-    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "mass_", "signal_region_")
+    networks: ClassVar[tuple[str, ...]] = ("flow", "classifier")
+    network_defaults: ClassVar[dict[str, dict]] = {"classifier": {"keep_best": 10}}
+    requires: ClassVar[tuple[str, ...]] = _RESONANT["requires"]
+    accepts: ClassVar[tuple[str, ...]] = _RESONANT["accepts"]
+    input_defaults: ClassVar[dict[str, str]] = _RESONANT["input_defaults"]
+    default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
 
     def __init__(
         self,
@@ -161,17 +157,14 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         feature_transforms: Mapping[str, str] | None = None,
         oversampling: int = 4,
         *,
-        flow_training: Training | dict | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
-        if training is None or isinstance(training, dict):
-            training = Training.coerce({"keep_best": 10, **(training or {})})
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
         if oversampling < 1:
             raise ConfigurationError(f"oversampling must be >= 1, got {oversampling}")
-        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, flow_training)
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
         self.oversampling = oversampling
 
     def _build(self) -> None:
@@ -181,35 +174,21 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
     def _modules(self) -> dict[str, nn.Module]:
         return {"classifiers": self.classifiers_, "density": self.density_}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> CATHODE:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit the sideband flow, sample the signal region and train data vs samples there."""
-        split = self._start(table, features, mass, signal_region, region)
-        self._fit_split(split, self._sample_masses(split), checkpoint_dir)
-        return self
+        self._train_flow_then_classifier(data, self._sample_masses(data), checkpoint_dir)
 
-    def _fit_split(self, split: ResonantSplit, conditions: np.ndarray, checkpoint_dir: str | Path | None) -> None:
+    def _train_flow_then_classifier(
+        self, data: TrainingData, conditions: np.ndarray, checkpoint_dir: str | Path | None
+    ) -> None:
         """Flow on the sidebands / control region, one sample per row of ``conditions``, then the classifier."""
-        with self._seeded():
-            self.density_ = self._new_density()
-            flow = self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)
-            self.history_ = {"flow": flow}
-            samples = self.sample(conditions)
-        finite = np.isfinite(samples).all(axis=1)
-        if not finite.all():
-            logger.warning("%s: dropping %d non-finite flow samples", self.method, int((~finite).sum()))
-            samples = samples[finite]
-        x = np.concatenate([split.x_sr, samples])
-        labels = np.concatenate([np.ones(len(split.x_sr)), np.zeros(len(samples))])
-        self._fit_classifiers(x, labels, None, checkpoint_dir)
+        self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
+        samples, _ = _finite(self.sample(conditions))
+        if len(samples) < len(conditions):
+            logger.warning("%s: dropping %d non-finite flow samples", self.method, len(conditions) - len(samples))
+        x = np.concatenate([data.x_sr, samples])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(samples))])
+        self._fit_classifiers(x, labels, checkpoint_dir)
 
 
 class Generate(CATHODE):
@@ -219,36 +198,29 @@ class Generate(CATHODE):
     ``signal_flag``), sampled at the context values of the signal-region events (``oversampling`` times each),
     and a classifier of signal-region data vs samples is the score (input columns: the features).
 
+    Inputs: ``signal_flag``, ``context`` (default ``ht, met``). Default features: the ``nonresonant`` set.
+
     References:
         Bai, Mastandrea, Nachman, "Non-resonant Anomaly Detection with Background Extrapolation", arXiv:2311.12924.
     """
 
     method: ClassVar[str] = "generate"
-    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "context_", "signal_flag_")
+    requires: ClassVar[tuple[str, ...]] = ("signal_flag",)
+    accepts: ClassVar[tuple[str, ...]] = ("context",)
+    input_defaults: ClassVar[dict[str, tuple[str, ...]]] = {"context": FEATURE_SETS["context"]}
+    default_features: ClassVar[tuple[str, ...]] = NONRESONANT_FEATURES
 
-    @property
-    def _n_context(self) -> int:
-        return len(self.context_)
-
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        signal_flag: str,
-        context: Sequence[str] = ("ht", "met"),
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Generate:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit ``p(x | c)`` in the control region, sample it in the signal region, train data vs samples."""
-        split = context_split(table, features, context, signal_flag, region)
-        self.features_, self.region_ = list(features), region
-        self.context_, self.signal_flag_ = list(context), signal_flag
-        self.table_hash_ = table_hash([*features, *context], split.x, split.m)
         rng = np.random.default_rng([self.seed, 17])
-        conditions = split.m_sr[rng.integers(0, len(split.m_sr), self.oversampling * len(split.m_sr))]
-        self._fit_split(split, conditions, checkpoint_dir)
-        return self
+        conditions = data.m_sr[rng.integers(0, len(data.m_sr), self.oversampling * len(data.m_sr))]
+        self._train_flow_then_classifier(data, conditions, checkpoint_dir)
+
+    def background_template(self, simulation: Table, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The background Generate predicts for events with the context values ``context`` ``[N, k]`` (the
+        columns of :attr:`conditions_`): one flow sample per row, weight 1, as ``(features, weights)`` (rows
+        with a non-finite sample dropped). ``simulation`` is not used: Generate needs no simulation."""
+        return _finite(self.sample(np.asarray(context, dtype=np.float32)))
 
 
 class _LatentClassifierScore(nn.Module):
@@ -277,33 +249,18 @@ class LaCATHODE(CATHODE):
     """
 
     method: ClassVar[str] = "lacathode"
+    _score_reads_condition: ClassVar[bool] = True
 
-    _score_reads_mass: ClassVar[bool] = True
-
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> LaCATHODE:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit the sideband flow, map signal-region data to its latent space and train data vs normal samples."""
-        split = self._start(table, features, mass, signal_region, region)
-        with self._seeded():
-            self.density_ = self._new_density()
-            flow = self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir)
-            self.history_ = {"flow": flow}
-            with torch.no_grad():
-                latent = self.density_.latent(torch.as_tensor(split.x_sr), torch.as_tensor(split.m_sr[:, None])).numpy()
-            shape = (self.oversampling * len(latent), latent.shape[1])
-            normal = np.random.default_rng([self.seed, 13]).standard_normal(shape)
-        x = np.concatenate([latent, normal.astype(np.float32)])
+        self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
+        with torch.no_grad():
+            latent = self.density_.latent(torch.as_tensor(data.x_sr), torch.as_tensor(data.m_sr)).numpy()
+        shape = (self.oversampling * len(latent), latent.shape[1])
+        normal = np.random.default_rng([self.seed, 13]).standard_normal(shape).astype(np.float32)
+        x = np.concatenate([latent, normal])
         labels = np.concatenate([np.ones(len(latent)), np.zeros(len(normal))])
-        self._fit_classifiers(x, labels, None, checkpoint_dir)
-        return self
+        self._fit_classifiers(x, labels, checkpoint_dir)
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()
@@ -323,15 +280,21 @@ class _LogDensityRatio(nn.Module):
 
 class ANODE(_SidebandDensity, Estimator):
     """ANODE: score = ``log p_SR(x | m) - log p_SB(x | m)``, two conditional flows trained on the signal-region
-    data and on the sidebands (interpolated into the signal region). Input columns: features + [mass].
-    Arguments as for :class:`CATHODE`'s flow; ``training`` applies to both flows.
+    data (``flow_sr``) and on the sidebands (``flow``, interpolated into the signal region). Input columns:
+    features + [mass]. Arguments as for :class:`CATHODE`'s flow; the network ``"flow"``'s training settings
+    apply to both flows. Inputs: ``signal_region``, ``mass`` (default ``mjj``).
 
     References:
         Nachman, Shih, "Anomaly Detection with Density Estimation", arXiv:2001.04990.
     """
 
     method: ClassVar[str] = "anode"
-    _fitted_attributes: ClassVar[tuple[str, ...]] = ("mass_", "signal_region_")
+    networks: ClassVar[tuple[str, ...]] = ("flow",)
+    requires: ClassVar[tuple[str, ...]] = _RESONANT["requires"]
+    accepts: ClassVar[tuple[str, ...]] = _RESONANT["accepts"]
+    input_defaults: ClassVar[dict[str, str]] = _RESONANT["input_defaults"]
+    default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
+    _score_reads_condition: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -342,12 +305,10 @@ class ANODE(_SidebandDensity, Estimator):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(training=training, seed=seed, device=device)
-        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, self.training)
-
-    _score_reads_mass: ClassVar[bool] = True
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
 
     def _build(self) -> None:
         self.density_ = self._new_density()
@@ -356,25 +317,10 @@ class ANODE(_SidebandDensity, Estimator):
     def _modules(self) -> dict[str, nn.Module]:
         return {"density": self.density_, "density_sr": self.density_sr_}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> ANODE:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit ``p_SB(x | m)`` on the sidebands and ``p_SR(x | m)`` on the signal region."""
-        split = self._start(table, features, mass, signal_region, region)
-        with self._seeded():
-            self._build()
-            self.history_ = {
-                "flow": self._fit_density(self.density_, split.x_sb, split.m_sb, "flow", 1, checkpoint_dir),
-                "flow_sr": self._fit_density(self.density_sr_, split.x_sr, split.m_sr, "flow_sr", 2, checkpoint_dir),
-            }
-        return self
+        self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
+        self._fit_density(self.density_sr_, data.x_sr, data.m_sr, "flow_sr", 2, checkpoint_dir)
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()
@@ -388,8 +334,10 @@ class _MorphModel(nn.Module):
         super().__init__()
         self.simulation = simulation
         self.morph = morph
-        for parameter in self.simulation.parameters():
-            parameter.requires_grad_(False)
+
+    def fit_preprocessing(self, x: np.ndarray, c: np.ndarray) -> None:
+        """The morph reuses the fitted simulation density's preprocessing; that density is frozen for training."""
+        self.simulation.requires_grad_(False)
 
     def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         z, log_det = self.simulation.pre_x(x)
@@ -411,6 +359,10 @@ class Morph(_SidebandDensity, ClassifierMethod):
     transform ``T(x | c)`` is trained on control-region data so that ``p_sim(T(x | c) | c) |det dT/dx|``
     is the data density; signal-region simulation moved by ``T^-1`` is the background template, and a
     classifier of signal-region data vs that template is the score (input columns: the features).
+    Networks: ``"flow"`` (the simulation flow and the morph) and ``"classifier"``.
+
+    Inputs: ``simulation``, ``signal_flag``, ``context`` (default ``ht, met``). Default features: the
+    ``nonresonant`` set.
 
     References:
         Bai, Mastandrea, Nachman, arXiv:2311.12924; Golling et al., "Flow-enhanced transportation for anomaly
@@ -418,7 +370,11 @@ class Morph(_SidebandDensity, ClassifierMethod):
     """
 
     method: ClassVar[str] = "morph"
-    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "context_", "signal_flag_")
+    networks: ClassVar[tuple[str, ...]] = ("flow", "classifier")
+    requires: ClassVar[tuple[str, ...]] = ("simulation", "signal_flag")
+    accepts: ClassVar[tuple[str, ...]] = ("context",)
+    input_defaults: ClassVar[dict[str, tuple[str, ...]]] = {"context": FEATURE_SETS["context"]}
+    default_features: ClassVar[tuple[str, ...]] = NONRESONANT_FEATURES
 
     def __init__(
         self,
@@ -430,68 +386,48 @@ class Morph(_SidebandDensity, ClassifierMethod):
         flow_hidden: Sequence[int] = (64, 64),
         feature_transforms: Mapping[str, str] | None = None,
         *,
-        flow_training: Training | dict | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
-        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms, flow_training)
-
-    @property
-    def _n_context(self) -> int:
-        return len(self.context_)
-
-    def _new_morph(self) -> _MorphModel:
-        morph = build_flow(self.flow_type, len(self.features_), self._n_context, self.transforms, self.flow_hidden)
-        return _MorphModel(self.density_, morph.transform)
+        self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
 
     def _build(self) -> None:
         super()._build()
         self.density_ = self._new_density()
-        self.morph_ = self._new_morph()
+        n, k = len(self.features_), len(self.conditions_)
+        morph = build_flow(self.flow_type, n, k, self.transforms, self.flow_hidden)
+        self.morph_ = _MorphModel(self.density_, morph.transform)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"classifiers": self.classifiers_, "morph": self.morph_}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        simulation: Table,
-        signal_flag: str,
-        context: Sequence[str] = ("ht", "met"),
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Morph:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit ``p_sim(x | c)``, the morph on control-region data, and data vs morphed simulation in the SR."""
-        data = context_split(table, features, context, signal_flag, region)
-        simulated = context_split(simulation, features, context, signal_flag, region)
-        self.features_, self.region_ = list(features), region
-        self.context_, self.signal_flag_ = list(context), signal_flag
-        self.table_hash_ = table_hash([*features, *context], data.x, data.m, simulated.x, simulated.m)
-        with self._seeded():
-            self.density_ = self._new_density()
-            flow = self._fit_density(self.density_, simulated.x, simulated.m, "flow", 3, checkpoint_dir)
-            self.history_ = {"flow": flow}
-            self.morph_ = self._new_morph().to(self.torch_device)
-            train, val = self._split(int((~data.in_sr).sum()), salt=4)
-            x_cr, c_cr = data.x_sb, data.m_sb
-            result = self._train(
-                self.morph_,
-                negative_log_likelihood,
-                [x_cr[train], c_cr[train]],
-                [x_cr[val], c_cr[val]],
-                name="morph",
-                checkpoint_dir=checkpoint_dir,
-                settings=self.flow_training,
-            )
-            self.morph_.cpu().eval()
-            self.history_["morph"] = result.summary()
-            template = self.morph_.transport(torch.as_tensor(simulated.x_sr), torch.as_tensor(simulated.m_sr)).numpy()
-        finite = np.isfinite(template).all(axis=1)
-        x = np.concatenate([data.x_sr, template[finite]])
-        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(int(finite.sum()))])
-        self._fit_classifiers(x, labels, None, checkpoint_dir)
-        return self
+        self._fit_density(self.density_, reference.x, reference.condition, "flow", 3, checkpoint_dir)
+        self._train_network(
+            "flow", self.morph_, negative_log_likelihood, [data.x_sb, data.m_sb], name="morph", salt=4,
+            checkpoint_dir=checkpoint_dir,
+        )
+        template, _ = _finite(self.transport(reference.x_sr, reference.m_sr))
+        x = np.concatenate([data.x_sr, template])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(template))])
+        self._fit_classifiers(x, labels, checkpoint_dir)
+
+    def transport(self, x: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Simulated events ``x`` (raw features) with context ``context`` moved onto data."""
+        self._check_fitted()
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        return self.morph_.transport(x, torch.as_tensor(np.asarray(context, dtype=np.float32))).numpy()
+
+    def background_template(
+        self, simulation: Table, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The background Morph predicts in a region: the simulated events of ``simulation`` (a table with the
+        features and :attr:`conditions_` columns) moved onto data, weight 1, as ``(features, weights)`` (rows
+        moved to a non-finite value dropped). ``context`` is not used: the events keep their own context."""
+        simulation = open_table(simulation)
+        x_sim = feature_matrix(simulation, self.features_)
+        c_sim = feature_matrix(simulation, self.conditions_)
+        return _finite(self.transport(x_sim, c_sim))

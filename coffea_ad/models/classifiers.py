@@ -28,6 +28,7 @@ from torch import nn
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.models.decorrelation import distance_correlation
 from coffea_ad.models.preprocessing import Preprocessor
+from coffea_ad.progress import progress_bar
 
 if TYPE_CHECKING:
     from coffea_ad.models.base import Estimator
@@ -124,6 +125,10 @@ class ClassifierEnsemble(nn.Module):
         self.pre = pre
         self.members = nn.ModuleList(members)
 
+    def fit_preprocessing(self, x: np.ndarray, *others: np.ndarray) -> None:
+        """Set the standardisation from the training inputs (labels and weights, ``others``, are not used)."""
+        self.pre.fit(x)
+
     def logit(self, x: torch.Tensor) -> torch.Tensor:
         """Logit of the first member (the trained one; used as the training loss input)."""
         return self.members[0](self.pre(x)[0]).squeeze(-1)
@@ -185,42 +190,42 @@ def fit_classifier(
     x: np.ndarray,
     labels: np.ndarray,
     *,
-    kind: str,
-    hidden: Sequence[int],
     name: str,
     checkpoint_dir: str | Path | None,
+    network: str = "classifier",
     salt: int = 0,
-    ensemble: int = 1,
     decorrelate: np.ndarray | None = None,
     disco: float = 0.0,
     sample_weight: np.ndarray | None = None,
-) -> tuple[ClassifierEnsemble, list[list[int]], dict]:
-    """Fit a balanced binary classifier on ``x``; return (ensemble, member shapes, history).
+) -> tuple[ClassifierEnsemble, list[list[int]]]:
+    """Fit a balanced binary classifier on ``x``; return (ensemble, member shapes) and record
+    ``estimator.history_[name]`` (with the validation ROC AUC).
 
-    ``kind="mlp"`` trains one network with the estimator's training loop and keeps its ``keep_best`` best
-    epochs; ``kind="hgb"`` fits ``ensemble`` boosted-tree models with seeds ``seed + i`` (each split sees
-    70 % of the features when ``ensemble`` > 1, so that the members differ) and scikit-learn's own early
-    stopping on the same validation split. The history records the validation ROC AUC. ``disco`` > 0 adds
-    the DisCo term between the MLP output and ``decorrelate`` (the resonant variable) on background events.
-    ``sample_weight`` multiplies the balanced class weights (reweighted templates, as in SALAD).
+    The back-end is ``estimator.classifier`` and the settings ``estimator.training[network]``.
+    ``"mlp"`` (widths ``estimator.hidden``) trains one network with the shared loop and keeps its
+    ``keep_best`` best epochs; ``"hgb"`` fits ``estimator.ensemble`` boosted-tree models with seeds
+    ``seed + i`` (each split sees 70 % of the features when the ensemble has more than one, so that the
+    members differ), ``epochs`` as the maximum number of boosting iterations and ``patience`` as
+    scikit-learn's ``n_iter_no_change`` on the same validation split (``validation_fraction``).
+    ``disco`` > 0 adds the DisCo term between the MLP output and ``decorrelate`` (the resonant variable) on
+    background events. ``sample_weight`` multiplies the balanced class weights (reweighted templates, SALAD).
     """
+    kind, hidden = estimator.classifier, estimator.hidden
     labels = labels.astype(np.float32)
     weights = balanced_weights(labels, sample_weight)
     if disco > 0.0 and (kind != "mlp" or decorrelate is None):
         raise ConfigurationError("the DisCo term needs the MLP classifier and the resonant variable (mass)")
-    train, val = estimator._split(len(x), salt)
     if kind == "mlp":
         classifier = build_classifier("mlp", x.shape[1], hidden, [[0]])
-        classifier.pre.fit(x[train])
-        classifier.to(estimator.torch_device)
         tensors = [x, labels, weights] + ([decorrelate.astype(np.float32)] if disco > 0.0 else [])
-        result = estimator._train(
+        result = estimator._train_network(
+            network,
             classifier,
             functools.partial(_weighted_bce, disco=disco),
-            [tensor[train] for tensor in tensors],
-            [tensor[val] for tensor in tensors],
+            tensors,
             name=name,
             checkpoint_dir=checkpoint_dir,
+            salt=salt,
         )
         members = []
         for state in result.best_states:
@@ -229,34 +234,40 @@ def fit_classifier(
             member.load_state_dict({key[len(prefix) :]: v for key, v in state.items() if key.startswith(prefix)})
             members.append(member)
         fitted = ClassifierEnsemble(classifier.pre.cpu(), members).eval()
-        history = {**result.summary(), "validation_auc": _auc(fitted, x[val], labels[val], weights[val])}
-        return fitted, [[0]] * len(members), history
-    if kind == "hgb":
+        shapes = [[0]] * len(members)
+    elif kind == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        settings = estimator.training
+        settings = estimator.training[network]
+        train, val = estimator._split(len(x), network, salt)
         members, shapes, scores = [], [], []
-        for member in range(ensemble):
-            model = HistGradientBoostingClassifier(
-                max_iter=settings.epochs,
-                learning_rate=0.1,
-                early_stopping=True,
-                n_iter_no_change=settings.patience or settings.epochs,
-                max_features=0.7 if ensemble > 1 else 1.0,
-                random_state=estimator.seed + 1000 * salt + member,
-            ).fit(
-                x[train],
-                labels[train].astype(np.int64),
-                sample_weight=weights[train],
-                X_val=x[val],
-                y_val=labels[val].astype(np.int64),
-                sample_weight_val=weights[val],
-            )
-            members.append(TreeEnsemble.from_sklearn(model))
-            shapes.append(list(TreeEnsemble.shape_of(model)))
-            scores.append([float(s) for s in model.validation_score_])
-            logger.info("%s %s member %d: %d trees", estimator.method, name, member, model.n_iter_)
+        description = f"{estimator.method} {name}"
+        with progress_bar(estimator.ensemble, description, unit="model", enabled=settings.progress) as bar:
+            for member in range(estimator.ensemble):
+                model = HistGradientBoostingClassifier(
+                    max_iter=settings.epochs,
+                    learning_rate=0.1,
+                    early_stopping=True,
+                    n_iter_no_change=settings.patience or settings.epochs,
+                    max_features=0.7 if estimator.ensemble > 1 else 1.0,
+                    random_state=estimator.seed + 1000 * salt + member,
+                ).fit(
+                    x[train],
+                    labels[train].astype(np.int64),
+                    sample_weight=weights[train],
+                    X_val=x[val],
+                    y_val=labels[val].astype(np.int64),
+                    sample_weight_val=weights[val],
+                )
+                members.append(TreeEnsemble.from_sklearn(model))
+                shapes.append(list(TreeEnsemble.shape_of(model)))
+                scores.append([float(s) for s in model.validation_score_])
+                logger.info("%s member %d: %d trees", description, member, model.n_iter_)
+                bar.update()
         fitted = ClassifierEnsemble(Preprocessor(x.shape[1]), members).eval()
-        history = {"validation_score": scores, "validation_auc": _auc(fitted, x[val], labels[val], weights[val])}
-        return fitted, shapes, history
-    raise ConfigurationError(f"unknown classifier {kind!r}; valid ones: {', '.join(CLASSIFIERS)}")
+        estimator.history_[name] = {"validation_score": scores}
+    else:
+        raise ConfigurationError(f"unknown classifier {kind!r}; valid ones: {', '.join(CLASSIFIERS)}")
+    _, val = estimator._split(len(x), network, salt)
+    estimator.history_[name]["validation_auc"] = _auc(fitted, x[val], labels[val], weights[val])
+    return fitted, shapes

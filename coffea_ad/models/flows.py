@@ -24,9 +24,11 @@ from torch import nn
 from zuko.flows.coupling import GeneralCouplingTransform
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.base import Estimator, Training
-from coffea_ad.models.data import Table
+from coffea_ad.models.data import TrainingData
 from coffea_ad.models.preprocessing import Preprocessor
+from coffea_ad.processing.tables import Table
 
 __all__ = [
     "FLOW_TYPES",
@@ -69,6 +71,12 @@ class ConditionalDensity(nn.Module):
         self.flow = flow
         self.pre_x = pre_x
         self.pre_c = pre_c
+
+    def fit_preprocessing(self, x: np.ndarray, c: np.ndarray | None = None) -> None:
+        """Set the standardisations of ``x`` and of the context ``c`` from the training rows."""
+        self.pre_x.fit(x)
+        if self.pre_c is not None and c is not None:
+            self.pre_c.fit(c)
 
     def context(self, c: torch.Tensor | None) -> torch.Tensor | None:
         """The preprocessed context (``None`` for an unconditional flow)."""
@@ -133,9 +141,12 @@ class NormalizingFlow(Estimator):
         transforms: number of autoregressive / coupling transforms.
         hidden: hidden layer widths of each transform's network.
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
-        training: settings of the shared training loop (:class:`~coffea_ad.models.base.Training`).
+        training: :class:`~coffea_ad.models.base.Training` of the network ``"flow"``.
         seed: random seed (same seed, same model).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Default features: the LHC Olympics set (``mj_min, delta_mj, tau21_j1, tau21_j2``). Inputs: none besides
+    ``region``.
 
     Example:
         >>> flow = MAF(training={"epochs": 5}).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"])
@@ -144,6 +155,8 @@ class NormalizingFlow(Estimator):
 
     method: ClassVar[str]
     flow_type: ClassVar[str]
+    networks: ClassVar[tuple[str, ...]] = ("flow",)
+    default_features: ClassVar[tuple[str, ...]] = tuple(name for name in FEATURE_SETS["lhco"] if name != "mjj")
 
     def __init__(
         self,
@@ -153,7 +166,7 @@ class NormalizingFlow(Estimator):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(training=training, seed=seed, device=device)
         self.transforms = transforms
@@ -169,27 +182,8 @@ class NormalizingFlow(Estimator):
     def _modules(self) -> dict[str, nn.Module]:
         return {"density": self.density_}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> NormalizingFlow:
-        """Fit the density of ``features`` on the rows of ``table`` (inside the boolean column ``region``)."""
-        x = self._read(table, features, region)
-        train, val = self._split(len(x))
-        with self._seeded():
-            self._build()
-            self.density_.pre_x.fit(x[train])
-            self.density_.to(self.torch_device)
-            result = self._train(
-                self.density_, negative_log_likelihood, [x[train]], [x[val]], name="flow", checkpoint_dir=checkpoint_dir
-            )
-        self.density_.cpu().eval()
-        self.history_ = {"flow": result.summary()}
-        return self
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        self._train_network("flow", self.density_, negative_log_likelihood, [data.x], checkpoint_dir=checkpoint_dir)
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()

@@ -21,16 +21,29 @@ from torch import nn
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.models.base import Estimator, Training
-from coffea_ad.models.data import Table, feature_matrix, open_table
+from coffea_ad.models.data import TrainingData
 from coffea_ad.models.preprocessing import Preprocessor
+from coffea_ad.processing.tables import Table, feature_matrix, open_table
 
-__all__ = ["AutoEncoder", "VariationalAutoEncoder", "VAE_SCORES", "JET_COMBINATIONS", "combine_jet_scores"]
+__all__ = [
+    "AutoEncoder",
+    "VariationalAutoEncoder",
+    "VAE_SCORES",
+    "JET_COMBINATIONS",
+    "JET_SUBSTRUCTURE",
+    "combine_jet_scores",
+]
 
 VAE_SCORES = ("loss", "kl")
 """VAE per-jet scores: the full loss (reconstruction + KL) or the KL term alone."""
 
 JET_COMBINATIONS = {"min": "L1&L2", "max": "L1|L2", "sum": "L1+L2", "product": "L1*L2"}
 """How per-jet VAE scores combine into an event score (names as in arXiv:1811.10276 and its CHEP talk)."""
+
+
+JET_SUBSTRUCTURE = ("tau21_j1", "tau32_j1", "tau21_j2", "tau32_j2")
+"""The autoencoders' default features: the N-subjettiness ratios of the two leading fat jets, jet 1 then jet 2
+in the same order (so that ``VariationalAutoEncoder(jets=2)`` learns single jets)."""
 
 
 def combine_jet_scores(per_jet: np.ndarray, combine: str) -> np.ndarray:
@@ -90,6 +103,10 @@ class _TrainingModel(nn.Module):
         self.net = net
         self.beta = beta
 
+    def fit_preprocessing(self, x: np.ndarray) -> None:
+        """Set the standardisation from the training jets."""
+        self.pre.fit(x)
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         z, _ = self.pre(x)
         if not self.net.variational:
@@ -146,9 +163,11 @@ class AutoEncoder(Estimator):
         latent: size of the bottleneck.
         hidden: encoder hidden widths (the decoder mirrors them).
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
-        training: settings of the shared training loop.
+        training: :class:`~coffea_ad.models.base.Training` of the network ``"autoencoder"``.
         seed: random seed (same seed, same model).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Default features: :data:`JET_SUBSTRUCTURE`. Inputs: none besides ``region``.
 
     Example:
         >>> ae = AutoEncoder(latent=2, training={"epochs": 5})
@@ -157,6 +176,8 @@ class AutoEncoder(Estimator):
     """
 
     method: ClassVar[str] = "autoencoder"
+    networks: ClassVar[tuple[str, ...]] = ("autoencoder",)
+    default_features: ClassVar[tuple[str, ...]] = JET_SUBSTRUCTURE
     _variational: ClassVar[bool] = False
 
     def __init__(
@@ -167,7 +188,7 @@ class AutoEncoder(Estimator):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(training=training, seed=seed, device=device)
         self.latent = latent
@@ -191,6 +212,10 @@ class AutoEncoder(Estimator):
         return groups[0]
 
     def _build(self) -> None:
+        if len(self.features_) % self._n_jets:
+            raise ConfigurationError(
+                f"{len(self.features_)} features cannot be split into {self._n_jets} jets of equal size"
+            )
         width = len(self.features_) // self._n_jets
         net = _AutoEncoderNet(width, self.latent, self.hidden, self._variational)
         self.model_ = _TrainingModel(Preprocessor(width, self._jet_transforms()), net, self._kl_weight)
@@ -198,30 +223,9 @@ class AutoEncoder(Estimator):
     def _modules(self) -> dict[str, nn.Module]:
         return {"model": self.model_}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> AutoEncoder:
-        """Train on the rows of ``table`` (inside the boolean column ``region``) to reconstruct ``features``."""
-        if len(features) % self._n_jets:
-            raise ConfigurationError(f"{len(features)} features cannot be split into {self._n_jets} jets of equal size")
-        x = self._read(table, features, region)
-        jets = x.reshape(-1, x.shape[1] // self._n_jets)
-        train, val = self._split(len(jets))
-        with self._seeded():
-            self._build()
-            self.model_.pre.fit(jets[train])
-            self.model_.to(self.torch_device)
-            result = self._train(
-                self.model_, _model_loss, [jets[train]], [jets[val]], name=self.method, checkpoint_dir=checkpoint_dir
-            )
-        self.model_.cpu().eval()
-        self.history_ = {self.method: result.summary()}
-        return self
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        jets = data.x.reshape(-1, data.x.shape[1] // self._n_jets)
+        self._train_network("autoencoder", self.model_, _model_loss, [jets], checkpoint_dir=checkpoint_dir)
 
     def scoring_module(self) -> nn.Module:
         self._check_fitted()
@@ -260,7 +264,7 @@ class VariationalAutoEncoder(AutoEncoder):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(latent, hidden, feature_transforms, training=training, seed=seed, device=device)
         if score_terms not in VAE_SCORES:

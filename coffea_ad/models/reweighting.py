@@ -14,7 +14,6 @@ References:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,9 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from coffea_ad.features import FEATURE_SETS
+from coffea_ad.models.cathode import NONRESONANT_FEATURES
 from coffea_ad.models.classifiers import build_classifier, fit_classifier
-from coffea_ad.models.data import ResonantSplit, Table, context_split, parse_signal_region, resonant_split, table_hash
+from coffea_ad.models.data import TrainingData
 from coffea_ad.models.weak import ClassifierMethod
+from coffea_ad.processing.tables import Table, feature_matrix, open_table
 
 __all__ = ["SALAD", "Reweight"]
 
@@ -33,9 +35,9 @@ logger = logging.getLogger(__name__)
 _MAX_WEIGHT = 100.0
 
 
-def _with_context(split: ResonantSplit, signal_region: bool) -> np.ndarray:
-    rows = split.in_sr if signal_region else ~split.in_sr
-    return np.concatenate([split.x[rows], split.m[rows].reshape(int(rows.sum()), -1)], axis=1)
+def _with_condition(data: TrainingData, signal_region: bool) -> np.ndarray:
+    rows = data.in_signal_region if signal_region else ~data.in_signal_region
+    return np.concatenate([data.x[rows], data.condition[rows]], axis=1)
 
 
 class SALAD(ClassifierMethod):
@@ -43,99 +45,79 @@ class SALAD(ClassifierMethod):
     signal-region data vs the reweighted signal-region simulation on ``x``; the second classifier is the score.
 
     ``fit(data, features, simulation=..., signal_region=...)``; the simulation table has the same columns.
-    Weights ``p / (1 - p)`` of the (balanced) reweighting classifier are clipped at 100.
+    Weights ``p / (1 - p)`` of the (balanced) reweighting classifier are clipped at 100. Networks:
+    ``"reweighter"`` and ``"classifier"``. Inputs: ``simulation``, ``signal_region``, ``mass`` (default ``mjj``).
 
     References:
         Andreassen, Nachman, Shih, arXiv:2001.05001.
     """
 
     method: ClassVar[str] = "salad"
-    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "reweighter_shapes_", "context_")
+    networks: ClassVar[tuple[str, ...]] = ("reweighter", "classifier")
+    requires: ClassVar[tuple[str, ...]] = ("simulation", "signal_region")
+    accepts: ClassVar[tuple[str, ...]] = ("mass",)
+    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "reweighter_shapes_")
+
+    def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:
+        super()._prepare(data, reference)
+        self.reweighter_shapes_ = []
 
     def _build(self) -> None:
         super()._build()
         self.reweighter_ = build_classifier(
-            self.classifier, len(self.features_) + len(self.context_), self.hidden, self.reweighter_shapes_
+            self.classifier, len(self.features_) + len(self.conditions_), self.hidden, self.reweighter_shapes_
         )
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"classifiers": self.classifiers_, "reweighter": self.reweighter_}
 
     def weights(self, x_with_context: np.ndarray) -> np.ndarray:
-        """Reweighting factors of simulated events (columns: features, then context)."""
+        """Reweighting factors of simulated events (columns: features, then the condition columns)."""
         self._check_fitted()
         with torch.no_grad():
             p = self.reweighter_.to("cpu")(torch.as_tensor(x_with_context, dtype=torch.float32)).double().numpy()
         return np.clip(p / np.clip(1.0 - p, 1e-12, None), 0.0, _MAX_WEIGHT)
 
-    def _fit_splits(self, data: ResonantSplit, simulation: ResonantSplit, checkpoint_dir: str | Path | None) -> None:
-        self.table_hash_ = table_hash(self.features_ + self.context_, data.x, data.m, simulation.x, simulation.m)
-        control = np.concatenate([_with_context(data, False), _with_context(simulation, False)])
-        labels = np.concatenate([np.ones(int((~data.in_sr).sum())), np.zeros(int((~simulation.in_sr).sum()))])
-        with self._seeded():
-            self.reweighter_, self.reweighter_shapes_, history = fit_classifier(
-                self,
-                control,
-                labels,
-                kind=self.classifier,
-                hidden=self.hidden,
-                name="reweighter",
-                checkpoint_dir=checkpoint_dir,
-                salt=101,
-                ensemble=self.ensemble,
-            )
-        self.history_ = {"reweighter": history}
-        weights = self.weights(_with_context(simulation, True))
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        """Reweight the simulation to data outside the signal region; classify them in the signal region."""
+        control = np.concatenate([_with_condition(data, False), _with_condition(reference, False)])
+        labels = np.concatenate([np.ones(len(data.x_sb)), np.zeros(len(reference.x_sb))])
+        self.reweighter_, self.reweighter_shapes_ = fit_classifier(
+            self, control, labels, network="reweighter", name="reweighter", checkpoint_dir=checkpoint_dir, salt=101
+        )
+        weights = self.weights(_with_condition(reference, True))
         logger.info("%s: SR simulation weights mean %.3g, max %.3g", self.method, weights.mean(), weights.max())
-        x = np.concatenate([data.x_sr, simulation.x_sr])
-        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(simulation.x_sr))])
+        x = np.concatenate([data.x_sr, reference.x_sr])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(reference.x_sr))])
         sample_weight = np.concatenate([np.ones(len(data.x_sr)), weights])
-        self._fit_classifiers(x, labels, None, checkpoint_dir, sample_weight=sample_weight)
-
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        simulation: Table,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> SALAD:
-        """Reweight ``simulation`` to ``table`` in the sidebands of ``mass``; classify them in the signal region."""
-        bounds = parse_signal_region(signal_region)
-        data = resonant_split(table, features, mass, bounds, region)
-        simulated = resonant_split(simulation, features, mass, bounds, region)
-        self.features_, self.region_, self.context_ = list(features), region, [mass]
-        self._fit_splits(data, simulated, checkpoint_dir)
-        return self
+        self._fit_classifiers(x, labels, checkpoint_dir, sample_weight=sample_weight)
 
 
 class Reweight(SALAD):
     """Non-resonant Reweight: SALAD with context variables ``c`` (default HT, MET) in place of ``mjj`` and a
     boolean signal-region flag in place of the ``mjj`` window (control region = the rest).
 
+    Inputs: ``simulation``, ``signal_flag``, ``context`` (default ``ht, met``). Default features: the
+    ``nonresonant`` set.
+
     References:
         Bai, Mastandrea, Nachman, arXiv:2311.12924; Andreassen, Nachman, Shih, arXiv:2001.05001.
     """
 
     method: ClassVar[str] = "reweight"
+    requires: ClassVar[tuple[str, ...]] = ("simulation", "signal_flag")
+    accepts: ClassVar[tuple[str, ...]] = ("context",)
+    input_defaults: ClassVar[dict[str, tuple[str, ...]]] = {"context": FEATURE_SETS["context"]}
+    default_features: ClassVar[tuple[str, ...]] = NONRESONANT_FEATURES
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        simulation: Table,
-        signal_flag: str,
-        context: Sequence[str] = ("ht", "met"),
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Reweight:
-        """Reweight ``simulation`` to ``table`` in the control region given ``context``; classify in the SR."""
-        data = context_split(table, features, context, signal_flag, region)
-        simulated = context_split(simulation, features, context, signal_flag, region)
-        self.features_, self.region_, self.context_ = list(features), region, list(context)
-        self._fit_splits(data, simulated, checkpoint_dir)
-        return self
+    def background_template(
+        self, simulation: Table, context: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The background Reweight predicts in a region: the simulated events of ``simulation`` (a table with
+        the features and :attr:`conditions_` columns) with their reweighting factors, as ``(features,
+        weights)``. ``context`` is not used: the events keep their own context."""
+        simulation = open_table(simulation)
+        x_sim = feature_matrix(simulation, self.features_)
+        c_sim = feature_matrix(simulation, self.conditions_)
+        return x_sim, self.weights(np.concatenate([x_sim, c_sim], axis=1))

@@ -1,6 +1,7 @@
 """The one training loop every torch estimator of coffea_ad uses.
 
-Mini-batch Adam with a tqdm bar per epoch, a validation loss after every epoch, early stopping, the ``k``
+Mini-batch Adam with one progress bar per trained network (total = epochs, postfix = the training and
+validation losses), a validation loss after every epoch, early stopping, the ``k``
 best epochs kept (for ensembles of best epochs), and a checkpoint written atomically after every epoch
 from which an interrupted run resumes and ends exactly where the uninterrupted run would have ended
 (the shuffling generator and torch's global random state are checkpointed as well).
@@ -11,17 +12,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
-
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import atomic_output
+from coffea_ad.progress import progress_bar
 
 __all__ = [
     "LossFunction",
@@ -166,16 +165,14 @@ def train_module(
         start_epoch, since_best = int(payload["epoch"]) + 1, int(payload["since_best"])
         logger.info("resuming %s from %s at epoch %d", description, path, start_epoch)
     n_train = len(train[0])
-    n_batches = math.ceil(n_train / batch_size)
-    for epoch in range(start_epoch, epochs):
-        if patience is not None and since_best >= patience:
-            result.stopped_early = True
-            break
-        module.train()
-        order = torch.randperm(n_train, generator=shuffler).to(train[0].device)
-        running = 0.0
-        label = f"{description} epoch {epoch + 1}/{epochs}"
-        with tqdm(total=n_batches, desc=label, disable=not progress, leave=False) as bar:
+    with progress_bar(epochs, description, unit="epoch", enabled=progress, initial=start_epoch) as bar:
+        for epoch in range(start_epoch, epochs):
+            if patience is not None and since_best >= patience:
+                result.stopped_early = True
+                break
+            module.train()
+            order = torch.randperm(n_train, generator=shuffler).to(train[0].device)
+            running = 0.0
             for start in range(0, n_train, batch_size):
                 index = order[start : start + batch_size]
                 value = loss(module, [tensor[index] for tensor in train])
@@ -187,46 +184,51 @@ def train_module(
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
                 optimizer.step()
-                value = float(value.detach())
-                running += value * len(index)
-                bar.set_postfix(loss=f"{value:.4g}")
-                bar.update()
-        result.train_loss.append(running / n_train)
-        validation_loss = _evaluate(module, loss, validation, batch_size)
-        result.validation_loss.append(validation_loss)
-        logger.info(
-            "%s epoch %d: train %.5g validation %.5g", description, epoch + 1, result.train_loss[-1], validation_loss
-        )
-        if result.best_epoch < 0 or validation_loss < result.validation_loss[result.best_epoch]:
-            result.best_epoch, since_best = epoch, 0
-        else:
-            since_best += 1
-        if len(result.best_states) < keep_best or validation_loss < max(result.best_state_losses):
-            if len(result.best_states) == keep_best:
-                worst = result.best_state_losses.index(max(result.best_state_losses))
-                del result.best_states[worst], result.best_state_losses[worst]
-            result.best_states.append(_cpu_state(module))
-            result.best_state_losses.append(validation_loss)
-        if path is not None:
-            payload = {
-                "run_id": run_id,
-                "epoch": epoch,
-                "since_best": since_best,
-                "best_epoch": result.best_epoch,
-                "model": _cpu_state(module),
-                "optimizer": copy.deepcopy(optimizer.state_dict()),
-                "shuffler": shuffler.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "train_loss": result.train_loss,
-                "validation_loss": result.validation_loss,
-                "best_states": result.best_states,
-                "best_state_losses": result.best_state_losses,
-            }
-            if torch.cuda.is_available():
-                payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-            _save_checkpoint(path, payload)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, result)
+                running += float(value.detach()) * len(index)
+            result.train_loss.append(running / n_train)
+            validation_loss = _evaluate(module, loss, validation, batch_size)
+            result.validation_loss.append(validation_loss)
+            logger.debug(
+                "%s epoch %d: train %.5g validation %.5g",
+                description, epoch + 1, result.train_loss[-1], validation_loss,
+            )
+            bar.set_postfix(train=f"{result.train_loss[-1]:.4g}", validation=f"{validation_loss:.4g}", refresh=False)
+            bar.update()
+            if result.best_epoch < 0 or validation_loss < result.validation_loss[result.best_epoch]:
+                result.best_epoch, since_best = epoch, 0
+            else:
+                since_best += 1
+            if len(result.best_states) < keep_best or validation_loss < max(result.best_state_losses):
+                if len(result.best_states) == keep_best:
+                    worst = result.best_state_losses.index(max(result.best_state_losses))
+                    del result.best_states[worst], result.best_state_losses[worst]
+                result.best_states.append(_cpu_state(module))
+                result.best_state_losses.append(validation_loss)
+            if path is not None:
+                payload = {
+                    "run_id": run_id,
+                    "epoch": epoch,
+                    "since_best": since_best,
+                    "best_epoch": result.best_epoch,
+                    "model": _cpu_state(module),
+                    "optimizer": copy.deepcopy(optimizer.state_dict()),
+                    "shuffler": shuffler.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "train_loss": result.train_loss,
+                    "validation_loss": result.validation_loss,
+                    "best_states": result.best_states,
+                    "best_state_losses": result.best_state_losses,
+                }
+                if torch.cuda.is_available():
+                    payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+                _save_checkpoint(path, payload)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, result)
+    stop = ", stopped early" if result.stopped_early else ""
+    logger.info(
+        "%s: %d epoch(s), best %d (validation loss %.5g)%s", description, len(result.train_loss),
+        result.best_epoch + 1, result.validation_loss[result.best_epoch], stop,
+    )
     order = sorted(range(len(result.best_states)), key=result.best_state_losses.__getitem__)
     result.best_states = [result.best_states[i] for i in order]
     result.best_state_losses = [result.best_state_losses[i] for i in order]

@@ -21,20 +21,15 @@ import torch
 from torch import nn
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.base import Estimator, Training
 from coffea_ad.models.classifiers import CLASSIFIERS, build_classifier, fit_classifier
-from coffea_ad.models.data import (
-    Table,
-    column_array,
-    feature_matrix,
-    open_table,
-    parse_signal_region,
-    region_mask,
-    resonant_split,
-    table_hash,
-)
+from coffea_ad.models.data import TrainingData
 
-__all__ = ["ClassifierMethod", "Supervised", "IdealizedAD", "CWoLa", "BDT"]
+__all__ = ["DIJET_FEATURES", "ClassifierMethod", "Supervised", "IdealizedAD", "CWoLa", "BDT"]
+
+DIJET_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_SETS["lhco"] if name != "mjj")
+"""The default features of the resonant dijet methods: the LHC Olympics set without the resonant ``mjj``."""
 
 
 class _MeanProbability(nn.Module):
@@ -54,13 +49,18 @@ class ClassifierMethod(Estimator):
     Arguments:
         classifier: ``"mlp"`` or ``"hgb"`` (scikit-learn HistGradientBoostingClassifier, converted to tensors).
         hidden: hidden layer widths of the MLP.
-        ensemble: number of boosted-tree models averaged (MLPs average their ``training.keep_best`` best epochs).
-        training: settings of the shared training loop (for ``hgb``: ``epochs`` = maximum boosting
-            iterations, ``patience`` = iterations without improvement, ``validation_fraction``).
+        ensemble: number of boosted-tree models averaged (MLPs average their ``keep_best`` best epochs).
+        training: :class:`~coffea_ad.models.base.Training` of the network ``"classifier"`` (for ``hgb``:
+            ``epochs`` = maximum boosting iterations, ``patience`` = iterations without improvement,
+            ``validation_fraction``).
         seed: random seed (same seed, same model).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Default features: :data:`DIJET_FEATURES`.
     """
 
+    networks: ClassVar[tuple[str, ...]] = ("classifier",)
+    default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
     _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_",)
 
     def __init__(
@@ -71,7 +71,7 @@ class ClassifierMethod(Estimator):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(training=training, seed=seed, device=device)
         if classifier not in CLASSIFIERS:
@@ -95,42 +95,39 @@ class ClassifierMethod(Estimator):
     def _modules(self) -> dict[str, nn.Module]:
         return {"classifiers": self.classifiers_}
 
+    def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:
+        self.classifier_shapes_ = []  # the classifiers come out of training (their shapes with them)
+
     def _fit_classifiers(
         self,
         x: np.ndarray,
         labels: np.ndarray,
-        folds: Sequence[np.ndarray] | None,
         checkpoint_dir: str | Path | None,
+        folds: Sequence[np.ndarray] | None = None,
         decorrelate: np.ndarray | None = None,
         disco: float = 0.0,
         sample_weight: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """Fit one classifier (``folds=None``) or one per fold on the other folds; return per-fold test indices."""
         parts = [np.arange(len(x))] if folds is None else list(folds)
-        classifiers, shapes, history = [], [], {}
-        with self._seeded():
-            for index, test in enumerate(parts):
-                train = np.setdiff1d(np.arange(len(x)), test) if folds is not None else test
-                name = "classifier" if folds is None else f"classifier_fold{index}"
-                fitted, member_shapes, history[name] = fit_classifier(
-                    self,
-                    x[train],
-                    labels[train],
-                    kind=self.classifier,
-                    hidden=self.hidden,
-                    name=name,
-                    checkpoint_dir=checkpoint_dir,
-                    salt=index,
-                    ensemble=self.ensemble,
-                    decorrelate=None if decorrelate is None else decorrelate[train],
-                    disco=disco,
-                    sample_weight=None if sample_weight is None else sample_weight[train],
-                )
-                classifiers.append(fitted)
-                shapes.append(member_shapes)
+        classifiers, shapes = [], []
+        for index, test in enumerate(parts):
+            train = np.setdiff1d(np.arange(len(x)), test) if folds is not None else test
+            fitted, member_shapes = fit_classifier(
+                self,
+                x[train],
+                labels[train],
+                name="classifier" if folds is None else f"classifier_fold{index}",
+                checkpoint_dir=checkpoint_dir,
+                salt=index,
+                decorrelate=None if decorrelate is None else decorrelate[train],
+                disco=disco,
+                sample_weight=None if sample_weight is None else sample_weight[train],
+            )
+            classifiers.append(fitted)
+            shapes.append(member_shapes)
         self.classifiers_ = nn.ModuleList(classifiers)
         self.classifier_shapes_ = shapes
-        self.history_ = {**getattr(self, "history_", {}), **history}
         return parts
 
     def scoring_module(self) -> nn.Module:
@@ -150,9 +147,13 @@ class Supervised(ClassifierMethod):
 
     Example:
         >>> Supervised(training={"epochs": 5}).fit(table, features, label="is_signal").score(table)
+
+    Inputs: ``label`` (default ``is_signal``: 1 = signal), ``mass`` (the DisCo variable, needed with ``disco``).
     """
 
     method: ClassVar[str] = "supervised"
+    accepts: ClassVar[tuple[str, ...]] = ("label", "mass")
+    input_defaults: ClassVar[dict[str, str]] = {"label": "is_signal"}
 
     def __init__(
         self,
@@ -163,7 +164,7 @@ class Supervised(ClassifierMethod):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
         if disco < 0:
@@ -172,66 +173,37 @@ class Supervised(ClassifierMethod):
             raise ConfigurationError("the DisCo term needs classifier='mlp'")
         self.disco = disco
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        label: str = "is_signal",
-        mass: str | None = None,
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Supervised:
-        """Train on ``features`` with the 0/1 (or boolean) ``label`` column (1 = signal); ``mass`` is the
-        resonant variable of the DisCo term (needed when ``disco`` > 0)."""
-        table = open_table(table)
-        rows = region_mask(table, region)
-        labels = column_array(table, label).astype(np.float64)
-        labels = labels if rows is None else labels[rows]
-        if not np.isin(labels, (0.0, 1.0)).all():
-            raise ConfigurationError(f"label column {label!r} must hold 0/1 or booleans")
-        if self.disco > 0 and mass is None:
-            raise ConfigurationError("Supervised(disco > 0) needs the resonant variable: fit(..., mass='mjj')")
-        x = self._read(table, features, region)
-        decorrelate = feature_matrix(table, [mass], rows=rows)[:, 0] if self.disco > 0 else None
-        self.table_hash_ = table_hash([*features, label], x, labels[:, None])
-        self._fit_classifiers(x, labels, None, checkpoint_dir, decorrelate, self.disco)
-        return self
+    def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:
+        super()._prepare(data, reference)
+        if self.disco > 0 and data.condition is None:
+            raise ConfigurationError(f"method {self.method!r} with disco > 0 needs mass (--mass)")
+
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        decorrelate = data.condition[:, 0] if self.disco > 0 else None
+        self._fit_classifiers(data.x, data.label, checkpoint_dir, decorrelate=decorrelate, disco=self.disco)
 
 
 class IdealizedAD(ClassifierMethod):
     """Idealized anomaly detector: signal-region data vs a perfectly modelled background in the signal region.
 
     The background template is a second table (e.g. an independent background-only sample); the method
-    is the best any background-template method (CATHODE, SALAD, ...) can do.
+    is the best any background-template method (CATHODE, SALAD, ...) can do. Inputs: ``background``,
+    ``signal_region``, ``mass`` (default ``mjj``).
 
     References:
         Hallin et al., arXiv:2109.00546; Metodiev, Nachman, Thaler, arXiv:1708.02949.
     """
 
     method: ClassVar[str] = "iad"
+    requires: ClassVar[tuple[str, ...]] = ("background", "signal_region")
+    accepts: ClassVar[tuple[str, ...]] = ("mass",)
+    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        background: Table,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> IdealizedAD:
-        """Train data vs ``background`` (both restricted to ``signal_region`` of ``mass``)."""
-        lo, hi = parse_signal_region(signal_region)
-        data = resonant_split(table, features, mass, (lo, hi), region).x_sr
-        reference = resonant_split(background, features, mass, (lo, hi), region).x_sr
-        self.features_, self.region_ = list(features), region
-        self.table_hash_ = table_hash(features, data, reference)
-        x = np.concatenate([data, reference])
-        labels = np.concatenate([np.ones(len(data)), np.zeros(len(reference))])
-        self._fit_classifiers(x, labels, None, checkpoint_dir)
-        return self
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        """Train signal-region data (label 1) vs the signal-region ``background`` (label 0)."""
+        x = np.concatenate([data.x_sr, reference.x_sr])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(reference.x_sr))])
+        self._fit_classifiers(x, labels, checkpoint_dir)
 
 
 class CWoLa(ClassifierMethod):
@@ -239,7 +211,8 @@ class CWoLa(ClassifierMethod):
 
     Events are split into ``folds`` folds; the classifier of fold ``k`` is trained on the other folds, so
     :attr:`out_of_fold_scores_` scores every training event with a model that never saw it (use those for
-    the bump hunt on the same data). :meth:`score` and the ONNX export average all folds (for new events).
+    the bump hunt on the same data; NaN for the rows outside ``region`` or lacking a value). :meth:`score`
+    and the ONNX export average all folds (for new events). Inputs: ``signal_region``, ``mass`` (default ``mjj``).
 
     References:
         Collins, Howe, Nachman, arXiv:1805.02664 and arXiv:1902.02634; Metodiev, Nachman, Thaler, arXiv:1708.02949.
@@ -250,6 +223,9 @@ class CWoLa(ClassifierMethod):
     """
 
     method: ClassVar[str] = "cwola"
+    requires: ClassVar[tuple[str, ...]] = ("signal_region",)
+    accepts: ClassVar[tuple[str, ...]] = ("mass",)
+    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
 
     def __init__(
         self,
@@ -260,44 +236,28 @@ class CWoLa(ClassifierMethod):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
         if folds < 2:
             raise ConfigurationError(f"CWoLa hunting needs folds >= 2, got {folds}")
         self.folds = folds
 
-    def fit(
-        self,
-        table: Table,
-        features: Sequence[str],
-        *,
-        signal_region: str | Sequence[float],
-        mass: str = "mjj",
-        region: str | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> CWoLa:
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Train SR (label 1) vs SB (label 0); sidebands are the events outside the signal region."""
-        table = open_table(table)
-        signal_region = parse_signal_region(signal_region)
-        split = resonant_split(table, features, mass, signal_region, region)
-        self.features_, self.region_ = list(features), region
-        self.table_hash_ = table_hash([*features, mass], split.x, split.m[:, None])
-        order = np.random.default_rng([self.seed, 7]).permutation(len(split.x))
+        order = np.random.default_rng([self.seed, 7]).permutation(len(data.x))
         folds = np.array_split(order, self.folds)
-        parts = self._fit_classifiers(split.x, split.in_sr.astype(np.float64), folds, checkpoint_dir)
-        scores = np.empty(len(split.x), dtype=np.float32)
+        parts = self._fit_classifiers(data.x, data.in_signal_region.astype(np.float64), checkpoint_dir, folds)
+        scores = np.empty(len(data.x), dtype=np.float32)
         for classifier, test in zip(self.classifiers_, parts, strict=True):
             with torch.no_grad():
-                scores[test] = classifier.to("cpu")(torch.as_tensor(split.x[test])).numpy()
-        rows = region_mask(table, region)
-        self.out_of_fold_scores_ = scores if rows is None else _expand(scores, rows)
-        return self
+                scores[test] = classifier.to("cpu")(torch.as_tensor(data.x[test])).numpy()
+        self.out_of_fold_scores_ = _expand(scores, data.rows, data.counts.read)
 
 
-def _expand(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Values of the selected rows placed back into a full-length array (NaN elsewhere)."""
-    full = np.full(len(rows), np.nan, dtype=np.float32)
+def _expand(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """Values of the rows ``rows`` (indices) placed back into an array of ``n_rows`` (NaN elsewhere)."""
+    full = np.full(n_rows, np.nan, dtype=np.float32)
     full[rows] = values
     return full
 
@@ -320,6 +280,6 @@ class BDT(CWoLa):
         *,
         training: Training | dict | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> None:
         super().__init__(classifier, hidden, ensemble, folds, training=training, seed=seed, device=device)

@@ -1,68 +1,47 @@
 """What ``coffea-ad train`` does: fit one method on a feature table and write the model folder.
 
 The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.export`), ``summary.json``
-(method, parameters, features, region, losses per epoch, validation metrics, the ONNX-vs-torch check)
-and the estimator itself (``estimator.json`` + ``weights.pt``, reloadable with ``Estimator.load``).
-Every file is written atomically.
+(method, parameters, inputs, features, rows read / dropped for a missing value / used, losses per epoch,
+validation metrics, the ONNX-vs-torch check) and the estimator itself (``estimator.json`` + ``weights.pt``,
+reloadable with ``Estimator.load``). Every file is written atomically.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coffea_ad.errors import ConfigurationError
-from coffea_ad.onnx.export import score_onnx
 from coffea_ad.models import get_estimator
-from coffea_ad.models.base import Estimator
-from coffea_ad.models.data import Table, feature_matrix, open_table, region_mask
+from coffea_ad.models.base import Training
+from coffea_ad.onnx.export import score_onnx
 from coffea_ad.paths import write_json
+from coffea_ad.processing.tables import Table, complete_rows, open_table, region_mask, take_rows
 
-__all__ = ["default_features", "train_to_folder"]
+__all__ = ["describe_training", "train_to_folder"]
 
 logger = logging.getLogger(__name__)
 
-_BOOKKEEPING = ("run", "luminosityBlock", "event")
+_FILES = ("model.onnx", "summary.json", "estimator.json", "weights.pt")
+_CHECK_ROWS = 2000
 
 
-def default_features(table: Table, exclude: Sequence[str]) -> list[str]:
-    """Every floating-point column except those in ``exclude`` (the resonant variable and the context
-    variables); flags, ids and strings are skipped."""
-    import pyarrow as pa
-
-    table = open_table(table)
-    if hasattr(table, "schema"):
-        names = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-    else:
-        names = [str(name) for name in table.columns if np.issubdtype(np.asarray(table[name]).dtype, np.floating)]
-    features = [name for name in names if name not in exclude and name not in _BOOKKEEPING]
-    if not features:
-        raise ConfigurationError("the table has no floating-point feature columns; name them with --features")
-    return features
+def _with_progress(training: Training | Mapping[str, Any] | None, progress: bool) -> dict[str, Any]:
+    """``training`` as a dict with ``progress`` added, unless it sets ``progress`` itself."""
+    if isinstance(training, Training):
+        training = training.given()
+    return {"progress": progress, **(training or {})}
 
 
-def _fit_arguments(estimator: Estimator, options: dict[str, Any]) -> dict[str, Any]:
-    """The options ``estimator.fit`` accepts; a required one that is missing raises, naming it."""
-    parameters = inspect.signature(estimator.fit).parameters
-    arguments = {}
-    for name, parameter in parameters.items():
-        if name in ("table", "features"):
-            continue
-        if options.get(name) is not None:
-            arguments[name] = options[name]
-        elif parameter.default is inspect.Parameter.empty:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigurationError(f"method {estimator.method!r} needs {flag}")
-    ignored = sorted(name for name, value in options.items() if value is not None and name not in parameters)
-    if ignored:
-        logger.warning("method %s ignores %s", estimator.method, ", ".join(ignored))
-    return arguments
+def _check_matrix(table: Table, columns: Sequence[str], region: str | None) -> np.ndarray:
+    """Up to :data:`_CHECK_ROWS` complete rows of ``columns`` inside ``region``: the ONNX-vs-torch check."""
+    mask = region_mask(table, region)
+    rows = complete_rows(table if mask is None else take_rows(table, mask), columns)
+    return np.stack([rows[name][:_CHECK_ROWS] for name in columns], axis=1).astype(np.float32)
 
 
 def train_to_folder(
@@ -75,29 +54,28 @@ def train_to_folder(
     signal_region: str | None = None,
     mass: str | None = None,
     label: str | None = None,
-    background: str | Path | None = None,
-    simulation: str | Path | None = None,
+    background: str | Path | Table | None = None,
+    simulation: str | Path | Table | None = None,
     context: Sequence[str] | None = None,
     signal_flag: str | None = None,
     seed: int = 0,
-    device: str = "cpu",
-    training: dict | None = None,
+    device: str = "auto",
+    training: Training | Mapping[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Fit ``method`` on ``table`` and write ``output/model.onnx``, ``output/summary.json`` and the estimator.
 
-    Returns the summary. ``features=None`` takes :func:`default_features`; ``training`` (a dict of
-    :class:`~coffea_ad.models.base.Training` fields) applies to every network of the method.
+    Returns the summary. ``features=None`` takes the method's default features (its class attribute
+    ``default_features``, without the resonant variable and the context columns). The inputs left at
+    ``None`` take the method's defaults; one the method needs and does not get, or gets and does not use,
+    raises naming its option. Rows lacking a value in a used column are dropped and counted
+    (``summary["rows"]``). ``training`` (a :class:`~coffea_ad.models.base.Training`, a dict of its fields,
+    or ``{network: ...}``) applies to every network of the method; ``progress`` shows one bar per network.
     """
-    estimator_class = get_estimator(method)
+    estimator = get_estimator(method)(training=_with_progress(training, progress), seed=seed, device=device)
     table = open_table(table)
-    features = list(features) if features else default_features(table, [mass or "mjj", *(context or ())])
-    settings = {"seed": seed, "device": device, "training": training}
-    if training is not None and "flow_training" in inspect.signature(estimator_class).parameters:
-        settings["flow_training"] = training
-    estimator = estimator_class(**settings)
-    options = {
-        "region": region,
+    inputs = {
         "signal_region": signal_region,
         "mass": mass,
         "label": label,
@@ -105,28 +83,61 @@ def train_to_folder(
         "simulation": open_table(simulation) if simulation is not None else None,
         "context": list(context) if context else None,
         "signal_flag": signal_flag,
-        "checkpoint_dir": checkpoint_dir,
     }
-    arguments = _fit_arguments(estimator, options)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    estimator.fit(table, features, **arguments)
+    estimator.fit(table, features, region=region, checkpoint_dir=checkpoint_dir, **inputs)
     seconds = time.perf_counter() - start
     onnx_path = estimator.export_onnx(output / "model.onnx")
     estimator.save(output)
-    check = feature_matrix(table, estimator.input_columns, rows=region_mask(table, region))[:2000]
+    check = _check_matrix(table, estimator.input_columns, region)
     reference = estimator.score_array(check)
     exported = score_onnx(onnx_path, check)
     scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
+    difference = float(np.abs(exported - reference).max() / scale) if len(reference) else 0.0
     summary = {
         **estimator.summary(),
+        "output": str(output),
+        "files": list(_FILES),
         "training_seconds": seconds,
         "device": str(estimator.torch_device),
-        "onnx": {
-            "path": "model.onnx",
-            "max_abs_diff_over_max_abs_score": float(np.abs(exported - reference).max() / scale),
-        },
+        "onnx": {"path": "model.onnx", "max_abs_diff_over_max_abs_score": difference},
     }
     write_json(output / "summary.json", summary)
+    logger.info("%s: wrote %s", method, output)
     return summary
+
+
+def _describe_rows(name: str, counts: Mapping[str, Any]) -> str:
+    missing = ", ".join(f"{column}: {n}" for column, n in counts["missing_by_column"].items())
+    dropped = f"{counts['dropped_missing']} dropped for a missing value" + (f" ({missing})" if missing else "")
+    region = f", {counts['in_region']} in the region" if counts["in_region"] != counts["read"] else ""
+    return f"{name} rows: {counts['read']} read{region}, {dropped}, {counts['used']} used"
+
+
+def _describe_network(name: str, history: Mapping[str, Any]) -> str:
+    parts = []
+    if history.get("best_validation_loss") is not None:
+        parts.append(
+            f"best validation loss {history['best_validation_loss']:.5g} at epoch {history['best_epoch'] + 1} "
+            f"of {history['epochs_run']}" + (" (stopped early)" if history.get("stopped_early") else "")
+        )
+    if history.get("validation_auc") is not None:
+        parts.append(f"validation AUC {history['validation_auc']:.4f}")
+    return f"  {name}: {'; '.join(parts) or 'trained'}"
+
+
+def describe_training(summary: Mapping[str, Any]) -> str:
+    """The lines ``coffea-ad train`` prints for a :func:`train_to_folder` summary: method and files written,
+    features, rows read / dropped for a missing value (per column) / used, and the validation metrics."""
+    folder = Path(summary["output"])
+    files = ", ".join(str(folder / name) for name in summary["files"])
+    lines = [
+        f"{summary['method']}: wrote {files} ({summary['training_seconds']:.1f} s on {summary['device']})",
+        f"features: {', '.join(summary['features'])}",
+    ]
+    lines += [_describe_rows(name, counts) for name, counts in summary["rows"].items()]
+    lines.append("validation:")
+    lines += [_describe_network(name, history) for name, history in summary["history"].items()]
+    return "\n".join(lines)
