@@ -16,8 +16,9 @@ user's signal histogram or, model-agnostically, the fitted background shape itse
 excess and the test is a counting experiment in the window). The local significance is pyhf's q0 test.
 :func:`bump_hunt` slides the window over a grid of centres and corrects the smallest local p-value for the
 look-elsewhere effect, with a trials factor (the number N of windows scanned, p_global = 1 − (1 − p_local)^N:
-an upper bound for overlapping, positively correlated windows) and optionally with background-only toys drawn from the fit to the full
-range (p_global = fraction of toys whose largest local Z reaches the observed one).
+an upper bound for overlapping, positively correlated windows) and optionally with background-only toys
+drawn from the fit to the full range (p_global = fraction of toys whose largest local Z reaches the
+observed one).
 
 Windows are bins whose centres lie in [centre (1 − w/2), centre (1 + w/2)) for a relative width w, since
 the dijet mass resolution grows roughly in proportion to mjj.
@@ -586,8 +587,10 @@ def bump_hunt(
         p_toys = float(np.mean(toy_max_z >= best.significance.z))
     flagged = sum(not w.fit_ok for w in windows)
     logger.info(
-        "bump hunt on %.0f-%.0f GeV (%s): largest local Z %.2f at %.0f GeV; %d of %d windows flagged (sideband fit p < %g)",
-        edges[0], edges[-1], chosen.method, best.significance.z, best.centre, flagged, len(windows), min_fit_probability,
+        "bump hunt on %.0f-%.0f GeV (%s): largest local Z %.2f at %.0f GeV; %d of %d windows flagged "
+        "(sideband fit p < %g)",
+        edges[0], edges[-1], chosen.method, best.significance.z, best.centre, flagged, len(windows),
+        min_fit_probability,
     )
     return BumpHuntResult(
         windows=windows, trials_factor=trials, global_p_trials=p_trials, global_p_toys=p_toys, toy_max_z=toy_max_z,

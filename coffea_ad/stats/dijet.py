@@ -357,7 +357,8 @@ def fit_dijet(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             result = optimize.minimize(
-                deviance, start, jac=gradient, hess=hessian, method="trust-exact", options={"gtol": 1e-6, "maxiter": 200}
+                deviance, start, jac=gradient, hess=hessian, method="trust-exact",
+                options={"gtol": 1e-6, "maxiter": 200},
             )
         except ValueError as error:  # the optimizer stepped where the function overflows: too few events
             raise ConfigurationError(
