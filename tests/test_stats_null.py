@@ -29,14 +29,15 @@ def test_merged_bin_goodness_of_fit_is_uniform_on_background_where_the_sparse_de
     # 2000 events over 104 bins: the tail bins expect far less than one event
     expected = expected_yields(HIGH_MASS, QCD_SHAPE, 2000)
     assert np.mean(expected < 1) > 0.5
-    rng = np.random.default_rng(11)
-    fits = [stats.fit_dijet(rng.poisson(expected), HIGH_MASS, n_parameters=3) for _ in range(60)]
+    rng = np.random.default_rng(4)
+    fits = [stats.fit_dijet(rng.poisson(expected), HIGH_MASS, n_parameters=3) for _ in range(100)]
     merged = np.array([fit.p_value for fit in fits])
     unmerged = np.array([scipy_stats.chi2.sf(fit.deviance, fit.n_bins - fit.n_parameters) for fit in fits])
-    # measured on 300 experiments: merged KS p 0.86, 7 % below 0.05; the unmerged deviance's median p is 0.994
+    # measured here: merged KS p 0.76, 6 of 100 below 0.05 (over 600 experiments with other seeds: 6.2 %
+    # below 0.05, Pearson's chi2 with >= 5 expected is slightly liberal); the unmerged deviance: median p 0.993
     assert scipy_stats.kstest(merged, "uniform").pvalue > 0.01
-    # binomial: 60 experiments at 5 % give at most 9 below 0.05 with probability 0.998
-    assert np.sum(merged < 0.05) <= 9
+    # binomial: 100 experiments at 5 % give at most 11 below 0.05 with probability 0.995
+    assert np.sum(merged < 0.05) <= 11
     assert scipy_stats.kstest(unmerged, "uniform").pvalue < 1e-6 and np.median(unmerged) > 0.9
 
 
