@@ -47,7 +47,7 @@ def plot_fit(
     With ``fit_range`` (low, high) in GeV the prediction is drawn and the pulls are computed only for the bins
     inside it; the bins outside are shaded grey (data shown, not fitted). The pull axis spans
     ±``pull_limit``; a pull beyond it is drawn at the edge with a triangle marker. ``goodness_of_fit`` =
-    (χ², ndf, p) of the merged bins goes into the legend title.
+    (χ², ndf, p) of the merged bins is written in the lower left corner.
     """
     import mplhep
 
@@ -110,11 +110,13 @@ def plot_fit(
         else:
             ax.set_ylim(0, max(float(data.max()), float(prediction[shown].max())) * 1.5)
         ax.set_ylabel("Events / bin")
-        title = None
+        ax.legend(ncol=2, fontsize="small")
         if goodness_of_fit is not None:
             chi2, ndf, p_value = goodness_of_fit
-            title = rf"$\chi^2$/ndf = {chi2:.1f}/{ndf} (merged bins), p = {p_value:.2g}"
-        ax.legend(ncol=2, fontsize="small", title=title, title_fontsize="small")
+            ax.text(
+                0.03, 0.04, f"$\\chi^2$/ndf = {chi2:.1f}/{ndf}, p = {p_value:.2g}\n(merged bins)",
+                transform=ax.transAxes, fontsize=14, ha="left", va="bottom",
+            )
         pull_ax.set_ylabel("Pull")
         pull_ax.set_xlabel(xlabel)
         pull_ax.set_ylim(-pull_limit, pull_limit)
@@ -152,7 +154,8 @@ def plot_local_significance(result: BumpHuntResult) -> Figure:
         z = np.array([w.significance.z for w in result.windows])
         flagged = np.array([not w.fit_ok for w in result.windows], dtype=bool)
         ax.plot(centres, z, color="black", linewidth=1)
-        ax.plot(centres[~flagged], z[~flagged], marker="o", linestyle="none", color="black", label="local Z")
+        if (~flagged).any():
+            ax.plot(centres[~flagged], z[~flagged], marker="o", linestyle="none", color="black", label="local Z")
         if flagged.any():
             ax.plot(
                 centres[flagged], z[flagged], marker="o", linestyle="none", markerfacecolor="none", color="tab:red",
@@ -160,8 +163,8 @@ def plot_local_significance(result: BumpHuntResult) -> Figure:
             )
         ax.set_xlabel(r"window centre $m_{jj}$ [GeV]")
         ax.set_ylabel(r"local significance Z [$\sigma$]")
-        ax.legend(
-            title=f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})",
-            fontsize=14, title_fontsize=14,
-        )
+        title = f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})"
+        if not result.fit_ok:
+            title = "every sideband fit is poor:\nno evidence of a signal"
+        ax.legend(title=title, fontsize=14, title_fontsize=14)
     return fig
