@@ -35,11 +35,6 @@ SIGNAL_REGION = (3300.0, 3700.0)
 CONTROL_REGION = "mjj3500_sb"
 TARGET_EFFICIENCY = 0.05
 FIT_REGION = "deta_sr"
-#: The dijet function describes the spectrum above the turn-on that the pTHat > 1.2 TeV generation cut
-#: makes (its maximum is near 2.7 TeV): the bump hunt fits mjj from here on.
-FIT_MJJ_MIN = 2800.0
-#: Parameters of the dijet function: three, stable on the few hundred events left after a cut.
-DIJET_PARAMETERS = 3
 MJJ_EDGES = np.arange(2000.0, 5001.0, 200.0)
 
 
@@ -65,10 +60,10 @@ def text_histogram(stacks: dict[str, np.ndarray], edges: np.ndarray, width: int 
 
 
 def _region_histogram(result, dataset: str, name: str, region: str) -> hist.Hist:
-    """The mjj histogram of ``region``, from :data:`FIT_MJJ_MIN` on."""
+    """The mjj histogram of ``region``; the bump hunt finds its fit range above the turn-on."""
     histogram = result.histograms[dataset][name]
     position = list(histogram.axes["region"].metadata).index(region)
-    return histogram[{"region": hist.loc(position)}][hist.loc(FIT_MJJ_MIN) :]
+    return histogram[{"region": hist.loc(position)}]
 
 
 def _training_table(result) -> dict[str, np.ndarray]:
@@ -95,17 +90,12 @@ def _train(table: dict[str, np.ndarray], folder: Path, epochs: int) -> dict[str,
     return {name: model.export_onnx(folder / f"{name}.onnx") for name, model in models.items()}
 
 
-def _fit_plot(hunt, histogram: hist.Hist) -> Any:
-    from coffea_ad.plotting.fits import plot_fit
-
-    best = hunt.most_significant
-    counts, edges = histogram.values(), histogram.axes[0].edges
-    first = int(np.flatnonzero(counts > 0)[0])
-    edges, counts = edges[first:], counts[first:]
-    return plot_fit(
-        edges, counts, best.fit.yields(edges), uncertainty=best.fit.yield_uncertainties(edges),
-        window=(best.low, best.high),
-    )
+def _flag(hunt) -> str:
+    """What the text summary says about the windows whose background-only sideband fit is poor."""
+    if not hunt.flagged:
+        return ""
+    verdict = "" if hunt.fit_ok else ": every window, so no discovery"
+    return f" [{len(hunt.flagged)} of {len(hunt.windows)} windows flagged for a poor sideband fit{verdict}]"
 
 
 def run_demo(output: str | Path | None = None, workers: int | None = None, *, epochs: int = 30) -> str:
@@ -164,16 +154,17 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
     save_figure(plotting.plot_sic(rocs), report / "sic.png")
 
     before = {dataset: _region_histogram(scored, dataset, "mjj", FIT_REGION) for dataset in DATASETS}
-    hunt_before = bump_hunt(sum(before.values()), n_parameters=DIJET_PARAMETERS)
+    hunt_before = bump_hunt(sum(before.values()))
     low, high = (hist.loc(edge) for edge in SIGNAL_REGION)
     window = {dataset: float(h[low:high].sum().value) for dataset, h in before.items()}
     summary["events"]["signal_region_before_cut"] = window
     summary["bump_hunt_before_cut"] = hunt_before.to_dict()
-    save_figure(_fit_plot(hunt_before, sum(before.values())), report / "fit_before_cut.png")
+    save_figure(plotting.plot_bump_hunt_fit(hunt_before, sum(before.values())), report / "fit_before_cut.png")
     best = hunt_before.most_significant
     lines.append(
         f"  before any cut ({FIT_REGION}): {window['qcd']:.0f} QCD and {window['wprime']:.0f} W' events in "
-        f"3.3-3.7 TeV; bump hunt: local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV"
+        f"3.3-3.7 TeV; bump hunt on {hunt_before.fit_range.low:.0f}-{hunt_before.fit_range.high:.0f} GeV: "
+        f"local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV{_flag(hunt_before)}"
     )
     for model in models:
         after = {dataset: _region_histogram(scored, dataset, f"mjj_{model}_pass", FIT_REGION) for dataset in DATASETS}
@@ -189,7 +180,7 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
             {LABELS[name]: h for name, h in before.items()},
             {LABELS[name]: h for name, h in after.items()},
             cut=f"{model} cut",
-            xlim=(FIT_MJJ_MIN, 6000),
+            xlim=(hunt_before.fit_range.low, 6000),
         )
         save_figure(figure, report / f"mjj_{model}.png")
         line = (
@@ -198,17 +189,18 @@ def run_demo(output: str | Path | None = None, workers: int | None = None, *, ep
             f"{kept['qcd']:.0f} QCD + {kept['wprime']:.0f} W' events"
         )
         try:
-            hunt = bump_hunt(sum(after.values()), n_parameters=DIJET_PARAMETERS)
+            # the turn-on is a property of the selection before the cut: the cut spectrum is fitted on the same range
+            hunt = bump_hunt(sum(after.values()), mjj_min=hunt_before.fit_range.low)
         except CoffeaADError as error:
             summary["models"][model]["bump_hunt_after_cut"] = {"error": str(error)}
             lines.append(f"{line}; no bump hunt: {error}")
             continue
         best = hunt.most_significant
         summary["models"][model]["bump_hunt_after_cut"] = hunt.to_dict()
-        save_figure(_fit_plot(hunt, sum(after.values())), report / f"fit_{model}.png")
+        save_figure(plotting.plot_bump_hunt_fit(hunt, sum(after.values())), report / f"fit_{model}.png")
         lines.append(
             f"{line}; bump hunt: local Z = {best.significance.z:.2f} at {best.centre:.0f} GeV "
-            f"(global Z = {hunt.global_z:.2f})"
+            f"(global Z = {hunt.global_z:.2f}){_flag(hunt)}"
         )
     write_json(report / "summary.json", summary)
     lines.append(f"  report: {report} (summary.json, roc.png, sic.png, scores_*, mjj_*, fit_*.png)")

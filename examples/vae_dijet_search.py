@@ -46,7 +46,6 @@ MJJ_MIN = 2800.0
 MJJ_EDGES = np.arange(MJJ_MIN, 6001.0, 100.0)
 #: Coarser bins for the background efficiency per mjj bin (enough events per bin for a 1 % quantile).
 EFFICIENCY_EDGES = np.array([2800.0, 3000.0, 3200.0, 3400.0, 3600.0, 3800.0, 4100.0, 4500.0, 6000.0])
-DIJET_PARAMETERS = 3
 
 
 def default_output() -> Path:
@@ -98,17 +97,20 @@ def _histogram(values: np.ndarray, edges: np.ndarray = MJJ_EDGES):
     return hist.Hist(hist.axis.Variable(edges, name="mjj", label=r"$m_{jj}$ [GeV]")).fill(values)
 
 
-def _bump_hunt(histogram) -> dict[str, Any]:
+def _bump_hunt(histogram, mjj_min: float | None = None) -> dict[str, Any]:
+    """The bump hunt above the turn-on of ``histogram``, or from ``mjj_min`` (the range before the cut)."""
     from coffea_ad.stats import bump_hunt
 
     try:
-        hunt = bump_hunt(histogram, n_parameters=DIJET_PARAMETERS)
+        hunt = bump_hunt(histogram, mjj_min=mjj_min)
     except CoffeaADError as error:  # the fits can fail on windows with a few events
         return {"error": f"{type(error).__name__}: {error}"}
     best = hunt.most_significant
     return {
         "local_Z": best.significance.z, "global_Z": hunt.global_z, "centre_GeV": best.centre,
         "window_GeV": [best.low, best.high], "observed": best.observed, "background_fit": best.background,
+        "fit_range_GeV": [hunt.fit_range.low, hunt.fit_range.high], "n_parameters": best.fit.n_parameters,
+        "sideband_fit_p": best.fit.p_value, "fit_ok": best.fit_ok, "n_windows_flagged": len(hunt.flagged),
         "_hunt": hunt,
     }
 
@@ -217,7 +219,7 @@ def run_search(
         )
         plotting.save_figure(figure, output / f"mjj_{combine}.png")
         sculpting = sculpting_test(before["qcd"], after["qcd"])
-        hunt = _bump_hunt(sum(after.values()))
+        hunt = _bump_hunt(sum(after.values()), hunt_before.get("fit_range_GeV", [None])[0])
         if "_hunt" in hunt:
             plotting.save_figure(
                 plotting.plot_bump_hunt_fit(hunt.pop("_hunt"), sum(after.values())), output / f"fit_{combine}.png"
@@ -278,7 +280,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 def _hunt_text(hunt: dict[str, Any]) -> str:
     if "error" in hunt:
         return f"no bump hunt ({hunt['error']})"
-    return f"bump hunt: local Z = {hunt['local_Z']:.2f} at {hunt['centre_GeV']:.0f} GeV (global {hunt['global_Z']:.2f})"
+    flag = "" if hunt["fit_ok"] else ", sideband fit poor: not a discovery"
+    return (
+        f"bump hunt: local Z = {hunt['local_Z']:.2f} at {hunt['centre_GeV']:.0f} GeV (global {hunt['global_Z']:.2f}"
+        f"{flag})"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Plots of fits and limits (mplhep CMS style, matplotlib figures returned, nothing global changed).
 
 - :func:`plot_fit`: data points over the fitted prediction (stacked components optional) with its
-  uncertainty band, and a pull panel (data − fit) / sqrt(fit + σ_fit²).
+  uncertainty band, and a pull panel (data − fit) / sqrt(fit + σ_fit²) of the bins inside the fit range,
+  on a fixed ±5 scale.
 - :func:`plot_bump_hunt_fit`: :func:`plot_fit` of the most significant window of a bump hunt.
 - :func:`plot_cls_scan`: observed and expected CLs against the signal strength with the ±1σ/±2σ bands.
 - :func:`plot_limits`: the observed and expected upper limits (with their bands) of several fits, one row each.
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from coffea_ad.errors import ConfigurationError
 from coffea_ad.plotting.style import cms_style, new_figure
-from coffea_ad.stats.bumphunt import BumpHuntResult, from_first_filled_bin
+from coffea_ad.stats.bumphunt import BumpHuntResult, mjj_histogram
 from coffea_ad.stats.inference import UpperLimit
 
 if TYPE_CHECKING:
@@ -35,29 +37,47 @@ def plot_fit(
     components: Mapping[str, np.ndarray] | None = None,
     signal: np.ndarray | None = None,
     window: tuple[float, float] | None = None,
+    fit_range: tuple[float, float] | None = None,
+    goodness_of_fit: tuple[float, int, float] | None = None,
+    pull_limit: float = 5.0,
     xlabel: str = r"$m_{jj}$ [GeV]",
     prediction_label: str = "fit",
     log: bool = True,
 ) -> Figure:
-    """Data over the fit with a pull panel; ``window`` shades the excluded (signal) window."""
+    """Data over the fit with a pull panel; ``window`` shades the excluded (signal) window.
+
+    With ``fit_range`` (low, high) in GeV the prediction is drawn and the pulls are computed only for the bins
+    inside it; the bins outside are shaded grey (data shown, not fitted). The pull axis spans
+    ±``pull_limit``; a pull beyond it is drawn at the edge with a triangle marker. ``goodness_of_fit`` =
+    (χ², ndf, p) of the merged bins is written in the lower left corner.
+    """
     import mplhep
 
     edges = np.asarray(edges, dtype=np.float64)
     data = np.asarray(data, dtype=np.float64)
     prediction = np.asarray(prediction, dtype=np.float64)
     sigma = np.zeros_like(prediction) if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    inside = np.ones(data.size, dtype=bool)
+    if fit_range is not None:
+        inside = (centres >= fit_range[0]) & (centres < fit_range[1])
+        if not np.any(inside):
+            raise ConfigurationError(f"no bin lies inside the fit range {fit_range[0]:g}..{fit_range[1]:g}")
+    shown = slice(int(np.flatnonzero(inside)[0]), int(np.flatnonzero(inside)[-1]) + 1)
+    fit_edges = edges[shown.start : shown.stop + 1]
     with cms_style():
         fig, (ax, pull_ax) = new_figure(2, height_ratios=(3, 1))
         if components:
             mplhep.histplot(
-                list(components.values()), edges, ax=ax, stack=True, histtype="fill", label=list(components), alpha=0.6
+                [np.asarray(v)[shown] for v in components.values()], fit_edges, ax=ax, stack=True, histtype="fill",
+                label=list(components), alpha=0.6,
             )
-        mplhep.histplot(prediction, edges, ax=ax, color="tab:blue", label=prediction_label)
+        mplhep.histplot(prediction[shown], fit_edges, ax=ax, color="tab:blue", label=prediction_label)
         if uncertainty is not None:
             ax.stairs(
-                prediction + sigma,
-                edges,
-                baseline=prediction - sigma,
+                (prediction + sigma)[shown],
+                fit_edges,
+                baseline=(prediction - sigma)[shown],
                 fill=True,
                 alpha=0.3,
                 color="tab:blue",
@@ -67,24 +87,41 @@ def plot_fit(
             mplhep.histplot(np.asarray(signal, dtype=np.float64), edges, ax=ax, color="tab:red", label="signal")
         mplhep.histplot(data, edges, ax=ax, histtype="errorbar", yerr=np.sqrt(data), color="black", label="data")
         with np.errstate(divide="ignore", invalid="ignore"):
-            pulls = np.where(prediction > 0, (data - prediction) / np.sqrt(prediction + sigma**2), 0.0)
-        pull_ax.stairs(pulls, edges, baseline=0, fill=True, color="grey")
+            pulls = np.where(inside & (prediction > 0), (data - prediction) / np.sqrt(prediction + sigma**2), 0.0)
+        clipped = np.clip(pulls, -pull_limit, pull_limit)
+        pull_ax.stairs(clipped[shown], fit_edges, baseline=0, fill=True, color="grey")
+        beyond = np.abs(pulls) > pull_limit
+        for direction, marker in ((1, "^"), (-1, "v")):
+            where = beyond & (np.sign(pulls) == direction)
+            pull_ax.plot(
+                centres[where], np.full(where.sum(), direction * pull_limit * 0.85), linestyle="none",
+                marker=marker, color="tab:red", markersize=8,
+            )
         pull_ax.axhline(0, color="black", linewidth=1)
         for axis in (ax, pull_ax):
             if window is not None:
                 axis.axvspan(*window, color="orange", alpha=0.15)
+            if fit_range is not None:
+                for low, high in ((edges[0], fit_range[0]), (fit_range[1], edges[-1])):
+                    if high > low:
+                        axis.axvspan(low, high, color="grey", alpha=0.2, linewidth=0)
         if log:
             ax.set_yscale("log")
-            low = max(float(np.min(prediction[prediction > 0], initial=1.0)) * 0.3, 1e-3)
-            ax.set_ylim(low, max(float(data.max()), float(prediction.max())) * 30)
+            low = max(float(np.min(prediction[shown][prediction[shown] > 0], initial=1.0)) * 0.3, 1e-3)
+            ax.set_ylim(low, max(float(data.max()), float(prediction[shown].max())) * 30)
         else:
-            ax.set_ylim(0, max(float(data.max()), float(prediction.max())) * 1.5)
+            ax.set_ylim(0, max(float(data.max()), float(prediction[shown].max())) * 1.5)
         ax.set_ylabel("Events / bin")
         ax.legend(ncol=2, fontsize="small")
+        if goodness_of_fit is not None:
+            chi2, ndf, p_value = goodness_of_fit
+            ax.text(
+                0.03, 0.04, f"$\\chi^2$/ndf = {chi2:.1f}/{ndf}, p = {p_value:.2g}\n(merged bins)",
+                transform=ax.transAxes, fontsize=14, ha="left", va="bottom",
+            )
         pull_ax.set_ylabel("Pull")
         pull_ax.set_xlabel(xlabel)
-        limit = max(3.0, float(np.nanmax(np.abs(pulls))) * 1.1)
-        pull_ax.set_ylim(-limit, limit)
+        pull_ax.set_ylim(-pull_limit, pull_limit)
     return fig
 
 
@@ -92,12 +129,18 @@ def plot_bump_hunt_fit(
     result: BumpHuntResult, data: Any, *, signal: Any = None, xlabel: str = r"$m_{jj}$ [GeV]"
 ) -> Figure:
     """The background fit of the most significant window of ``result`` over the mjj histogram ``data`` (and
-    ``signal``, same binning) from its first filled bin on, the window shaded, with the pull panel."""
-    (counts, edges), signal_counts = from_first_filled_bin(data, signal)
+    ``signal``, same binning) from its first filled bin on: the fit range and its pulls, the bins outside it
+    shaded, the window marked, the merged-bin goodness of fit of the window's sideband fit in the legend."""
+    counts, edges = mjj_histogram(data)
+    filled = np.flatnonzero(counts > 0)
+    first = int(filled[0]) if filled.size else 0
+    counts, edges = counts[first:], edges[first:]
+    signal_counts = None if signal is None else mjj_histogram(signal)[0][first:]
     best = result.most_significant
     return plot_fit(
         edges, counts, best.fit.yields(edges), uncertainty=best.fit.yield_uncertainties(edges), signal=signal_counts,
-        window=(best.low, best.high), xlabel=xlabel,
+        window=(best.low, best.high), fit_range=(result.fit_range.low, result.fit_range.high),
+        goodness_of_fit=(best.fit.chi2, best.fit.ndf, best.fit.p_value), xlabel=xlabel,
     )
 
 
@@ -151,15 +194,25 @@ def plot_limits(
 
 
 def plot_local_significance(result: BumpHuntResult) -> Figure:
-    """Local significance of every window of a bump hunt, with the global Z in the legend."""
+    """Local significance of every window of a bump hunt, with the global Z in the legend; windows whose
+    background-only sideband fit is poor (flagged) are drawn as open red markers."""
     with cms_style():
         fig, ax = new_figure()
-        centres = [w.centre for w in result.windows]
-        ax.plot(centres, [w.significance.z for w in result.windows], marker="o", color="black", label="local Z")
+        centres = np.array([w.centre for w in result.windows])
+        z = np.array([w.significance.z for w in result.windows])
+        flagged = np.array([not w.fit_ok for w in result.windows], dtype=bool)
+        ax.plot(centres, z, color="black", linewidth=1)
+        if (~flagged).any():
+            ax.plot(centres[~flagged], z[~flagged], marker="o", linestyle="none", color="black", label="local Z")
+        if flagged.any():
+            ax.plot(
+                centres[flagged], z[flagged], marker="o", linestyle="none", markerfacecolor="none", color="tab:red",
+                label=f"poor sideband fit (p < {result.min_fit_probability:g})",
+            )
         ax.set_xlabel(r"window centre $m_{jj}$ [GeV]")
         ax.set_ylabel(r"local significance Z [$\sigma$]")
-        ax.legend(
-            title=f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})",
-            fontsize=14, title_fontsize=14,
-        )
+        title = f"global Z = {result.global_z:.2f} ({result.global_method.replace('_', ' ')})"
+        if not result.fit_ok:
+            title = "every sideband fit is poor:\nno evidence of a signal"
+        ax.legend(title=title, fontsize=14, title_fontsize=14)
     return fig

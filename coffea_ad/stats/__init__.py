@@ -4,8 +4,9 @@ pyhf's numpy backend is used as set (the default); nothing here changes pyhf's g
 
 - :mod:`~coffea_ad.stats.workspace`: one validated fit spec dict -> ``pyhf.Workspace``; JSON read/write.
 - :mod:`~coffea_ad.stats.inference`: discovery significance (p0, Z), CLs upper limits with expected bands.
-- :mod:`~coffea_ad.stats.dijet` and :mod:`~coffea_ad.stats.bumphunt`: dijet-function sideband fits, local
-  and global significance of a sliding mjj window.
+- :mod:`~coffea_ad.stats.dijet` and :mod:`~coffea_ad.stats.bumphunt`: dijet-function sideband fits (fit range
+  above the turn-on, parameter count by F-test, merged-bin goodness of fit), local and global significance of
+  a sliding mjj window, windows with a poor background-only fit flagged.
 - :mod:`~coffea_ad.stats.abcd`: ABCD estimate and closure test; :mod:`~coffea_ad.stats.sculpting`: mjj
   sculpting check of a cut and the shape χ² of a template against data.
 - :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.plotting.fits`.
@@ -14,9 +15,19 @@ pyhf's numpy backend is used as set (the default); nothing here changes pyhf's g
 from __future__ import annotations
 
 from coffea_ad.stats.abcd import AbcdPrediction, ClosureTest, abcd_closure, abcd_counts, abcd_prediction, closure_test
-from coffea_ad.stats.bumphunt import BumpHuntResult, WindowResult, bump_hunt, scan_window, window_spec, window_workspace
+from coffea_ad.stats.bumphunt import (
+    BumpHuntResult,
+    FitRange,
+    WindowResult,
+    bump_hunt,
+    fit_range,
+    scan_window,
+    turn_on_peak,
+    window_spec,
+    window_workspace,
+)
 from coffea_ad.stats.datacard import datacard_text, write_combine
-from coffea_ad.stats.dijet import SQRT_S, DijetFit, dijet_function, dijet_yields, fit_dijet
+from coffea_ad.stats.dijet import SQRT_S, DijetFit, dijet_function, dijet_yields, f_test, fit_dijet, merged_chi2
 from coffea_ad.stats.inference import (
     Significance,
     UpperLimit,
@@ -44,6 +55,7 @@ __all__ = [
     "BumpHuntResult",
     "ClosureTest",
     "DijetFit",
+    "FitRange",
     "SculptingTest",
     "ShapeComparison",
     "Significance",
@@ -63,13 +75,17 @@ __all__ = [
     "dijet_function",
     "dijet_yields",
     "discovery_significance",
+    "f_test",
     "fit_dijet",
+    "fit_range",
     "fit_spec",
+    "merged_chi2",
     "model_significance",
     "read_workspace",
     "scan_window",
     "sculpting_test",
     "shape_chi2",
+    "turn_on_peak",
     "upper_limit",
     "window_spec",
     "window_workspace",

@@ -35,7 +35,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import write_json
 from coffea_ad.plotting import save_figure
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
-from coffea_ad.stats.bumphunt import bump_hunt, from_first_filled_bin, scan_window
+from coffea_ad.stats.bumphunt import bump_hunt
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
 from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
@@ -125,25 +125,22 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
     signal = None
     if paths.signal is not None:
         signal = read_histogram(file, paths.fill(paths.signal, region, variable), filename=filename)
-    (counts, edges), signal = from_first_filled_bin(data, signal)
-    result = bump_hunt((counts, edges), signal=signal, **options)
+    result = bump_hunt(data, signal=signal, **options)
     best = result.most_significant
-    window_options = {
-        k: v for k, v in options.items() if k in ("relative_width", "n_parameters", "background_uncertainty")
-    }
-    _, spec = scan_window(counts, edges, best.centre, signal=signal, **window_options)
+    spec = result.spec()
     workspace = build_workspace(spec)
     write_workspace(workspace, outdir / "workspace.json")
     write_combine(spec, outdir / "datacard.txt")
     written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     fit = best.fit
     figure = plot_fit(
-        edges,
-        counts,
-        fit.yields(edges),
-        uncertainty=fit.yield_uncertainties(edges),
-        signal=signal,
+        result.edges,
+        result.counts,
+        fit.yields(result.edges),
+        uncertainty=fit.yield_uncertainties(result.edges),
+        signal=result.signal,
         window=(best.low, best.high),
+        goodness_of_fit=(fit.chi2, fit.ndf, fit.p_value),
     )
     save_figure(figure, outdir / "fit.png")
     save_figure(plot_local_significance(result), outdir / "local_significance.png")
