@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "process", metavar="PROCESS", help=f"one of: {', '.join(PROCESSES)} (see 'coffea-ad processes')"
     )
-    parser.add_argument("-n", "--events", type=options.positive_int, required=True, help="number of events to write")
+    parser.add_argument("-n", "--events", type=int, required=True, help="number of events to write")
     options.add_output(parser, "the NanoAOD ROOT file to write (it appears only once complete)")
     options.SEED.add(parser)
     options.SET.add(parser)

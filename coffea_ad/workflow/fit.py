@@ -10,7 +10,8 @@ may be a sum of datasets. Defaults, each said in the output (``inputs`` of ``fit
   score distribution ``{score}`` for ``--method score``;
 - region: the signal region recorded by ``coffea-ad score`` in ``scores.json`` beside the file, else
   ``deta_sr`` (|Δη_jj| < 1.3 over the whole mjj range);
-- backgrounds (``--method score``): every dataset that is neither data nor signal.
+- backgrounds (``--method score``): every dataset that is neither data nor signal (with data the sum of every
+  dataset, every dataset but the signal).
 
 A name the file does not hold is refused with the datasets, regions or variables it holds.
 
@@ -129,7 +130,7 @@ class FitInputs:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``inputs`` entry of ``fit_results.json``."""
-        return {**dataclasses.asdict(self), "notes": list(self.notes)}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
 
 
 def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -168,17 +169,19 @@ def resolve_inputs(
 ) -> FitInputs:
     """Fill in the defaults (see the module docstring) and check every name against the file's content."""
     notes = []
+    observed = ()  # the datasets that are data, not simulation
     if data is None:
         if "data" in content.datasets:
-            data = ("data",)
+            data = observed = ("data",)
         else:
             data = tuple(content.datasets)
             notes.append(f"data: the sum of every dataset ({', '.join(data)}): the file has no dataset 'data'")
-    data = _names(data)
+    else:
+        data = observed = _names(data)
     for name in (*data, *_names(backgrounds), *_names(signal)):
         content.require("dataset", name, "--data, --background or --signal")
     if backgrounds is None:
-        backgrounds = [name for name in content.datasets if name not in data and name != signal]
+        backgrounds = [name for name in content.datasets if name not in observed and name != signal]
         if method == "score":
             notes.append(f"backgrounds: every dataset but data and signal ({', '.join(backgrounds) or 'none'})")
     backgrounds = _names(backgrounds)
