@@ -79,9 +79,9 @@ def _dataset_features(
 
 
 def _step_name(processors: Mapping[str, Any]) -> str:
-    """The progress-bar label of a run: the processor's class name."""
-    instance = next(iter(processors.values()))
-    return type(instance).__name__
+    """The progress-bar label of a run: the processor's class and the number of datasets."""
+    count = len(processors)
+    return f"{type(next(iter(processors.values()))).__name__} on {count} dataset{'s' * (count != 1)}"
 
 
 def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles], step_size: int,
@@ -108,7 +108,7 @@ def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles]
     collections, repack = dask.base.unpack_collections(graphs)
     persisted = client.persist(list(collections))
     futures = futures_of(persisted)
-    with progress_bar(len(futures), f"{_step_name(processors)} ({len(processors)} datasets)", unit="partition") as bar:
+    with progress_bar(len(futures), _step_name(processors), unit="partition") as bar:
         for _ in as_completed(futures):
             bar.update(1)
     (computed,) = repack(client.compute(persisted, sync=True))
