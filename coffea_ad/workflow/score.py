@@ -16,9 +16,9 @@ run's ``scores.json``), the first pass is skipped. Output folder::
                              {score}_vs_{mass}     2-D: score × mass
                              {score}               the score distribution
                              {mass}_{score}_pass   the mass of the events above the threshold
-    OUTDIR/scores.json       per model: threshold, target and measured control-region efficiency, edges, the
-                             signal region and mass ``coffea-ad fit`` reads by default, and per dataset and
-                             region the events above and below the threshold
+    OUTDIR/scores.json       per model: threshold, target and measured control-region efficiency, edges,
+                             mass, the signal region (which ``coffea-ad fit`` fits by default), and per
+                             dataset and region the events above and below the threshold
     OUTDIR/cutflow.json, OUTDIR/features/{dataset}.parquet  (with one score column per model)
 """
 
