@@ -269,6 +269,14 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         return
     if workers is not None and workers < 1:
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # No dashboard, and the scheduler's HTTP server on a free port: no "port 8787 in use" warning beside another
+    # cluster.
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+    ) as cluster:
         with Client(cluster) as client:
             yield client
