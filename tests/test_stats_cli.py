@@ -114,8 +114,8 @@ def test_abcd_predicts_region_a_and_checks_closure(histograms, tmp_path):
             ["score", "--region", "deta_cr", "--signal", "wprime", "--background", "qcd"],
             r"background in region 'deta_cr' .* bins \[1\]",
         ),
-        (["score"], "--method score needs --signal DATASET; datasets: data, empty, qcd, ttbar, wprime"),
-        (["abcd"], "--method abcd needs four --region flags A,B,C,D .*; regions: A, B, C, D, deta_cr, deta_sr"),
+        (["score"], "method score needs --signal DATASET; datasets: data, empty, qcd, ttbar, wprime"),
+        (["abcd"], "method abcd needs four --region flags A,B,C,D .*; regions: A, B, C, D, deta_cr, deta_sr"),
         (["--region", "deta_sr,deta_cr"], "bumphunt fits one region, got 2"),
     ],
 )

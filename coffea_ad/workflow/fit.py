@@ -7,10 +7,10 @@ may be a sum of datasets. Defaults, each said in the output (``inputs`` of ``fit
 - data: the dataset called ``data`` if the file has one, else the sum of every dataset;
 - score: the one model of the file (score writes ``{mass}_{score}_pass``); with none or several, none;
 - variable: ``{mass}_{score}_pass`` (the mass after the anomaly cut) with a score, else ``{mass}``; the
-  score distribution ``{score}`` for ``--method score``;
+  score distribution ``{score}`` for method ``score``;
 - region: the signal region recorded by ``coffea-ad score`` in ``scores.json`` beside the file, else
   ``deta_sr`` (|Δη_jj| < 1.3 over the whole mjj range);
-- backgrounds (``--method score``): every dataset that is neither data nor signal (with data the sum of every
+- backgrounds (method ``score``): every dataset that is neither data nor signal (with data the sum of every
   dataset, every dataset but the signal).
 
 A name the file does not hold is refused with the datasets, regions or variables it holds.
@@ -195,10 +195,10 @@ def resolve_inputs(
     if method == "score":
         if score is None:
             raise ConfigurationError(
-                f"--method score needs --score NAME; the file holds the scores {_listing(content.scores(mass))}"
+                f"method score needs --score NAME; the file holds the scores {_listing(content.scores(mass))}"
             )
         if signal is None:
-            raise ConfigurationError(f"--method score needs --signal DATASET; datasets: {_listing(content.datasets)}")
+            raise ConfigurationError(f"method score needs --signal DATASET; datasets: {_listing(content.datasets)}")
         variable = score
     else:
         variable = f"{mass}_{score}_pass" if score else mass
@@ -206,7 +206,7 @@ def resolve_inputs(
     if regions is None:
         if method == "abcd":
             raise ConfigurationError(
-                f"--method abcd needs four --region flags A,B,C,D (in that order); regions: {_listing(content.regions)}"
+                f"method abcd needs four --region flags A,B,C,D (in that order); regions: {_listing(content.regions)}"
             )
         region, source = _recorded_signal_region(content.path, score)
         regions = (region,)
@@ -215,10 +215,10 @@ def resolve_inputs(
     for region in regions:
         content.require("region", region, "--region")
     if method == "bumphunt" and len(regions) != 1:
-        raise ConfigurationError(f"--method bumphunt fits one region, got {len(regions)}: {', '.join(regions)}")
+        raise ConfigurationError(f"method bumphunt fits one region, got {len(regions)}: {', '.join(regions)}")
     if method == "abcd" and len(regions) != 4:
         raise ConfigurationError(
-            f"--method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
+            f"method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
         )
     return FitInputs(data, backgrounds, signal, regions, variable, tuple(notes))
 
@@ -293,7 +293,7 @@ def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> di
 def _score(file, filename, outdir, inputs: FitInputs, template_statistics, written) -> dict:
     regions, variable = inputs.regions, inputs.variable
     if not inputs.backgrounds:
-        raise ConfigurationError("--method score needs a background dataset (--background)")
+        raise ConfigurationError("method score needs a background dataset (--background)")
     channels, shown = [], {}
     for region in regions:
         data = _read_sum(file, filename, inputs.data, region, variable)
