@@ -239,3 +239,17 @@ def test_histograms_weighted_by_a_branch(shared_nanoaod):
     assert histogram.sum(flow=True).value == pytest.approx(weights.sum())
     assert histogram.sum(flow=True).variance == pytest.approx((weights**2).sum())
     assert output["cutflow"]["n_events"] == 200 and output["cutflow"]["regions"].values().sum() == 200
+
+
+@pytest.mark.parametrize("mode", ["dask", "virtual"])
+def test_progress_is_one_bar_of_a_few_lines_in_a_log(shared_nanoaod, client, capsys, mode):
+    checked, _ = check_fileset(normalize_fileset({"ttbar": [str(shared_nanoaod / "nano_tt_v12.root")]}))
+    result = run_processor(
+        checked, mode=mode, client=client, features="lhco", step_size=50, progress=True,
+        make_processor=AnomalyFeatureProcessor,
+    )
+    assert result.cutflows["ttbar"]["n_events"] == len(result.tables["ttbar"])
+    log = capsys.readouterr().err  # not a terminal: whole lines, no carriage returns
+    assert "\r" not in log
+    lines = log.splitlines()
+    assert 1 <= len(lines) <= 3 and lines[-1].startswith("AnomalyFeatureProcessor on 1 dataset: 100%"), log

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uproot
 
-from coffea_ad.cli import SUBCOMMANDS, main
+from coffea_ad.cli import COMMANDS, main
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.generate import cached_sample, generate, read_sample_metadata
 
@@ -162,7 +162,7 @@ def test_parameters_are_checked_before_any_event(tmp_path):
         generate("semivisible", 10, tmp_path / "x.root", settings={"r_inv": 1.5}, progress=False)
 
 
-@pytest.mark.parametrize("command", list(SUBCOMMANDS))
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

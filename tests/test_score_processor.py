@@ -16,6 +16,7 @@ import pytest
 import uproot
 
 from coffea_ad.cli import main
+from coffea_ad.processing.tables import read_parquet
 from coffea_ad.workflow.score import run_scoring
 
 LHCO = ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"]
@@ -171,3 +172,31 @@ def test_the_three_line_example_runs_on_real_cms_nanoaod(model, shared_nanoaod):
         capture_output=True, text=True, check=True, cwd=REPOSITORY,
     )
     assert "events with two fat jets" in result.stdout
+
+
+def test_region_features_name_what_each_partition_is_built_from():
+    from coffea_ad.errors import ConfigurationError
+    from coffea_ad.workflow.score import region_features
+
+    assert region_features("deta_cr") == ["deta_jj"]
+    assert region_features("mjj3500_sb") == ["mjj"]
+    assert sorted(region_features("context_sr")) == ["ht", "met"]
+    with pytest.raises(ConfigurationError, match="control region 'deta_xx' is not a region flag; .*deta_cr"):
+        region_features("deta_xx", option="control region")
+
+
+def test_the_control_region_can_be_any_region_flag_of_the_tables(fileset, model, tmp_path, capsys):
+    """deta_cr was refused: the first pass computed only the models' inputs and mjj, so no Δη flag existed."""
+    fileset_path = tmp_path / "fileset.json"
+    fileset_path.write_text(json.dumps(fileset))
+    status = main(["score", str(fileset_path), "--model", f"ae={model}", "-o", str(tmp_path / "out"), "-j", "2",
+                   "--control-region", "deta_cr", "--efficiency", "0.1", "--features", "lhco", "--no-progress"])
+    assert status == 0
+    assert "keeps" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "scores.json").read_text())["ae"]
+    tables = [read_parquet(path) for path in sorted((tmp_path / "out" / "features").glob("*.parquet"))]
+    assert all("deta_cr" in table.fields for table in tables)
+    control = np.concatenate([ak.to_numpy(ak.drop_none(table.ae[table.deta_cr])) for table in tables])
+    assert summary["control_region"] == "deta_cr" and summary["signal_region"] == "deta_sr"
+    assert summary["control_region_efficiency"] == pytest.approx(np.mean(control >= summary["threshold"]))
+    assert abs(summary["control_region_efficiency"] - 0.1) < 3 * np.sqrt(0.1 * 0.9 / len(control)) + 1 / len(control)

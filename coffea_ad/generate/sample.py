@@ -24,6 +24,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.generate.detector import DetectorCard
 from coffea_ad.generate.processes import get_process
 from coffea_ad.paths import atomic_output
+from coffea_ad.progress import progress_bar
 
 __all__ = ["GenerationSummary", "cached_sample", "generate"]
 
@@ -160,7 +161,7 @@ def generate(
     n_events: int,
     output: str | os.PathLike,
     *,
-    seed: int = 1,
+    seed: int = 0,
     settings: Mapping[str, str | float] | None = None,
     workers: int | None = None,
     chunk_size: int | None = None,
@@ -186,8 +187,6 @@ def generate(
         >>> from coffea_ad.generate import generate
         >>> generate("wprime_xy", 1000, "wprime.root", seed=7, settings={"mass_wprime": 3000})  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
     from coffea_ad.generate.nanoaod import NanoAODWriter
 
     settings = dict(settings or {})
@@ -216,7 +215,7 @@ def generate(
 
     start = time.perf_counter()
     stats: list[dict[str, float]] = []
-    bar = tqdm(total=n_events, unit="event", desc=f"generate {process}", disable=not progress, leave=False)
+    bar = progress_bar(n_events, f"generate {process}", unit="event", enabled=progress)
     with atomic_output(output) as temporary, NanoAODWriter(temporary) as writer, bar:
         for arrays, chunk_stats in _run_chunks(chunks, workers):
             writer.extend(arrays)
@@ -270,7 +269,7 @@ def cached_sample(
     process: str,
     n_events: int,
     *,
-    seed: int = 1,
+    seed: int = 0,
     settings: Mapping[str, str | float] | None = None,
     workers: int | None = None,
     progress: bool = True,

@@ -31,6 +31,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, missing_branches, resolve_feature_names, select_features
 from coffea_ad.features.regions import RegionConfig, check_cutflow, cutflow, flag_names, partition_layout
 from coffea_ad.paths import write_json
+from coffea_ad.progress import progress_bar
 from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
 from coffea_ad.processing.histograms import book_histograms, write_root
 from coffea_ad.processing.tables import empty_table, sort_by_event_id, write_parquet
@@ -77,6 +78,12 @@ def _dataset_features(
     return kept_names, left_out
 
 
+def _step_name(processors: Mapping[str, Any]) -> str:
+    """The progress-bar label of a run: the processor's class and the number of datasets."""
+    count = len(processors)
+    return f"{type(next(iter(processors.values()))).__name__} on {count} dataset{'s' * (count != 1)}"
+
+
 def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles], step_size: int,
               client: Any, progress: bool) -> dict[str, Any]:
     """preprocess -> apply_to_fileset -> one compute of every dataset's outputs."""
@@ -95,12 +102,16 @@ def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles]
     if client is None or not progress:
         (computed,) = dask.compute(graphs)
         return computed
-    from distributed import progress as progress_bar
+    from distributed import as_completed, futures_of
 
+    # Persist, then count the partitions as they finish: one bar for the whole step, not one line per 0.1 s.
     collections, repack = dask.base.unpack_collections(graphs)
-    futures = client.compute(list(collections))
-    progress_bar(futures)
-    (computed,) = repack(client.gather(futures))
+    persisted = client.persist(list(collections))
+    futures = futures_of(persisted)
+    with progress_bar(len(futures), _step_name(processors), unit="partition") as bar:
+        for _ in as_completed(futures):
+            bar.update(1)
+    (computed,) = repack(client.compute(persisted, sync=True))
     return computed
 
 
@@ -111,16 +122,18 @@ def _run_virtual(processors: Mapping[str, Any], checked: Mapping[str, DatasetFil
     from coffea.nanoevents import NanoAODSchema
 
     if client is None:
-        executor = processor.IterativeExecutor(status=progress)
+        executor = processor.IterativeExecutor(status=False)
     else:
-        executor = processor.DaskExecutor(client=client, status=progress)
+        executor = processor.DaskExecutor(client=client, status=False)
     runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=step_size)
     computed = {}
-    for name, instance in processors.items():
-        files = {name: {"files": checked[name].files, "metadata": checked[name].metadata}}
-        output = runner(files, processor_instance=instance)
-        computed[name] = output[name]
-        computed[name]["table"] = ak.concatenate(output[name]["table"])
+    with progress_bar(len(processors), _step_name(processors), unit="dataset", enabled=progress) as bar:
+        for name, instance in processors.items():
+            files = {name: {"files": checked[name].files, "metadata": checked[name].metadata}}
+            output = runner(files, processor_instance=instance)
+            computed[name] = output[name]
+            computed[name]["table"] = ak.concatenate(output[name]["table"])
+            bar.update(1)
     return computed
 
 
@@ -256,6 +269,14 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         return
     if workers is not None and workers < 1:
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # No dashboard, and the scheduler's HTTP server on a free port: no "port 8787 in use" warning beside another
+    # cluster.
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+    ) as cluster:
         with Client(cluster) as client:
             yield client

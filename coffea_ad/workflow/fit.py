@@ -1,14 +1,24 @@
 """``coffea-ad fit``: from a ROOT file of histograms to a workspace, fit results and plots in one folder.
 
-Histograms are read with uproot (``.to_hist()``) by path inside the file; a path may contain ``{region}``
-and ``{variable}``, filled in for every region. The feature processor writes ``{dataset}/{region}/{variable}``,
-so the defaults are ``data/{region}/{variable}``, ``background/{region}/{variable}`` and
-``signal/{region}/{variable}``. A background's sample name is the first component of its path.
+The file is what ``coffea-ad features`` or ``coffea-ad score`` writes: histograms ``{dataset}/{region}/{variable}``
+(region = a flag such as ``deta_sr``). The samples are named by dataset; each of data, background and signal
+may be a sum of datasets. Defaults, each said in the output (``inputs`` of ``fit_results.json``):
+
+- data: the dataset called ``data`` if the file has one, else the sum of every dataset;
+- score: the one model of the file (score writes ``{mass}_{score}_pass``); with none or several, none;
+- variable: ``{mass}_{score}_pass`` (the mass after the anomaly cut) with a score, else ``{mass}``; the
+  score distribution ``{score}`` for method ``score``;
+- region: the signal region recorded by ``coffea-ad score`` in ``scores.json`` beside the file, else
+  ``deta_sr`` (|Δη_jj| < 1.3 over the whole mjj range);
+- backgrounds (method ``score``): every dataset that is neither data nor signal (with data the sum of every
+  dataset, every dataset but the signal).
+
+A name the file does not hold is refused with the datasets, regions or variables it holds.
 
 Methods and what they write into the output folder (every file atomically):
 
-- ``bumphunt``: the data mjj spectrum (after the anomaly cut) of the first region; :func:`bump_hunt` over a
-  window grid. ``workspace.json`` and ``datacard.txt`` + ``shapes.root`` (the most significant window),
+- ``bumphunt``: the data mass spectrum of one region; :func:`bump_hunt` over a window grid.
+  ``workspace.json`` and ``datacard.txt`` + ``shapes.root`` (the most significant window),
   ``fit_results.json``, ``fit.png`` (sideband fit over data with pulls), ``local_significance.png``; with a
   signal also ``cls_scan.png``.
 - ``score``: the anomaly-score histograms of every region as one multi-channel workspace (one channel per
@@ -22,6 +32,9 @@ Methods and what they write into the output folder (every file atomically):
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -34,60 +47,180 @@ import numpy as np
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.paths import write_json
 from coffea_ad.plotting import save_figure
+from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
 from coffea_ad.stats.bumphunt import bump_hunt
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
-from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.workspace import build_workspace, channel_spec, fit_spec, histogram_counts, write_workspace
 
-__all__ = ["FIT_METHODS", "DEFAULT_VARIABLES", "HistogramPaths", "read_histogram", "run_fit", "describe_fit"]
+__all__ = ["FIT_METHODS", "HistogramFile", "FitInputs", "read_histogram", "resolve_inputs", "run_fit", "describe_fit"]
 
 logger = logging.getLogger(__name__)
 
 FIT_METHODS = ("bumphunt", "score", "abcd")
-DEFAULT_VARIABLES = {"bumphunt": "mjj", "score": "score", "abcd": "mjj"}
-DEFAULT_REGIONS = {"bumphunt": ("SR",), "score": ("SR",), "abcd": ("A", "B", "C", "D")}
+_SHOWN = 15
 
 
-class HistogramPaths:
-    """Path templates of the data, background and signal histograms inside the ROOT file."""
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else "") if names else "none"
 
-    def __init__(
-        self,
-        data: str = "data/{region}/{variable}",
-        backgrounds: Sequence[str] = ("background/{region}/{variable}",),
-        signal: str | None = "signal/{region}/{variable}",
-    ) -> None:
-        self.data = data
-        self.backgrounds = tuple(backgrounds)
-        self.signal = signal
 
-    @staticmethod
-    def fill(template: str, region: str, variable: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class HistogramFile:
+    """What a ROOT file of histograms holds: every histogram path, and its datasets, regions and variables."""
+
+    path: Path
+    keys: tuple[str, ...]
+
+    @classmethod
+    def read(cls, file: Any, path: str | os.PathLike) -> HistogramFile:
+        """The inventory of an open uproot file."""
+        keys = sorted(
+            key.rsplit(";", 1)[0]
+            for key, classname in file.classnames().items()
+            if classname.startswith(("TH1", "TH2"))
+        )
+        return cls(Path(path), tuple(keys))
+
+    def _component(self, position: int) -> list[str]:
+        parts = (key.split("/") for key in self.keys)
+        return sorted({part[position] for part in parts if len(part) == 3})
+
+    @property
+    def datasets(self) -> list[str]:
+        """The first components of the ``{dataset}/{region}/{variable}`` paths."""
+        return self._component(0)
+
+    @property
+    def regions(self) -> list[str]:
+        """The region flags of the file."""
+        return self._component(1)
+
+    @property
+    def variables(self) -> list[str]:
+        """The histogrammed variables of the file."""
+        return self._component(2)
+
+    def scores(self, mass: str) -> list[str]:
+        """The models whose cut the file holds: ``x`` for every variable ``{mass}_x_pass``."""
+        prefix, suffix = f"{mass}_", "_pass"
+        return [v[len(prefix):-len(suffix)] for v in self.variables if v.startswith(prefix) and v.endswith(suffix)]
+
+    def require(self, kind: str, name: str, source: str) -> None:
+        """Refuse a dataset, region or variable the file does not hold, listing those it holds."""
+        present = {"dataset": self.datasets, "region": self.regions, "variable": self.variables}[kind]
+        if name not in present:
+            raise InputFileError(
+                f"{kind} {name!r} ({source}) is not in {self.path}; its {kind}s: {_listing(present)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FitInputs:
+    """The histograms one fit reads: datasets summed as data, backgrounds, signal; regions; variable."""
+
+    data: tuple[str, ...]
+    backgrounds: tuple[str, ...]
+    signal: str | None
+    regions: tuple[str, ...]
+    variable: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``inputs`` entry of ``fit_results.json``."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _recorded_signal_region(histograms: Path, score: str | None) -> tuple[str, str]:
+    """The signal region ``coffea-ad score`` recorded beside the file, else the default; and where it came from."""
+    from coffea_ad.workflow.score import DEFAULT_SIGNAL_REGION
+
+    record = histograms.with_name("scores.json")
+    if record.is_file():
         try:
-            return template.format(region=region, variable=variable)
-        except (KeyError, IndexError, ValueError) as error:
+            models = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputFileError(f"cannot read {record}: {error}") from error
+        regions = [entry.get("signal_region") for name, entry in models.items() if score in (None, name)]
+        regions = sorted({region for region in regions if region})
+        if len(regions) == 1:
+            return regions[0], f"the signal region recorded in {record}"
+    return DEFAULT_SIGNAL_REGION, "the default signal region"
+
+
+def resolve_inputs(
+    content: HistogramFile,
+    method: str,
+    *,
+    data: str | Sequence[str] | None = None,
+    backgrounds: str | Sequence[str] | None = None,
+    signal: str | None = None,
+    regions: Sequence[str] | None = None,
+    mass: str = "mjj",
+    score: str | None = None,
+) -> FitInputs:
+    """Fill in the defaults (see the module docstring) and check every name against the file's content."""
+    notes = []
+    observed = ()  # the datasets that are data, not simulation
+    if data is None:
+        if "data" in content.datasets:
+            data = observed = ("data",)
+        else:
+            data = tuple(content.datasets)
+            notes.append(f"data: the sum of every dataset ({', '.join(data)}): the file has no dataset 'data'")
+    else:
+        data = observed = _names(data)
+    for name in (*data, *_names(backgrounds), *_names(signal)):
+        content.require("dataset", name, "--data, --background or --signal")
+    if backgrounds is None:
+        backgrounds = [name for name in content.datasets if name not in observed and name != signal]
+        if method == "score":
+            notes.append(f"backgrounds: every dataset but data and signal ({', '.join(backgrounds) or 'none'})")
+    backgrounds = _names(backgrounds)
+    if score is None:
+        found = content.scores(mass)
+        if len(found) == 1:
+            score = found[0]
+            notes.append(f"score: {score}, the one model of the file")
+        elif found:
+            notes.append(f"score: none of the models {', '.join(found)} (choose one with --score)")
+    if method == "score":
+        if score is None:
             raise ConfigurationError(
-                f"histogram path {template!r} may only use the placeholders {{region}} and {{variable}}"
-            ) from error
-
-    @staticmethod
-    def sample_name(template: str) -> str:
-        """The first component of a path (the dataset), without placeholder braces."""
-        return template.split("/", 1)[0].replace("{", "").replace("}", "")
-
-    def background_names(self) -> list[str]:
-        names = [self.sample_name(template) for template in self.backgrounds]
-        if len(set(names)) != len(names):
-            names = [t.replace("/", "_").replace("{", "").replace("}", "") for t in self.backgrounds]
-        return names
-
-
-def _available(file) -> list[str]:
-    return sorted(
-        key.rsplit(";", 1)[0] for key, classname in file.classnames().items() if classname.startswith(("TH1", "TH2"))
-    )
+                f"method score needs --score NAME; the file holds the scores {_listing(content.scores(mass))}"
+            )
+        if signal is None:
+            raise ConfigurationError(f"method score needs --signal DATASET; datasets: {_listing(content.datasets)}")
+        variable = score
+    else:
+        variable = f"{mass}_{score}_pass" if score else mass
+    content.require("variable", variable, "--mass and --score" if score else "--mass")
+    if regions is None:
+        if method == "abcd":
+            raise ConfigurationError(
+                f"method abcd needs four --region flags A,B,C,D (in that order); regions: {_listing(content.regions)}"
+            )
+        region, source = _recorded_signal_region(content.path, score)
+        regions = (region,)
+        notes.append(f"region: {region}, {source}")
+    regions = tuple(regions)
+    for region in regions:
+        content.require("region", region, "--region")
+    if method == "bumphunt" and len(regions) != 1:
+        raise ConfigurationError(f"method bumphunt fits one region, got {len(regions)}: {', '.join(regions)}")
+    if method == "abcd" and len(regions) != 4:
+        raise ConfigurationError(
+            f"method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
+        )
+    return FitInputs(data, backgrounds, signal, regions, variable, tuple(notes))
 
 
 def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist.Hist:
@@ -95,22 +228,23 @@ def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist
     try:
         obj = file[path]
     except KeyError:
-        available = _available(file)
-        # Show first the names of the same sample and variable (the regions one could mean), then the
-        # sample's, and keep the line readable.
-        sample, variable = path.split("/", 1)[0], path.rsplit("/", 1)[-1]
-        same_sample = [name for name in available if name.split("/", 1)[0] == sample]
-        nearby = [name for name in same_sample if name.rsplit("/", 1)[-1] == variable] or same_sample or available
-        shown = ", ".join(nearby[:20]) + (f", ... ({len(nearby) - 20} more)" if len(nearby) > 20 else "")
+        available = HistogramFile.read(file, filename).keys
         raise InputFileError(
-            f"histogram {path!r} not found in {filename}; {len(available)} histograms, e.g.: {shown or 'none'}"
+            f"histogram {path!r} not found in {filename}; {len(available)} histograms, e.g.: {_listing(available)}"
         ) from None
     if not hasattr(obj, "to_hist"):
         raise InputFileError(f"{path!r} in {filename} is a {type(obj).__name__}, not a histogram")
-    histogram = obj.to_hist()
-    if not np.sum(histogram.values()) > 0:
-        raise InputFileError(f"histogram {path!r} in {filename} is empty")
-    return histogram
+    return obj.to_hist()
+
+
+def _read_sum(file: Any, filename: Path, datasets: Sequence[str], region: str, variable: str) -> hist.Hist:
+    """The sum of the ``{dataset}/{region}/{variable}`` histograms of ``datasets``; an empty sum is refused."""
+    histograms = [read_histogram(file, f"{name}/{region}/{variable}", filename=filename) for name in datasets]
+    total = functools.reduce(lambda a, b: a + b, histograms)
+    if not np.sum(total.values()) > 0:
+        shown = " + ".join(f"{name}/{region}/{variable}" for name in datasets)
+        raise InputFileError(f"histogram {shown} in {filename} is empty")
+    return total
 
 
 def _limit(model, data, outdir: Path, written: list[str]) -> dict:
@@ -120,11 +254,12 @@ def _limit(model, data, outdir: Path, written: list[str]) -> dict:
     return limit.to_dict()
 
 
-def _bumphunt(file, filename, outdir, paths, region, variable, options, written) -> dict:
-    data = read_histogram(file, paths.fill(paths.data, region, variable), filename=filename)
+def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> dict:
+    (region,), variable = inputs.regions, inputs.variable
+    data = _read_sum(file, filename, inputs.data, region, variable)
     signal = None
-    if paths.signal is not None:
-        signal = read_histogram(file, paths.fill(paths.signal, region, variable), filename=filename)
+    if inputs.signal is not None:
+        signal = _read_sum(file, filename, (inputs.signal,), region, variable)
     result = bump_hunt(data, signal=signal, **options)
     best = result.most_significant
     spec = result.spec()
@@ -152,17 +287,15 @@ def _bumphunt(file, filename, outdir, paths, region, variable, options, written)
     return summary
 
 
-def _score(file, filename, outdir, paths, regions, variable, template_statistics, written) -> dict:
-    if paths.signal is None:
-        raise ConfigurationError("--method score needs a signal histogram (--signal)")
+def _score(file, filename, outdir, inputs: FitInputs, template_statistics, written) -> dict:
+    regions, variable = inputs.regions, inputs.variable
+    if not inputs.backgrounds:
+        raise ConfigurationError("method score needs a background dataset (--background)")
     channels, shown = [], {}
     for region in regions:
-        data = read_histogram(file, paths.fill(paths.data, region, variable), filename=filename)
-        signal = read_histogram(file, paths.fill(paths.signal, region, variable), filename=filename)
-        backgrounds = {
-            name: read_histogram(file, paths.fill(template, region, variable), filename=filename)
-            for name, template in zip(paths.background_names(), paths.backgrounds, strict=True)
-        }
+        data = _read_sum(file, filename, inputs.data, region, variable)
+        signal = _read_sum(file, filename, (inputs.signal,), region, variable)
+        backgrounds = {name: _read_sum(file, filename, (name,), region, variable) for name in inputs.backgrounds}
         total = np.sum([h.values() for h in backgrounds.values()], axis=0)
         if np.any(total <= 0):
             raise ConfigurationError(
@@ -174,7 +307,7 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
                 region,
                 backgrounds,
                 signal=signal,
-                signal_name=paths.sample_name(paths.signal),
+                signal_name=inputs.signal,
                 data=data,
                 template_statistics=template_statistics,
             )
@@ -216,32 +349,29 @@ def _score(file, filename, outdir, paths, regions, variable, template_statistics
     }
 
 
-def _abcd(file, filename, outdir, paths, regions, variable, written) -> dict:
-    if len(regions) != 4:
-        raise ConfigurationError(
-            f"--method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
-        )
+def _abcd(file, filename, outdir, inputs: FitInputs, written) -> dict:
+    regions, variable = inputs.regions, inputs.variable
 
-    def total(template: str, region: str) -> tuple[float, float]:
+    def total(datasets: Sequence[str], region: str) -> tuple[float, float]:
         values, variances = histogram_counts(
-            read_histogram(file, paths.fill(template, region, variable), filename=filename), template
+            _read_sum(file, filename, datasets, region, variable), f"{'+'.join(datasets)}/{region}/{variable}"
         )
         return float(values.sum()), float(variances.sum())
 
-    data = {name: total(paths.data, region) for name, region in zip("ABCD", regions, strict=True)}
+    data = {name: total(inputs.data, region) for name, region in zip("ABCD", regions, strict=True)}
     prediction = abcd_prediction(data["B"][0], data["C"][0], data["D"][0])
     summary = {"method": "abcd", "regions": dict(zip("ABCD", regions, strict=True)), "variable": variable}
     summary["prediction"] = prediction.to_dict()
     summary["observed_A"] = data["A"][0]
-    if paths.backgrounds:
+    if inputs.backgrounds:
         background = {name: np.zeros(2) for name in "ABCD"}
-        for template in paths.backgrounds:
+        for dataset in inputs.backgrounds:
             for name, region in zip("ABCD", regions, strict=True):
-                background[name] += total(template, region)
+                background[name] += total((dataset,), region)
         summary["closure_on_background"] = closure_test({name: tuple(v) for name, v in background.items()}).to_dict()
     signal_yield = prediction.value
-    if paths.signal is not None:
-        signal_yield = total(paths.signal, regions[0])[0]
+    if inputs.signal is not None:
+        signal_yield = total((inputs.signal,), regions[0])[0]
     spec = {
         "poi": "mu",
         "channels": [
@@ -266,7 +396,7 @@ def _abcd(file, filename, outdir, paths, regions, variable, written) -> dict:
     write_workspace(workspace, outdir / "workspace.json")
     written.append("workspace.json")
     summary["discovery"] = model_significance(model, workspace.data(model), poi_upper_bound=100.0).to_dict()
-    if paths.signal is not None:
+    if inputs.signal is not None:
         summary["upper_limit"] = _limit(model, workspace.data(model), outdir, written)
     return summary
 
@@ -276,16 +406,22 @@ def run_fit(
     outdir: str | os.PathLike,
     *,
     method: str = "bumphunt",
-    paths: HistogramPaths | None = None,
+    data: str | Sequence[str] | None = None,
+    backgrounds: str | Sequence[str] | None = None,
+    signal: str | None = None,
     regions: Sequence[str] | None = None,
-    variable: str | None = None,
+    mass: str = "mjj",
+    score: str | None = None,
     template_statistics: str = "staterror",
     bumphunt_options: Mapping | None = None,
 ) -> dict:
     """Run one method on a ROOT file of histograms and write its outputs into ``outdir``; returns the summary.
 
-    ``bumphunt_options`` are passed to :func:`~coffea_ad.stats.bumphunt.bump_hunt` (``relative_width``,
-    ``n_parameters``, ``centres``, ``n_toys``, ``seed``, ``background_uncertainty``).
+    ``data``, ``backgrounds`` and ``signal`` are dataset names of the file (data and backgrounds may be
+    several: data is their sum); ``regions`` are region flags; ``score`` the model whose cut is applied.
+    The defaults are in the module docstring (:func:`resolve_inputs`). ``bumphunt_options`` are passed to
+    :func:`~coffea_ad.stats.bumphunt.bump_hunt` (``relative_width``, ``n_parameters``, ``centres``,
+    ``n_toys``, ``seed``, ``background_uncertainty``).
     """
     import uproot
 
@@ -294,26 +430,34 @@ def run_fit(
     histograms = Path(histograms)
     if not histograms.is_file():
         raise InputFileError(f"histogram file {histograms} does not exist")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = paths or HistogramPaths()
-    regions = tuple(regions or DEFAULT_REGIONS[method])
-    variable = variable or DEFAULT_VARIABLES[method]
-    written: list[str] = []
     try:
         file = uproot.open(histograms)
     except Exception as error:  # uproot raises several types for a file that is not ROOT
         raise InputFileError(f"cannot open {histograms} as a ROOT file: {error}") from error
+    written: list[str] = []
     with file:
+        inputs = resolve_inputs(
+            HistogramFile.read(file, histograms),
+            method,
+            data=data,
+            backgrounds=backgrounds,
+            signal=signal,
+            regions=regions,
+            mass=mass,
+            score=score,
+        )
+        for note in inputs.notes:
+            logger.info("coffea-ad fit: %s", note)
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
         if method == "bumphunt":
-            summary = _bumphunt(
-                file, histograms, outdir, paths, regions[0], variable, dict(bumphunt_options or {}), written
-            )
+            summary = _bumphunt(file, histograms, outdir, inputs, dict(bumphunt_options or {}), written)
         elif method == "score":
-            summary = _score(file, histograms, outdir, paths, regions, variable, template_statistics, written)
+            summary = _score(file, histograms, outdir, inputs, template_statistics, written)
         else:
-            summary = _abcd(file, histograms, outdir, paths, regions, variable, written)
+            summary = _abcd(file, histograms, outdir, inputs, written)
     summary["input"] = str(histograms)
+    summary["inputs"] = inputs.to_dict()
     write_json(outdir / "fit_results.json", summary)
     written.append("fit_results.json")
     summary["written"] = written
@@ -323,9 +467,24 @@ def run_fit(
 
 def describe_fit(summary: Mapping) -> str:
     """A few lines for the terminal from the summary :func:`run_fit` returns."""
-    lines = [f"coffea-ad fit ({summary['method']}) on {summary['input']}"]
+    inputs = summary["inputs"]
+    lines = [
+        f"coffea-ad fit ({summary['method']}) on {summary['input']}: {inputs['variable']} in "
+        f"{', '.join(inputs['regions'])}, data = {' + '.join(inputs['data'])}"
+    ]
+    lines.extend(f"  {note}" for note in inputs["notes"])
     if summary["method"] == "bumphunt":
         best = summary["most_significant_window"]
+        if "fit_range_GeV" in summary:
+            low, high = summary["fit_range_GeV"]
+            how = "from the data (turn-on)" if summary["fit_range_method"] == "turn-on" else "from --mjj-min"
+            lines.append(f"  fit range {low:.0f}-{high:.0f} GeV, {how}")
+        fit = best["sideband_fit"]
+        lines.append(
+            f"  sideband fit of that window: {fit['n_parameters']} parameters, chi2/ndf = "
+            f"{fit['chi2']:.1f}/{fit['ndf']} (bins merged to >= 5 expected events), p = {fit['p_value']:.3g}; "
+            f"{summary['n_windows_flagged']} of {summary['n_windows']} windows flagged for a poor sideband fit"
+        )
         lines.append(
             f"  most significant window {best['window_GeV'][0]:.0f}-{best['window_GeV'][1]:.0f} GeV: "
             f"observed {best['observed']:.0f}, "
@@ -336,6 +495,8 @@ def describe_fit(summary: Mapping) -> str:
             f"  global Z = {summary['global_Z']:.2f} "
             f"({summary['global_method']}, trials factor {summary['trials_factor']:.1f})"
         )
+        if "warning" in summary:
+            lines.append(f"  warning: {summary['warning']}")
     elif summary["method"] == "abcd":
         prediction = summary["prediction"]
         lines.append(

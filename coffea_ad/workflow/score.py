@@ -1,20 +1,24 @@
-"""Run :class:`processors.score_processor.AnomalyScoreProcessor` over a coffea fileset and write the outputs.
+"""``coffea-ad score``: run :class:`processors.score_processor.AnomalyScoreProcessor` over a coffea fileset.
 
 Two passes over the files, on the same distributed cluster:
 
 1. the models' inputs and the region flags only: the scores of the control region (``mjj3500_sb`` by
-   default: the sidebands of the 3.5 TeV window) set the score-bin edges, at the thresholds of a ladder of
-   background efficiencies that includes the target (:func:`coffea_ad.selection.thresholds.score_edges`);
-2. the full processor: features, scores, region × score × fit-variable histograms with those edges.
+   default: the sidebands of the 3.5 TeV window; any region flag of the feature tables, e.g. ``deta_cr``)
+   set the score-bin edges, at the thresholds of a ladder of background efficiencies that includes the
+   target (:func:`coffea_ad.selection.thresholds.score_edges`);
+2. the full processor: features, scores, region × score × mass histograms with those edges.
 
-Given ``score_edges`` (from an earlier run's ``scores.json``), the first pass is skipped. Output folder::
+The features that the control and signal regions are built from (``mjj`` for ``mjj3500_sb``, ``deta_jj``
+for ``deta_cr``) are always computed, whatever ``features`` says. Given ``score_edges`` (from an earlier
+run's ``scores.json``), the first pass is skipped. Output folder::
 
     OUTDIR/histograms.root   as coffea-ad features, plus per region:
-                             {score}_vs_{fit}      2-D: score × fit variable
+                             {score}_vs_{mass}     2-D: score × mass
                              {score}               the score distribution
-                             {fit}_{score}_pass    the fit variable of the events above the threshold
+                             {mass}_{score}_pass   the mass of the events above the threshold
     OUTDIR/scores.json       per model: threshold, target and measured control-region efficiency, edges,
-                             and per dataset and region the events above and below the threshold
+                             mass, the signal region (which ``coffea-ad fit`` fits by default), and per
+                             dataset and region the events above and below the threshold
     OUTDIR/cutflow.json, OUTDIR/features/{dataset}.parquet  (with one score column per model)
 """
 
@@ -31,7 +35,8 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.features import resolve_feature_names
+from coffea_ad.features import FEATURES, resolve_feature_names
+from coffea_ad.features.regions import RegionConfig, flag_names, partition_layout
 from coffea_ad.onnx.scorer import OnnxScorer
 from coffea_ad.paths import write_json
 from coffea_ad.processing import FeatureResult, check_fileset, dask_client, read_fileset, run_processor, write_outputs
@@ -39,11 +44,42 @@ from coffea_ad.processing.histograms import score_histogram_name
 from coffea_ad.selection.thresholds import passing, score_edges, threshold_at
 from processors import AnomalyScoreProcessor
 
-__all__ = ["DEFAULT_CONTROL_REGION", "run_scoring", "control_region_scores"]
+__all__ = [
+    "DEFAULT_CONTROL_REGION",
+    "DEFAULT_SIGNAL_REGION",
+    "region_features",
+    "run_scoring",
+    "control_region_scores",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_REGION = "mjj3500_sb"
+#: The region ``coffea-ad fit`` fits by default: |Δη_jj| < 1.3, over the whole mjj range.
+DEFAULT_SIGNAL_REGION = "deta_sr"
+
+
+def region_features(flag: str, config: RegionConfig | None = None, *, option: str = "region") -> list[str]:
+    """The features the partition of region ``flag`` is built from (``deta_cr`` -> ``["deta_jj"]``).
+
+    A name that is no region flag raises, listing the flags (``option`` names the argument in the message).
+    """
+    every = list(FEATURES)
+    layout = partition_layout(every, config)
+    partition = next((name for name, regions in layout.items() if flag in (f"{name}_{r}" for r in regions)), None)
+    if partition is None:
+        flags = ", ".join(flag_names(layout))
+        raise ConfigurationError(f"{option} {flag!r} is not a region flag; the flags are {flags}")
+    # A feature is needed when the partition disappears without it.
+    return [name for name in every if partition not in partition_layout([n for n in every if n != name], config)]
+
+
+def _not_optional(optional: Any, wanted: Sequence[str], required: Sequence[str]) -> Any:
+    """``optional`` (True, False or names) without the features the models and regions need."""
+    if optional is False:
+        return ()
+    names = wanted if optional is True else resolve_feature_names(optional)
+    return [name for name in names if name not in required]
 
 
 def control_region_scores(result: FeatureResult, model: str, control_region: str) -> np.ndarray:
@@ -61,9 +97,10 @@ def control_region_scores(result: FeatureResult, model: str, control_region: str
 
 
 def _threshold_summary(
-    result: FeatureResult, model: str, fit_variable: str, control_region: str, target_efficiency: float
+    result: FeatureResult, model: str, mass: str, regions: tuple[str, str], target_efficiency: float
 ) -> dict[str, Any]:
-    name = score_histogram_name(model, fit_variable)
+    control_region, signal_region = regions
+    name = score_histogram_name(model, mass)
     filled = [histograms[name] for histograms in result.histograms.values() if name in histograms]
     total = functools.reduce(lambda a, b: a + b, filled)
     for histograms in result.histograms.values():  # datasets without events: zero-filled, same binning
@@ -83,10 +120,12 @@ def _threshold_summary(
             }
         per_dataset[dataset] = counts
         histograms[model] = histogram.project("region", model)
-        histograms[f"{fit_variable}_{model}_pass"] = above
+        histograms[f"{mass}_{model}_pass"] = above
     return {
         "threshold": threshold,
         "target_efficiency": target_efficiency,
+        "mass": mass,
+        "signal_region": signal_region,
         "control_region": control_region,
         "control_region_efficiency": efficiency,
         "edges": list(map(float, total.axes[model].edges)),
@@ -100,10 +139,12 @@ def run_scoring(
     outdir: str | Path,
     *,
     control_region: str = DEFAULT_CONTROL_REGION,
+    signal_region: str = DEFAULT_SIGNAL_REGION,
     target_efficiency: float = 0.01,
     score_edges_by_model: Mapping[str, Sequence[float]] | None = None,
-    fit_variable: str = "mjj",
+    mass: str = "mjj",
     features: str | Sequence[str] = (),
+    optional: bool | str | Sequence[str] = (),
     mode: str = "dask",
     scheduler: str | None = None,
     workers: int | None = None,
@@ -113,23 +154,35 @@ def run_scoring(
     """Score every event of ``fileset`` with ``models`` (name -> ONNX path) and write the outputs.
 
     The threshold of each model keeps ``target_efficiency`` of the ``control_region`` events (all datasets
-    together, as data would be). ``options`` go to :func:`coffea_ad.processing.run_processor`
+    together, as data would be); ``signal_region`` is recorded in ``scores.json`` for ``coffea-ad fit``. Both
+    are region flags (``{partition}_{region}``). ``features`` are further features for the tables and
+    histograms, of which ``optional`` ones may be left out when a branch is absent (never the models' inputs,
+    ``mass`` or the regions' features). ``options`` go to :func:`coffea_ad.processing.run_processor`
     (``feature_config``, ``region_config``, ``step_size``, ``weight_branch``...). Returns the result, the
     content of ``scores.json`` and the paths written.
     """
     fileset = read_fileset(fileset)
     scorers = {name: OnnxScorer(path) for name, path in models.items()}  # refuses bad models before any work
-    required = [fit_variable, *(feature for scorer in scorers.values() for feature in scorer.feature_names)]
+    region_config = options.get("region_config")
+    required = resolve_feature_names(
+        [
+            mass,
+            *(feature for scorer in scorers.values() for feature in scorer.feature_names),
+            *region_features(control_region, region_config, option="control region"),
+            *region_features(signal_region, region_config, option="signal region"),
+        ]
+    )
     wanted = resolve_feature_names([*([features] if isinstance(features, str) else features), *required])
+    options["optional"] = _not_optional(optional, wanted, required)
     paths = {name: scorer.path for name, scorer in scorers.items()}
     checked, skipped = check_fileset(fileset)
     with dask_client(scheduler, workers) as client:
         run = functools.partial(run_processor, checked, skipped, mode=mode, client=client, progress=progress, **options)
         if score_edges_by_model is None:
             first = run(
-                features=resolve_feature_names(required),
+                features=required,
                 histogram_variables=(),
-                make_processor=functools.partial(AnomalyScoreProcessor, paths, fit_variable=fit_variable),
+                make_processor=functools.partial(AnomalyScoreProcessor, paths, fit_variable=mass),
             )
             score_edges_by_model = {
                 name: score_edges(control_region_scores(first, name, control_region), target_efficiency, name=name)
@@ -138,12 +191,11 @@ def run_scoring(
         result = run(
             features=wanted,
             make_processor=functools.partial(
-                AnomalyScoreProcessor, paths, score_edges=score_edges_by_model, fit_variable=fit_variable
+                AnomalyScoreProcessor, paths, score_edges=score_edges_by_model, fit_variable=mass
             ),
         )
-    summary = {
-        name: _threshold_summary(result, name, fit_variable, control_region, target_efficiency) for name in scorers
-    }
+    regions = (control_region, signal_region)
+    summary = {name: _threshold_summary(result, name, mass, regions, target_efficiency) for name in scorers}
     written = write_outputs(result, outdir)
     written["scores"] = Path(outdir) / "scores.json"
     write_json(written["scores"], summary)
