@@ -113,3 +113,23 @@ def test_shape_chi2_refuses_mismatched_or_empty_histograms():
         stats.shape_chi2(np.ones(5), np.ones(6))
     with pytest.raises(ConfigurationError, match="positive total"):
         stats.shape_chi2(np.zeros(5), np.ones(5))
+
+
+def test_sideband_closure_passes_a_flat_cut_and_fails_one_that_follows_the_mass(rng):
+    mass = rng.uniform(2500.0, 5000.0, 40_000)
+    score = rng.normal(size=mass.size)
+    flat = stats.sideband_closure(score, mass, (3300.0, 3700.0), efficiency=0.05)
+    assert flat.closed and flat.sculpting.ndf == 7
+    assert flat.sculpting.efficiency == pytest.approx(0.05, abs=0.002)
+    # no signal anywhere: the signal region passes the sideband fraction within its binomial error
+    assert abs(flat.signal_region_pass_fraction - 0.05) < 3 * flat.signal_region_pass_error
+    # a score that grows with the mass passes more of the upper sideband: sculpting, not closed
+    sculpted = stats.sideband_closure(score + (mass - 3500.0) / 1000.0, mass, (3300.0, 3700.0), efficiency=0.05)
+    assert not sculpted.closed and sculpted.sculpting.p_value < 1e-6
+    assert sculpted.to_dict()["closed"] is False
+
+
+def test_sideband_closure_refuses_too_few_sideband_events(rng):
+    mass = rng.uniform(3000.0, 4000.0, 500)
+    with pytest.raises(ConfigurationError, match="too few to test a 0.05 cut"):
+        stats.sideband_closure(rng.normal(size=500), mass, (3300.0, 3700.0), efficiency=0.05)

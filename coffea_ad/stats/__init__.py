@@ -8,7 +8,8 @@ pyhf's numpy backend is used as set (the default); nothing here changes pyhf's g
   above the turn-on, parameter count by F-test, merged-bin goodness of fit), local and global significance of
   a sliding mjj window, windows with a poor background-only fit flagged.
 - :mod:`~coffea_ad.stats.abcd`: ABCD estimate and closure test; :mod:`~coffea_ad.stats.sculpting`: mjj
-  sculpting check of a cut and the shape χ² of a template against data.
+  sculpting check of a cut, the sideband closure of a resonant method's cut, and the shape χ² of a template
+  against data.
 - :mod:`~coffea_ad.stats.datacard`: CMS Combine datacard + shapes ROOT file; :mod:`~coffea_ad.plotting.fits`.
 """
 
@@ -37,7 +38,14 @@ from coffea_ad.stats.inference import (
     model_significance,
     upper_limit,
 )
-from coffea_ad.stats.sculpting import SculptingTest, ShapeComparison, sculpting_test, shape_chi2
+from coffea_ad.stats.sculpting import (
+    SculptingTest,
+    ShapeComparison,
+    SidebandClosure,
+    sculpting_test,
+    shape_chi2,
+    sideband_closure,
+)
 from coffea_ad.stats.workspace import (
     MODIFIER_BUILDERS,
     asimov_data,
@@ -84,6 +92,8 @@ __all__ = [
     "read_workspace",
     "scan_window",
     "sculpting_test",
+    "SidebandClosure",
+    "sideband_closure",
     "shape_chi2",
     "turn_on_peak",
     "upper_limit",

@@ -29,7 +29,7 @@ from scipy import stats
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.stats.workspace import histogram_counts
 
-__all__ = ["SculptingTest", "sculpting_test", "ShapeComparison", "shape_chi2"]
+__all__ = ["SculptingTest", "sculpting_test", "SidebandClosure", "sideband_closure", "ShapeComparison", "shape_chi2"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,90 @@ def sculpting_test(before: Any, after: Any, *, alpha: float = 0.01) -> Sculpting
     )
     logger.info("sculpting test: chi2/ndf = %.1f/%d, p = %.3g", chi2, ndf, result.p_value)
     return result
+
+
+@dataclass(frozen=True)
+class SidebandClosure:
+    """Result of :func:`sideband_closure`: is a cut on the score flat in the resonant variable outside the
+    signal region, where no resonant signal sits? ``closed`` is False when the sculpting test fails."""
+
+    efficiency: float
+    threshold: float
+    sculpting: SculptingTest
+    n_sideband: int
+    signal_region_pass_fraction: float
+    signal_region_pass_error: float
+
+    @property
+    def closed(self) -> bool:
+        return not self.sculpting.sculpted
+
+    def to_dict(self) -> dict:
+        return {
+            "efficiency": self.efficiency,
+            "threshold": self.threshold,
+            "n_sideband_events": self.n_sideband,
+            "sideband_sculpting": self.sculpting.to_dict(),
+            "signal_region_pass_fraction": self.signal_region_pass_fraction,
+            "signal_region_pass_fraction_error": self.signal_region_pass_error,
+            "closed": self.closed,
+        }
+
+
+def sideband_closure(
+    scores: Any,
+    mass: Any,
+    signal_region: tuple[float, float],
+    *,
+    efficiency: float = 0.05,
+    n_bins: int = 8,
+    alpha: float = 0.01,
+) -> SidebandClosure:
+    """Closure of a resonant method's cut in its sidebands: the cut that keeps ``efficiency`` of the sideband
+    events must keep that fraction in every mass bin of the sidebands (:func:`sculpting_test` on ``n_bins``
+    bins of equal sideband population), since no resonant signal sits there.
+
+    ``scores`` must not come from models that saw the events (cross-trained scores, or a validation sample):
+    on its own training events a classifier passes more of what it memorised. The pass fraction in the
+    signal region is reported too, with its binomial error; it includes any signal, so it is a measurement,
+    not a closure test.
+
+    References:
+        Collins, Howe, Nachman, arXiv:1805.02664 (the CWoLa-hunting selection must be flat in the sidebands).
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    mass = np.asarray(mass, dtype=np.float64).ravel()
+    if scores.shape != mass.shape:
+        raise ConfigurationError(f"scores and mass must have one value per event, got {scores.size} and {mass.size}")
+    if not 0 < efficiency < 1:
+        raise ConfigurationError(f"efficiency must be in (0, 1), got {efficiency:g}")
+    low, high = signal_region
+    usable = np.isfinite(scores) & np.isfinite(mass)
+    inside = usable & (mass >= low) & (mass < high)
+    sideband = usable & ~inside
+    n_sideband = int(sideband.sum())
+    if efficiency * n_sideband < 5 * n_bins:
+        raise ConfigurationError(
+            f"{n_sideband} sideband events are too few to test a {efficiency:g} cut in {n_bins} mass bins "
+            f"(at least {int(np.ceil(5 * n_bins / efficiency))} are needed)"
+        )
+    threshold = float(np.quantile(scores[sideband], 1.0 - efficiency))
+    passing = scores > threshold
+    edges = np.unique(np.quantile(mass[sideband], np.linspace(0.0, 1.0, n_bins + 1)))
+    edges[-1] = np.nextafter(edges[-1], np.inf)
+    before, _ = np.histogram(mass[sideband], bins=edges)
+    after, _ = np.histogram(mass[sideband & passing], bins=edges)
+    n_inside = int(inside.sum())
+    fraction = float(passing[inside].mean()) if n_inside else float("nan")
+    error = float(np.sqrt(fraction * (1 - fraction) / n_inside)) if n_inside else float("nan")
+    return SidebandClosure(
+        efficiency=efficiency,
+        threshold=threshold,
+        sculpting=sculpting_test(before.astype(float), after.astype(float), alpha=alpha),
+        n_sideband=n_sideband,
+        signal_region_pass_fraction=fraction,
+        signal_region_pass_error=error,
+    )
 
 
 @dataclass(frozen=True)
