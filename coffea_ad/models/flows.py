@@ -164,11 +164,12 @@ class NormalizingFlow(Estimator):
         hidden: Sequence[int] = (64, 64),
         feature_transforms: Mapping[str, str] | None = None,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(training=training, seed=seed, device=device)
+        super().__init__(folds=folds, training=training, seed=seed, device=device)
         self.transforms = transforms
         self.hidden = list(hidden)
         self.feature_transforms = dict(feature_transforms or {})
@@ -185,7 +186,7 @@ class NormalizingFlow(Estimator):
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         self._train_network("flow", self.density_, negative_log_likelihood, [data.x], checkpoint_dir=checkpoint_dir)
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _NegativeLogDensity(self.density_).eval()
 
