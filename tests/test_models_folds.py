@@ -183,7 +183,10 @@ def test_train_to_folder_records_the_folds(table, tmp_path):
 NULL_EVENTS = 8000
 NULL_WINDOW = (2900.0, 4100.0)  # the signal region and 400 GeV sidebands on each side
 NULL_EFFICIENCY = 0.10
-NULL_CWOLA = {"hidden": (128, 128, 128), "training": {"epochs": 80, "batch_size": 128, "patience": None, "progress": False}}
+NULL_CWOLA = {
+    "hidden": (128, 128, 128),
+    "training": {"epochs": 80, "batch_size": 128, "patience": None, "progress": False},
+}
 
 
 def sr_sb_ratio(scores: np.ndarray, mjj: np.ndarray, efficiency: float) -> tuple[float, float]:

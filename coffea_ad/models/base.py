@@ -509,8 +509,9 @@ class Estimator:
             model._fit_data(features, region, inputs, data.subset(~held_out), reference, checkpoint_dir=folder)
             self.fold_models_.append(model)
             self.history_.update({f"fold{fold}/{name}": history for name, history in model.history_.items()})
+            n_held_out = int(held_out.sum())
             self.fold_rows_.append(
-                {"fold": fold, "seed": model.seed, "held_out": int(held_out.sum()), "trained_on": int((~held_out).sum())}
+                {"fold": fold, "seed": model.seed, "held_out": n_held_out, "trained_on": len(held_out) - n_held_out}
             )
             logger.info(
                 "%s fold %d/%d: trained on %d rows, %d held out",

@@ -142,6 +142,8 @@ class NormalizingFlow(Estimator):
         hidden: hidden layer widths of each transform's network.
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
         training: :class:`~coffea_ad.models.base.Training` of the network ``"flow"``.
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 

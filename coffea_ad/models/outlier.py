@@ -164,6 +164,8 @@ class AutoEncoder(Estimator):
         hidden: encoder hidden widths (the decoder mirrors them).
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
         training: :class:`~coffea_ad.models.base.Training` of the network ``"autoencoder"``.
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 

@@ -41,6 +41,8 @@ class ClassifierMethod(Estimator):
         training: :class:`~coffea_ad.models.base.Training` of the network ``"classifier"`` (for ``hgb``:
             ``epochs`` = maximum boosting iterations, ``patience`` = iterations without improvement,
             ``validation_fraction``).
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 

@@ -2,8 +2,8 @@
 
 The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.export`), ``summary.json``
 (method, parameters, inputs, features, rows read / dropped for a missing value / used, the cross-training
-folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check) and the estimator itself (``estimator.json`` + ``weights.pt``,
-reloadable with ``Estimator.load``). Every file is written atomically.
+folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check) and the estimator
+itself (``estimator.json`` + ``weights.pt``, reloadable with ``Estimator.load``). Every file is written atomically.
 """
 
 from __future__ import annotations
