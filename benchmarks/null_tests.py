@@ -1,11 +1,14 @@
 """Null test (a) of cross-training at full scale: on background only, a cut on a weakly supervised score must pass
 the same signal-region/sideband ratio on its own training events as on an independent sample.
 
-Samples: the QCD feature tables of ../shared/data/lhco_like (10 x 100k events; files 401-405 are the training
-"data", files 406-410 the independent sample; each file is given its own run number, so that the event ids are
-unique), the events of 2.9-4.1 TeV (the 3.3-3.7 TeV signal region and 400 GeV sidebands), the same number in
-both samples. Without ../shared, two QCD samples are generated and their features computed (``--generate``
-events each, cached; smaller, slower).
+Samples: the QCD feature tables of ../shared/data/lhco_like (10 x 100k events; files 401-405 are sample A,
+files 406-410 sample B; each file is given its own run number, so that the event ids are unique), the events of
+2.9-4.1 TeV (the 3.3-3.7 TeV signal region and 400 GeV sidebands), the same number in both samples. Without
+../shared, two QCD samples are generated and their features computed (``--generate`` events each, cached;
+smaller, slower). Every configuration is trained on A and compared with B, then trained on B and compared with
+A: the two samples differ by their own statistical fluctuation, common to all seeds, which enters the two
+directions with opposite signs, while a bias of the training events enters both with the same sign; the mean
+pull of the two directions measures that bias.
 
 For every method, number of folds and seed: train on the training sample, cut at ``--efficiency`` of the
 sidebands of each sample, and compare the SR/SB pass-fraction ratio (binomial errors) on the training events
@@ -22,6 +25,7 @@ Writes benchmarks/results/null_tests.json (``--output``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -45,7 +49,7 @@ def _window(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def shared_samples(n_events: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(training, independent, description) from the shared QCD tables, ``n_events`` window events each."""
+    """(sample A, sample B, description) from the shared QCD tables, ``n_events`` window events each."""
     columns = ["run", "luminosityBlock", "event", "mjj", *FEATURES]
     samples = []
     for files in (TRAINING_FILES, INDEPENDENT_FILES):
@@ -56,12 +60,12 @@ def shared_samples(n_events: int | None) -> tuple[pd.DataFrame, pd.DataFrame, st
             frames.append(_window(frame))
         samples.append(pd.concat(frames, ignore_index=True))
     n = min(len(samples[0]), len(samples[1]), n_events or sys.maxsize)
-    training, independent = (sample.iloc[:n].reset_index(drop=True) for sample in samples)
-    return training, independent, f"{SHARED} files {TRAINING_FILES} vs {INDEPENDENT_FILES}"
+    first, second = (sample.iloc[:n].reset_index(drop=True) for sample in samples)
+    return first, second, f"{SHARED}: A = files {TRAINING_FILES}, B = files {INDEPENDENT_FILES}"
 
 
 def generated_samples(n_generated: int, n_events: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(training, independent, description) from two generated QCD samples (cached)."""
+    """(sample A, sample B, description) from two generated QCD samples (cached)."""
     from coffea_ad.generate import cached_sample
     from coffea_ad.workflow.features import run_features
 
@@ -77,8 +81,8 @@ def generated_samples(n_generated: int, n_events: int | None) -> tuple[pd.DataFr
         frame["run"] = np.uint32(seed)
         samples.append(_window(frame))
     n = min(len(samples[0]), len(samples[1]), n_events or sys.maxsize)
-    training, independent = (sample.iloc[:n].reset_index(drop=True) for sample in samples)
-    return training, independent, f"generated qcd_dijet, {n_generated} events, seeds 401 vs 406"
+    first, second = (sample.iloc[:n].reset_index(drop=True) for sample in samples)
+    return first, second, f"generated qcd_dijet, {n_generated} events: A = seed 401, B = seed 406"
 
 
 def cut_statistics(scores: np.ndarray, mjj: np.ndarray, efficiency: float) -> dict[str, float]:
@@ -110,17 +114,17 @@ def estimator(method: str, folds: int, seed: int, epochs: int, device: str):
 
 
 def run(arguments: argparse.Namespace) -> dict:
-    """Every (method, folds, seed): fit on the training sample, the cut statistics on both samples."""
+    """Every (method, folds, seed, direction): fit on one sample, the cut statistics on both."""
     if SHARED.is_dir() and not arguments.generate:
-        training, independent, source = shared_samples(arguments.events)
+        first, second, source = shared_samples(arguments.events)
     else:
-        training, independent, source = generated_samples(arguments.generate or 20000, arguments.events)
-    print(f"{len(training)} training and {len(independent)} independent events of {WINDOW[0]:g}-{WINDOW[1]:g} GeV "
-          f"({source})")
+        first, second, source = generated_samples(arguments.generate or 20000, arguments.events)
+    print(f"{len(first)} events of {WINDOW[0]:g}-{WINDOW[1]:g} GeV in each sample ({source})")
+    directions = [("A", first, second), ("B", second, first)]
     rows = []
     for method in arguments.methods:
         for folds in arguments.folds:
-            for seed in range(1, arguments.seeds + 1):
+            for seed, (name, training, independent) in itertools.product(range(1, arguments.seeds + 1), directions):
                 start = time.perf_counter()
                 model = estimator(method, folds, seed, arguments.epochs, arguments.device)
                 model.fit(training, FEATURES, signal_region=SIGNAL_REGION)
@@ -131,13 +135,19 @@ def run(arguments: argparse.Namespace) -> dict:
                 pull = (on_training["ratio"] - on_independent["ratio"]) / np.hypot(
                     on_training["error"], on_independent["error"]
                 )
-                row = {"method": method, "folds": folds, "seed": seed, "training": on_training,
+                row = {"method": method, "folds": folds, "seed": seed, "trained_on": name, "training": on_training,
                        "independent": on_independent, "pull": float(pull), "seconds": time.perf_counter() - start}
                 rows.append(row)
                 print(_line(row), flush=True)
+    summary = {}
+    for method, folds in itertools.product(arguments.methods, arguments.folds):
+        pulls = [row["pull"] for row in rows if row["method"] == method and row["folds"] == folds]
+        summary[f"{method}/folds={folds}"] = {"mean_pull": float(np.mean(pulls)), "runs": len(pulls)}
+        print(f"{method}, folds={folds}: mean pull over seeds and both directions {np.mean(pulls):+.2f}")
     return {
         "source": source,
-        "events": {"training": len(training), "independent": len(independent)},
+        "events_per_sample": len(first),
+        "summary": summary,
         "window": WINDOW,
         "signal_region": SIGNAL_REGION,
         "sideband_efficiency": arguments.efficiency,
@@ -149,7 +159,8 @@ def run(arguments: argparse.Namespace) -> dict:
 def _line(row: dict) -> str:
     training, independent = row["training"], row["independent"]
     return (
-        f"| {row['method']} | {row['folds']} | {row['seed']} | {training['ratio']:.3f} ± {training['error']:.3f} | "
+        f"| {row['method']} | {row['folds']} | {row['seed']} | {row['trained_on']} | "
+        f"{training['ratio']:.3f} ± {training['error']:.3f} | "
         f"{independent['ratio']:.3f} ± {independent['error']:.3f} | {row['pull']:+.2f} | "
         f"{training['local_z']:+.2f} | {independent['local_z']:+.2f} | {row['seconds']:.0f} s |"
     )
@@ -168,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=Path(__file__).resolve().parent / "results" / "null_tests.json")
     arguments = parser.parse_args(argv)
-    print("| method | folds | seed | SR/SB ratio, training events | independent | pull | Z training | "
+    print("| method | folds | seed | trained on | SR/SB ratio, training events | independent | pull | Z training | "
           "Z independent | time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     results = run(arguments)
     Path(arguments.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(arguments.output, results)

@@ -18,10 +18,10 @@ method implements.
    the training part, the shared loop of :mod:`coffea_ad.models.training`, ``history_[name]``).
 
 Adding a method is one class (declare ``method``, ``networks``, ``requires``/``accepts``,
-``default_features``; implement ``_build``, ``_train``, ``_modules`` and ``scoring_module``) plus one entry
-in :data:`coffea_ad.models.METHODS`. Steps 1-3 are :meth:`Estimator._read_inputs` and steps 4-5
-:meth:`Estimator._fit_data`, so that cross-training (one model per fold, each trained on the other folds)
-can loop over :meth:`Estimator._fit_data` without touching the methods.
+``default_features``, ``default_folds``; implement ``_build``, ``_train``, ``_modules`` and
+``_scoring_module``) plus one entry in :data:`coffea_ad.models.METHODS`. Steps 1-3 are
+:meth:`Estimator._read_inputs` and steps 4-5 :meth:`Estimator._fit_data`; cross-training (below) loops over
+:meth:`Estimator._fit_data` in this class, without touching the methods.
 
 ``score(table)`` returns one float per row, higher = more anomalous, for every method;
 ``scoring_module()`` is the torch module from raw input columns to that score, which ``export_onnx``
