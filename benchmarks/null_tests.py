@@ -100,11 +100,12 @@ def cut_statistics(scores: np.ndarray, mjj: np.ndarray, efficiency: float) -> di
     return {"ratio": ratio, "error": float(error), "passed_sr": passed, "expected_sr": expected, "local_z": float(z)}
 
 
-def estimator(method: str, folds: int, seed: int, epochs: int, device: str):
-    """The estimator of one run: the methods' usual sizes, ``epochs`` epochs with early stopping."""
+def estimator(method: str, folds: int, seed: int, epochs: int, patience: int | None, device: str):
+    """The estimator of one run: the methods' usual sizes, ``epochs`` epochs, early stopping after ``patience``
+    epochs without a better validation loss (``None``: never)."""
     from coffea_ad.models import get_estimator
 
-    training = {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": False}
+    training = {"epochs": epochs, "batch_size": 512, "patience": patience, "progress": False}
     if method == "cathode":
         return get_estimator(method)(
             transforms=4, oversampling=4, folds=folds, seed=seed, device=device,
@@ -126,7 +127,8 @@ def run(arguments: argparse.Namespace) -> dict:
         for folds in arguments.folds:
             for seed, (name, training, independent) in itertools.product(range(1, arguments.seeds + 1), directions):
                 start = time.perf_counter()
-                model = estimator(method, folds, seed, arguments.epochs, arguments.device)
+                patience = arguments.patience or None
+                model = estimator(method, folds, seed, arguments.epochs, patience, arguments.device)
                 model.fit(training, FEATURES, signal_region=SIGNAL_REGION)
                 on_training = cut_statistics(model.score(training), training.mjj.to_numpy(), arguments.efficiency)
                 on_independent = cut_statistics(
@@ -152,6 +154,7 @@ def run(arguments: argparse.Namespace) -> dict:
         "signal_region": SIGNAL_REGION,
         "sideband_efficiency": arguments.efficiency,
         "epochs": arguments.epochs,
+        "patience": arguments.patience or None,
         "runs": rows,
     }
 
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--events", type=int, default=None, help="window events per sample (default: all)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (0: train every epoch)")
     parser.add_argument("--efficiency", type=float, default=0.05, help="sideband efficiency of the cut")
     parser.add_argument("--generate", type=int, default=0, help="generate QCD samples of this size instead")
     parser.add_argument("--device", default="auto")
