@@ -515,7 +515,7 @@ class Estimator:
             )
             logger.info(
                 "%s fold %d/%d: trained on %d rows, %d held out",
-                self.method, fold, self.n_folds, int((~held_out).sum()), int(held_out.sum()),
+                self.method, fold, self.n_folds, len(held_out) - n_held_out, n_held_out,
             )
         return self
 
