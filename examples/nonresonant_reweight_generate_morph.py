@@ -109,7 +109,8 @@ def train_methods(
     training = {"epochs": epochs, "patience": 5, "keep_best": 3, "progress": progress}
     flow_training = {"epochs": epochs, "patience": 5, "progress": progress}
     flow = {"transforms": 4, "flow_hidden": (64, 64), "feature_transforms": {"mjj": "log"}}
-    classifier = {"hidden": (64, 64), "training": training, "seed": seed}
+    # folds=1: one model each, evaluated on the separate test events and used for its background template
+    classifier = {"hidden": (64, 64), "training": training, "seed": seed, "folds": 1}
     with_flow = {**classifier, **flow, "training": {"flow": flow_training, "classifier": training}}
     data_sr = {name: train[name][train["signal_region"]] for name in FEATURES}
     sim_sr = {name: simulation[name][simulation["signal_region"]] for name in FEATURES}

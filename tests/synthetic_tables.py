@@ -16,7 +16,8 @@ SIGNAL_REGION = (3300.0, 3700.0)
 
 
 def dijet_table(n_background: int, n_signal: int = 0, seed: int = 0, mismodelling: float = 0.0) -> pd.DataFrame:
-    """A feature table with columns mjj, FEATURES, ht, met, is_signal and boolean flags ``preselection`` and
+    """A feature table with columns mjj, FEATURES, ht, met, is_signal, the event ids run, luminosityBlock, event
+    (unique per ``seed``: event numbers start at ``seed * 10**7``) and boolean flags ``preselection`` and
     ``high_ht_met`` (the non-resonant signal region HT > 3 TeV and MET > 150 GeV).
 
     ``mismodelling`` > 0 makes a "simulation": jet masses scaled and tau21 shifted by that fraction.
@@ -48,6 +49,10 @@ def dijet_table(n_background: int, n_signal: int = 0, seed: int = 0, mismodellin
             "is_signal": np.concatenate([np.zeros(n_background, bool), np.ones(n_signal, bool)]),
         }
     ).astype({name: np.float32 for name in ["mjj", "ht", "met", *FEATURES]})
+    number = np.arange(len(table), dtype=np.uint64)
+    table["run"] = np.ones(len(table), np.uint32)
+    table["luminosityBlock"] = (1 + number // 1000).astype(np.uint32)
+    table["event"] = number + np.uint64(seed * 10**7 + 1)
     table["preselection"] = table["mjj"] > 2600.0
     table["high_ht_met"] = (table["ht"] > 3000.0) & (table["met"] > 150.0)
     return table.sample(frac=1.0, random_state=seed).reset_index(drop=True)

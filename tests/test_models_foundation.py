@@ -101,8 +101,8 @@ def test_every_method_declares_its_networks_inputs_and_natural_features():
 
 def test_a_dict_and_a_training_give_the_same_cathode(table):
     settings = {"epochs": 2, "batch_size": 512, "progress": False}
-    as_dict = CATHODE(transforms=2, training=settings, seed=3)
-    as_training = CATHODE(transforms=2, training=Training(**settings), seed=3)
+    as_dict = CATHODE(transforms=2, training=settings, seed=3, folds=1)
+    as_training = CATHODE(transforms=2, training=Training(**settings), seed=3, folds=1)
     per_network = CATHODE(transforms=2, training={"flow": settings, "classifier": Training(**settings)}, seed=3)
     for estimator in (as_dict, as_training, per_network):
         assert estimator.training["classifier"].keep_best == 10  # the class default, whatever the form

@@ -12,6 +12,7 @@ from synthetic_tables import FEATURES, SIGNAL_REGION, auc, dijet_table, single_t
 
 from coffea_ad.cli import main
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features.folds import event_fold
 from coffea_ad.onnx.export import read_metadata, score_onnx
 from coffea_ad.models import ANODE, CATHODE, MAF, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder
 from coffea_ad.models.cathode import sample_kde
@@ -30,9 +31,10 @@ def injected():
 
 
 def test_cwola_ranks_injected_signal_higher_out_of_fold(injected):
+    """Cross-trained: every training event is scored by the fold model that did not see it."""
     table, in_sr = injected
     cwola = CWoLa(folds=3, hidden=(32, 32), training=FAST, seed=2).fit(table, FEATURES, signal_region="3300:3700")
-    scores = cwola.out_of_fold_scores_
+    scores = cwola.score(table)
     assert scores.shape == (len(table),) and np.isfinite(scores).all()
     value = auc(scores[in_sr], table["is_signal"].to_numpy()[in_sr])
     print(f"CWoLa out-of-fold AUC in the SR: {value:.3f}")
@@ -49,6 +51,7 @@ def test_cathode_ranks_injected_signal_higher(injected):
         feature_transforms={"tau21_j1": "logit", "tau21_j2": "logit"},
         training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}},
         seed=3,
+        folds=1,  # one model: the test looks at its classifier and its flow samples
     ).fit(table, FEATURES, signal_region=SIGNAL_REGION)
     assert len(cathode.classifiers_[0].members) == 3
     scores = cathode.score(table)
@@ -70,9 +73,10 @@ LOGIT_TAU21 = {"tau21_j1": "logit", "tau21_j2": "logit"}
     "estimator",
     [
         LaCATHODE(transforms=3, flow_hidden=(32, 32), hidden=(32, 32), oversampling=3, feature_transforms=LOGIT_TAU21,
-                  training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=3),
+                  training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=3, folds=1),
         ANODE(
-            transforms=3, flow_hidden=(32, 32), feature_transforms=LOGIT_TAU21, training={**FAST, "epochs": 15}, seed=3
+            transforms=3, flow_hidden=(32, 32), feature_transforms=LOGIT_TAU21, training={**FAST, "epochs": 15}, seed=3,
+            folds=1,
         ),
     ],
     ids=["lacathode", "anode"],
@@ -99,13 +103,13 @@ def test_cwola_without_signal_finds_nothing_out_of_fold():
     table = dijet_table(6000, 0, seed=22)
     in_sr = ((table["mjj"] >= SIGNAL_REGION[0]) & (table["mjj"] < SIGNAL_REGION[1])).to_numpy()
     cwola = CWoLa(folds=3, hidden=(32, 32), training=FAST, seed=2).fit(table, FEATURES, signal_region="3300:3700")
-    assert abs(auc(cwola.out_of_fold_scores_, in_sr) - 0.5) < 0.06
+    assert abs(auc(cwola.score(table), in_sr) - 0.5) < 0.06
 
 
 def test_salad_ranks_injected_signal_higher_despite_mismodelled_simulation(injected):
     table, in_sr = injected
     simulation = dijet_table(12000, 0, seed=23, mismodelling=0.05)
-    salad = SALAD(hidden=(32, 32), training=FAST, seed=4)
+    salad = SALAD(hidden=(32, 32), training=FAST, seed=4, folds=1)
     salad.fit(table, FEATURES, simulation=simulation, signal_region=SIGNAL_REGION)
     weights = salad.weights(np.concatenate([simulation[FEATURES].to_numpy(), simulation[["mjj"]].to_numpy()], axis=1))
     assert 0.5 < weights.mean() < 2.0
@@ -119,7 +123,7 @@ def test_generate_ranks_injected_signal_higher_in_the_ht_met_signal_region(injec
     in_sr = table["high_ht_met"].to_numpy()
     generate = Generate(
         transforms=3, flow_hidden=(32, 32), hidden=(32, 32), oversampling=3,
-        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=5,
+        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=5, folds=1,
     ).fit(table, FEATURES, signal_flag="high_ht_met", context=["ht", "met"])
     value = auc(generate.score(table)[in_sr], table["is_signal"].to_numpy()[in_sr])
     print(f"Generate AUC in the HT/MET signal region: {value:.3f}")
@@ -132,7 +136,7 @@ def test_morph_moves_mismodelled_simulation_onto_data_and_finds_the_signal(injec
     simulation = dijet_table(12000, 0, seed=24, mismodelling=0.08)
     morph = Morph(
         transforms=3, flow_hidden=(32, 32), hidden=(32, 32),
-        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=6,
+        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=6, folds=1,
     ).fit(table, FEATURES, simulation=simulation, signal_flag="high_ht_met", context=["ht", "met"])
     simulated_cr = simulation[~simulation["high_ht_met"]]
     data_cr = table[~table["high_ht_met"]]
@@ -198,9 +202,12 @@ def test_cli_train_writes_model_and_summary(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "cwola" and summary["features"] == FEATURES
     assert summary["onnx"]["max_abs_diff_over_max_abs_score"] < 1e-5
-    assert len(summary["history"]["classifier_fold0"]["validation_loss"]) == 2
-    assert read_metadata(out / "model.onnx").feature_names == FEATURES
-    assert score_onnx(out / "model.onnx", table[FEATURES].to_numpy(np.float32)).shape == (len(table),)
+    assert summary["folds"] == 5 and len(summary["fold_rows"]) == 5  # CWoLa's default: cross-trained
+    assert len(summary["history"]["fold0/classifier"]["validation_loss"]) == 2
+    metadata = read_metadata(out / "model.onnx")
+    assert metadata.feature_names == FEATURES and metadata.n_folds == 5
+    fold = event_fold(table.run, table.luminosityBlock, table.event, 5)
+    assert score_onnx(out / "model.onnx", table[FEATURES].to_numpy(np.float32), fold).shape == (len(table),)
     assert not list(out.glob(".*tmp"))
     assert main(["train", "cwola", str(path), "-o", str(out)]) == 1
     assert "method 'cwola' needs signal_region (--signal-region)" in capsys.readouterr().err

@@ -18,15 +18,29 @@ method implements.
    the training part, the shared loop of :mod:`coffea_ad.models.training`, ``history_[name]``).
 
 Adding a method is one class (declare ``method``, ``networks``, ``requires``/``accepts``,
-``default_features``; implement ``_build``, ``_train``, ``_modules`` and ``scoring_module``) plus one entry
-in :data:`coffea_ad.models.METHODS`. Steps 1-3 are :meth:`Estimator._read_inputs` and steps 4-5
-:meth:`Estimator._fit_data`, so that cross-training (one model per fold, each trained on the other folds)
-can loop over :meth:`Estimator._fit_data` without touching the methods.
+``default_features``, ``default_folds``; implement ``_build``, ``_train``, ``_modules`` and
+``_scoring_module``) plus one entry in :data:`coffea_ad.models.METHODS`. Steps 1-3 are
+:meth:`Estimator._read_inputs` and steps 4-5 :meth:`Estimator._fit_data`; cross-training (below) loops over
+:meth:`Estimator._fit_data` in this class, without touching the methods.
 
 ``score(table)`` returns one float per row, higher = more anomalous, for every method;
 ``scoring_module()`` is the torch module from raw input columns to that score, which ``export_onnx``
 writes to ONNX with its preprocessing inside; ``save``/``load`` use JSON for hyperparameters and fitted
 attributes and ``torch.load(weights_only=True)`` for tensors, so loading never unpickles arbitrary objects.
+
+Cross-training (``folds`` = K > 1; ``folds=None`` takes the method's :attr:`Estimator.default_folds`: 5 for
+the weakly supervised methods, which learn from the data they later score, 1 for the others): every row
+gets the fold :func:`coffea_ad.features.folds.event_fold` of its ``run``, ``luminosityBlock`` and ``event``
+(a hash of the event identity, never the row order), and K models of the same class are trained, model
+``k`` on the rows of the other folds only (:meth:`Estimator._fit_data` on :meth:`TrainingData.subset
+<coffea_ad.models.data.TrainingData.subset>`, seed derived from ``(seed, k)``, checkpoints in
+``checkpoint_dir/fold{k}``, history under ``fold{k}/{network}``). Every event, in ``score(table)``, in the
+exported ONNX (input ``fold``) and in :class:`coffea_ad.onnx.scorer.OnnxScorer`, is scored by the model of
+its fold, so a training event is never scored by a model that saw it. Events that were never in training
+(another dataset, simulation, a later run) are scored the same way, by the model of their fold: each fold
+model was trained on (K-1)/K of the same data, so which one scores them changes nothing systematic, and
+the answer stays a deterministic function of the event. The ``background`` / ``simulation`` table of a
+method is a template, not the data that is scored: every fold model uses it whole.
 """
 
 from __future__ import annotations
@@ -47,12 +61,14 @@ from torch import nn
 
 from coffea_ad import __version__
 from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.features.folds import EVENT_ID_BRANCHES, FOLD_HASH, event_fold
 from coffea_ad.models.data import TrainingData, parse_signal_region, read_training_data
 from coffea_ad.models.training import TrainingResult, fingerprint, resolve_device, train_module
+from coffea_ad.onnx.export import check_folds
 from coffea_ad.paths import atomic_output, write_json
-from coffea_ad.processing.tables import Table, column_names, feature_matrix, open_table, table_hash
+from coffea_ad.processing.tables import Table, column_array, column_names, feature_matrix, open_table, table_hash
 
-__all__ = ["INPUT_OPTIONS", "Training", "Estimator", "NotFittedError"]
+__all__ = ["INPUT_OPTIONS", "Training", "Estimator", "NotFittedError", "fold_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +90,24 @@ _TABLE_INPUTS = ("background", "simulation")
 
 class NotFittedError(ConfigurationError):
     """An estimator was used before ``fit`` (or ``load``)."""
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of fold ``fold``'s model of a cross-trained estimator with seed ``seed`` (deterministic,
+    distinct per fold, below 2**30 so that derived seeds stay valid for scikit-learn)."""
+    return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0] >> 2)
+
+
+class _FoldSelect(nn.Module):
+    """``(features [N, F], fold [N] int64) -> score [N]``: each row scored by the model of its fold."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor, fold: torch.Tensor) -> torch.Tensor:
+        scores = torch.stack([model(x) for model in self.models], dim=1)
+        return scores.gather(1, fold.view(-1, 1)).view(-1)
 
 
 _TRAINING_DEFAULTS: dict[str, Any] = {
@@ -194,11 +228,16 @@ class Estimator:
       of ``training``; :attr:`network_defaults`: per-network training defaults;
     * :attr:`requires` / :attr:`accepts` / :attr:`input_defaults`: its method inputs;
     * :attr:`default_features`: its natural feature set (the condition columns are left out);
+    * :attr:`default_folds`: the number of cross-training folds of ``folds=None`` (5 for the weakly
+      supervised methods, 1 otherwise);
 
-    and implements :meth:`_build`, :meth:`_train`, :meth:`_modules`, :meth:`scoring_module` (and optionally
-    :meth:`_prepare`). ``__init__`` stores hyperparameters under the names of its arguments and nothing else.
+    and implements :meth:`_build`, :meth:`_train`, :meth:`_modules`, :meth:`_scoring_module` (and optionally
+    :meth:`_prepare`). ``__init__`` stores hyperparameters under the names of its arguments and nothing else
+    (every method takes ``folds``, ``training``, ``seed`` and ``device`` and passes them on).
     Fitted attributes end in ``_`` and must be JSON-serialisable; :attr:`_fitted_attributes` lists those
-    of the method (besides the ones every estimator has).
+    of the method (besides the ones every estimator has). A cross-trained estimator holds its fold models,
+    each an estimator of the same class with ``folds=1``, in ``fold_models_``; the method's own fitted
+    attributes (networks, shapes) live there.
     """
 
     method: ClassVar[str]
@@ -208,15 +247,48 @@ class Estimator:
     accepts: ClassVar[tuple[str, ...]] = ()
     input_defaults: ClassVar[dict[str, Any]] = {}
     default_features: ClassVar[tuple[str, ...]] = ()
+    default_folds: ClassVar[int] = 1
     _fitted_attributes: ClassVar[tuple[str, ...]] = ()
     _score_reads_condition: ClassVar[bool] = False
+    #: (fold, number of folds) of a fold model of a cross-trained estimator, for its progress bars
+    _fold_label: tuple[int, int] | None = None
 
     def __init__(
-        self, *, training: Training | Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto"
+        self,
+        *,
+        folds: int | None = None,
+        training: Training | Mapping[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "auto",
     ) -> None:
+        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1):
+            raise ConfigurationError(
+                f"folds must be a positive integer (1: no cross-training) or None (the method's default, "
+                f"{self.default_folds}), got {folds!r}"
+            )
+        self.folds = None if folds is None else int(folds)
         self.training = resolve_training(training, self.networks, self.network_defaults)
         self.seed = seed
         self.device = device
+
+    @property
+    def n_folds(self) -> int:
+        """The number of cross-training folds: ``folds``, or the method's :attr:`default_folds` for ``None``."""
+        return self.default_folds if self.folds is None else self.folds
+
+    @property
+    def cross_trained(self) -> bool:
+        """True when the estimator trains one model per fold (``n_folds`` > 1)."""
+        return self.n_folds > 1
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when the normal lookup fails: name the fold models for a method's fitted attribute
+        if name.endswith("_") and not name.startswith("__") and "fold_models_" in self.__dict__:
+            raise AttributeError(
+                f"this {type(self).__name__} is cross-trained ({len(self.__dict__['fold_models_'])} folds): "
+                f"{name!r} belongs to each fold model, fold_models_[k].{name}"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---- parameters -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -296,10 +368,33 @@ class Estimator:
         ``simulation=``, ``context=``, ``signal_flag=``: see :attr:`requires` and :attr:`accepts`).
 
         Rows lacking a value in a used column are dropped and counted in ``rows_``. With ``checkpoint_dir``
-        every network checkpoints each epoch to ``checkpoint_dir/{name}.pt`` and resumes from it. Returns self.
+        every network checkpoints each epoch to ``checkpoint_dir/{name}.pt`` (``checkpoint_dir/fold{k}/{name}.pt``
+        when cross-trained) and resumes from it. A cross-trained estimator (:attr:`n_folds` > 1) needs the
+        columns ``run``, ``luminosityBlock`` and ``event`` and trains one model per fold, each without the rows
+        of its fold (see the module docstring). Returns self.
         """
         read = self._read_inputs(table, features, region, inputs)
+        if self.cross_trained:
+            return self._fit_folds(*read, checkpoint_dir=checkpoint_dir)
         return self._fit_data(*read, checkpoint_dir=checkpoint_dir)
+
+    def _check_event_ids(self, table: Table) -> None:
+        """A cross-trained estimator needs the event identity columns: a table without them raises."""
+        missing = [name for name in EVENT_ID_BRANCHES if name not in column_names(table)]
+        if missing:
+            raise ConfigurationError(
+                f"{self.method} is cross-trained in {self.n_folds} folds (folds={self.folds!r}): each event's fold "
+                f"comes from the columns {', '.join(EVENT_ID_BRANCHES)}, and the table has no {', '.join(missing)}; "
+                f"give folds=1 (coffea-ad train --folds 1) to train a single model on every event"
+            )
+
+    def _event_folds(self, table: Table, rows: np.ndarray | None = None) -> np.ndarray:
+        """The fold of each row of ``table`` (of the rows ``rows``) from its event identity."""
+        self._check_event_ids(table)
+        ids = [column_array(table, name) for name in EVENT_ID_BRANCHES]
+        if rows is not None:
+            ids = [values[rows] for values in ids]
+        return event_fold(*ids, self.n_folds)
 
     def _read_inputs(
         self, table: Table, features: Sequence[str] | None, region: str | None, inputs: Mapping[str, Any]
@@ -307,6 +402,8 @@ class Estimator:
         """Steps 1-3 of the fit sequence: (features, region, resolved inputs, data, reference data)."""
         inputs = self.resolve_inputs(**inputs)
         table = open_table(table)
+        if self.cross_trained:
+            self._check_event_ids(table)
         if features is None:
             features = self.resolve_features(None, inputs)
             absent = [name for name in features if name not in column_names(table)]
@@ -327,6 +424,8 @@ class Estimator:
             "signal_flag": inputs.get("signal_flag"),
         }
         data = read_training_data(table, features, label=inputs.get("label"), **split)
+        if self.cross_trained:
+            data = dataclasses.replace(data, fold=self._event_folds(table, data.rows))
         reference = None
         for name in _TABLE_INPUTS:
             if name in inputs:
@@ -344,6 +443,22 @@ class Estimator:
         checkpoint_dir: str | Path | None,
     ) -> Estimator:
         """Steps 4-5 of the fit sequence, on data already read."""
+        self._record(features, region, inputs, data, reference)
+        self._prepare(data, reference)
+        with self._seeded():
+            self._build()
+            self._train(data, reference, checkpoint_dir)
+        return self
+
+    def _record(
+        self,
+        features: list[str],
+        region: str | None,
+        inputs: dict[str, Any],
+        data: TrainingData,
+        reference: TrainingData | None,
+    ) -> None:
+        """Step 4: the fitted description (features, region, conditions, inputs, rows, table hash)."""
         self.features_, self.region_ = list(features), region
         self.conditions_ = self.conditions(inputs)
         self.inputs_ = {
@@ -360,10 +475,48 @@ class Estimator:
             arrays += reference.arrays()
         self.table_hash_ = table_hash(columns, *arrays)
         self.history_ = {}
-        self._prepare(data, reference)
-        with self._seeded():
-            self._build()
-            self._train(data, reference, checkpoint_dir)
+
+    def _fold_estimator(self, fold: int) -> Estimator:
+        """The empty model of fold ``fold``: same class and hyperparameters, ``folds=1``, seed
+        :func:`fold_seed` ``(seed, fold)``."""
+        model = type(self)(**{**self.get_params(), "folds": 1, "seed": fold_seed(self.seed, fold)})
+        model._fold_label = (fold, self.n_folds)
+        return model
+
+    def _fit_folds(
+        self,
+        features: list[str],
+        region: str | None,
+        inputs: dict[str, Any],
+        data: TrainingData,
+        reference: TrainingData | None,
+        *,
+        checkpoint_dir: str | Path | None,
+    ) -> Estimator:
+        """Cross-training: the description of the whole table, then model ``k`` fitted on the rows of the
+        other folds (``fold_models_[k]``), its history under ``fold{k}/...`` and its rows in ``fold_rows_``."""
+        self._record(features, region, inputs, data, reference)
+        self.fold_models_, self.fold_rows_ = [], []
+        for fold in range(self.n_folds):
+            held_out = data.fold == fold
+            if held_out.all():
+                raise ConfigurationError(
+                    f"every one of the {len(held_out)} training rows falls in fold {fold}: too few events for "
+                    f"{self.n_folds} folds (give fewer folds, or folds=1)"
+                )
+            model = self._fold_estimator(fold)
+            folder = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{fold}"
+            model._fit_data(features, region, inputs, data.subset(~held_out), reference, checkpoint_dir=folder)
+            self.fold_models_.append(model)
+            self.history_.update({f"fold{fold}/{name}": history for name, history in model.history_.items()})
+            n_held_out = int(held_out.sum())
+            self.fold_rows_.append(
+                {"fold": fold, "seed": model.seed, "held_out": n_held_out, "trained_on": len(held_out) - n_held_out}
+            )
+            logger.info(
+                "%s fold %d/%d: trained on %d rows, %d held out",
+                self.method, fold, self.n_folds, len(held_out) - n_held_out, n_held_out,
+            )
         return self
 
     # ---- hooks ------------------------------------------------------------------------------------
@@ -382,7 +535,7 @@ class Estimator:
         """The modules whose ``state_dict`` holds the fitted weights, by name."""
         raise NotImplementedError
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         """Torch module from the raw input columns ``[N, len(input_columns)]`` to the score ``[N]``."""
         raise NotImplementedError
 
@@ -462,11 +615,18 @@ class Estimator:
             checkpoint=checkpoint,
             run_id=self._run_id(name, [array[train].shape for array in arrays]),
             progress=settings.progress,
-            description=f"{self.method} {name}",
+            description=self._progress_label(name),
         )
         module.cpu().eval()
         self.history_[name] = result.summary()
         return result
+
+    def _progress_label(self, name: str) -> str:
+        """The label of the progress bar of network ``name`` (with the fold of a fold model)."""
+        if self._fold_label is None:
+            return f"{self.method} {name}"
+        fold, n_folds = self._fold_label
+        return f"{self.method} {name} fold {fold}/{n_folds}"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "features_"):
@@ -480,21 +640,48 @@ class Estimator:
         return [*self.features_, *self.conditions_] if self._score_reads_condition else list(self.features_)
 
     # ---- scoring ----------------------------------------------------------------------------------
-    def score_array(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """Score a float matrix whose columns are :attr:`input_columns` (higher = more anomalous)."""
+    def scoring_module(self) -> nn.Module:
+        """Torch module from the raw input columns ``[N, len(input_columns)]`` to the score ``[N]``; for a
+        cross-trained estimator ``(features [N, F], fold [N] int64) -> score [N]``, each row scored by the
+        model of its fold."""
         self._check_fitted()
+        if self.cross_trained:
+            return _FoldSelect([model.scoring_module() for model in self.fold_models_]).eval()
+        return self._scoring_module()
+
+    def score_array(self, x: np.ndarray, fold: np.ndarray | None = None, batch_size: int = 65536) -> np.ndarray:
+        """Score a float matrix whose columns are :attr:`input_columns` (higher = more anomalous). A
+        cross-trained estimator needs ``fold``, the fold of each row
+        (:func:`coffea_ad.features.folds.event_fold` of its run, luminosityBlock and event)."""
+        self._check_fitted()
+        source = f"{type(self).__name__}.score_array"
+        if self.cross_trained:
+            if fold is None:
+                raise ConfigurationError(
+                    f"{source}: this model is cross-trained ({self.n_folds} folds): give the fold of each row "
+                    f"(coffea_ad.features.folds.event_fold), or score a table with run, luminosityBlock, event"
+                )
+            fold = check_folds(fold, len(x), self.n_folds, source)
+        elif fold is not None:
+            raise ConfigurationError(f"{source}: this model is not cross-trained: it takes no fold")
         module = self.scoring_module().to(self.torch_device).eval()
         scores = []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                batch = torch.tensor(x[start : start + batch_size], dtype=torch.float32, device=self.torch_device)
-                scores.append(module(batch).cpu().numpy())
+                batch = [torch.tensor(x[start : start + batch_size], dtype=torch.float32, device=self.torch_device)]
+                if fold is not None:
+                    batch.append(torch.as_tensor(fold[start : start + batch_size], device=self.torch_device))
+                scores.append(module(*batch).cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
     def score(self, table: Table) -> np.ndarray:
         """One anomaly score per row of ``table``; higher = more anomalous. A row lacking a value raises
-        (select complete rows first, e.g. with :func:`coffea_ad.processing.tables.complete_rows`)."""
-        return self.score_array(feature_matrix(open_table(table), self.input_columns))
+        (select complete rows first, e.g. with :func:`coffea_ad.processing.tables.complete_rows`). A
+        cross-trained estimator scores each row with the model of its fold, from the table's ``run``,
+        ``luminosityBlock`` and ``event``."""
+        table = open_table(table)
+        fold = self._event_folds(table) if self.cross_trained else None
+        return self.score_array(feature_matrix(table, self.input_columns), fold)
 
     # ---- export -----------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -505,6 +692,7 @@ class Estimator:
             "region": self.region_,
             "inputs": self.inputs_,
             "training_table_hash": self.table_hash_,
+            "folds": self.n_folds,
             "params": self._params_json(),
         }
 
@@ -522,6 +710,7 @@ class Estimator:
             method=self.method,
             region=meta["region"],
             training_table_hash=meta["training_table_hash"],
+            n_folds=self.n_folds if self.cross_trained else 0,
             extra={"params": json.dumps(meta["params"])},
         )
 
@@ -529,9 +718,28 @@ class Estimator:
     def _fitted_json(self) -> dict[str, Any]:
         names = (
             "features_", "region_", "conditions_", "inputs_", "rows_", "table_hash_", "history_",
-            *self._fitted_attributes,
+            *(("fold_rows_",) if self.cross_trained else self._fitted_attributes),
         )
         return {name: getattr(self, name) for name in names}
+
+    def _states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The weights by module name (``fold{k}/{name}`` for the fold models of a cross-trained estimator)."""
+        if self.cross_trained:
+            return {
+                f"fold{fold}/{name}": state
+                for fold, model in enumerate(self.fold_models_)
+                for name, state in model._states().items()
+            }
+        return {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in self._modules().items()}
+
+    def _restore(self, fitted: Mapping[str, Any], states: Mapping[str, Any], prefix: str = "") -> None:
+        """Set the fitted attributes, build the modules and load their weights (those under ``prefix``)."""
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self._build()
+        for name, module in self._modules().items():
+            module.load_state_dict(states[prefix + name])
+            module.eval()
 
     def save(self, folder: str | Path) -> Path:
         """Save hyperparameters and fitted attributes (JSON) and weights (tensors only) to ``folder``."""
@@ -545,9 +753,10 @@ class Estimator:
             "params": self._params_json(),
             "fitted": self._fitted_json(),
         }
-        states = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in self._modules().items()}
+        if self.cross_trained:
+            config["fold_models"] = [model._fitted_json() for model in self.fold_models_]
         with atomic_output(folder / _STATE_FILE) as tmp:
-            torch.save(states, tmp)
+            torch.save(self._states(), tmp)
         write_json(folder / _CONFIG_FILE, config)
         logger.info("saved %s to %s", type(self).__name__, folder)
         return folder
@@ -572,22 +781,35 @@ class Estimator:
         if cls is not Estimator and not issubclass(estimator_class, cls):
             raise InputFileError(f"{folder} holds a {estimator_class.__name__}, not a {cls.__name__}")
         estimator = estimator_class(**config["params"])
+        if not estimator.cross_trained:
+            estimator._restore(config["fitted"], states)
+            return estimator
+        fold_models = config.get("fold_models", [])
+        if len(fold_models) != estimator.n_folds:
+            raise InputFileError(
+                f"{folder} holds a {estimator.n_folds}-fold {method} with {len(fold_models)} fold model(s)"
+            )
         for name, value in config["fitted"].items():
             setattr(estimator, name, value)
-        estimator._build()
-        for name, module in estimator._modules().items():
-            module.load_state_dict(states[name])
-            module.eval()
+        estimator.fold_models_ = []
+        for fold, fitted in enumerate(fold_models):
+            model = estimator._fold_estimator(fold)
+            model._restore(fitted, states, prefix=f"fold{fold}/")
+            estimator.fold_models_.append(model)
         return estimator
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready description: method, parameters, inputs, features, region, rows read / dropped / used, losses
-        and validation metrics."""
+        """JSON-ready description: method, parameters, inputs, features, region, rows read / dropped / used, the
+        folds (number, recipe and, per fold, the rows held out and trained on), losses and validation metrics."""
         self._check_fitted()
-        return {
+        summary = {
             **self.metadata(),
             "features": self.input_columns,
             "coffea_ad_version": __version__,
             "rows": self.rows_,
             "history": self.history_,
         }
+        if self.cross_trained:
+            summary["fold_hash"] = FOLD_HASH
+            summary["fold_rows"] = self.fold_rows_
+        return summary

@@ -145,6 +145,7 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
     accepts: ClassVar[tuple[str, ...]] = _RESONANT["accepts"]
     input_defaults: ClassVar[dict[str, str]] = _RESONANT["input_defaults"]
     default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
+    default_folds: ClassVar[int] = 5
 
     def __init__(
         self,
@@ -157,11 +158,12 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         feature_transforms: Mapping[str, str] | None = None,
         oversampling: int = 4,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        super().__init__(classifier, hidden, ensemble, folds=folds, training=training, seed=seed, device=device)
         if oversampling < 1:
             raise ConfigurationError(f"oversampling must be >= 1, got {oversampling}")
         self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
@@ -226,14 +228,13 @@ class Generate(CATHODE):
 class _LatentClassifierScore(nn.Module):
     """Raw ``[x, m]`` -> flow latent coordinates -> classifier probability."""
 
-    def __init__(self, density: ConditionalDensity, classifiers: nn.ModuleList) -> None:
+    def __init__(self, density: ConditionalDensity, classifier: nn.Module) -> None:
         super().__init__()
         self.density = density
-        self.classifiers = classifiers
+        self.classifier = classifier
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        latent = self.density.latent(inputs[:, :-1], inputs[:, -1:])
-        return torch.stack([classifier(latent) for classifier in self.classifiers]).mean(dim=0)
+        return self.classifier(self.density.latent(inputs[:, :-1], inputs[:, -1:]))
 
 
 class LaCATHODE(CATHODE):
@@ -262,9 +263,9 @@ class LaCATHODE(CATHODE):
         labels = np.concatenate([np.ones(len(latent)), np.zeros(len(normal))])
         self._fit_classifiers(x, labels, checkpoint_dir)
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
-        return _LatentClassifierScore(self.density_, self.classifiers_).eval()
+        return _LatentClassifierScore(self.density_, self.classifiers_[0]).eval()
 
 
 class _LogDensityRatio(nn.Module):
@@ -294,6 +295,7 @@ class ANODE(_SidebandDensity, Estimator):
     accepts: ClassVar[tuple[str, ...]] = _RESONANT["accepts"]
     input_defaults: ClassVar[dict[str, str]] = _RESONANT["input_defaults"]
     default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
+    default_folds: ClassVar[int] = 5
     _score_reads_condition: ClassVar[bool] = True
 
     def __init__(
@@ -303,11 +305,12 @@ class ANODE(_SidebandDensity, Estimator):
         flow_hidden: Sequence[int] = (64, 64),
         feature_transforms: Mapping[str, str] | None = None,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(training=training, seed=seed, device=device)
+        super().__init__(folds=folds, training=training, seed=seed, device=device)
         self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
 
     def _build(self) -> None:
@@ -322,7 +325,7 @@ class ANODE(_SidebandDensity, Estimator):
         self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
         self._fit_density(self.density_sr_, data.x_sr, data.m_sr, "flow_sr", 2, checkpoint_dir)
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _LogDensityRatio(self.density_sr_, self.density_).eval()
 
@@ -375,6 +378,7 @@ class Morph(_SidebandDensity, ClassifierMethod):
     accepts: ClassVar[tuple[str, ...]] = ("context",)
     input_defaults: ClassVar[dict[str, tuple[str, ...]]] = {"context": FEATURE_SETS["context"]}
     default_features: ClassVar[tuple[str, ...]] = NONRESONANT_FEATURES
+    default_folds: ClassVar[int] = 5
 
     def __init__(
         self,
@@ -386,11 +390,12 @@ class Morph(_SidebandDensity, ClassifierMethod):
         flow_hidden: Sequence[int] = (64, 64),
         feature_transforms: Mapping[str, str] | None = None,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        super().__init__(classifier, hidden, ensemble, folds=folds, training=training, seed=seed, device=device)
         self._set_flow(flow_type, transforms, flow_hidden, feature_transforms)
 
     def _build(self) -> None:

@@ -241,7 +241,7 @@ def fit_classifier(
         settings = estimator.training[network]
         train, val = estimator._split(len(x), network, salt)
         members, shapes, scores = [], [], []
-        description = f"{estimator.method} {name}"
+        description = estimator._progress_label(name)
         with progress_bar(estimator.ensemble, description, unit="model", enabled=settings.progress) as bar:
             for member in range(estimator.ensemble):
                 model = HistGradientBoostingClassifier(

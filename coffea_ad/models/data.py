@@ -8,6 +8,7 @@ infinite values raise. Everything here is numpy-only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,31 +53,38 @@ class RowCounts:
     """How many rows of a table were read, were inside the region, lacked a value, and were used.
 
     ``missing`` counts, per used column, the rows (inside the region) whose value is None or NaN; a row
-    lacking several values counts in each of those columns but once in ``dropped``.
+    lacking several values counts in each of those columns but once in ``dropped``. ``held_out`` counts the
+    complete rows left out of one fold model's training (the rows of its own fold, cross-training).
     """
 
     read: int
     in_region: int
     missing: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    held_out: int = 0
 
     @property
     def used(self) -> int:
         """Rows the method trains on."""
-        return self.in_region - self.dropped
+        return self.in_region - self.dropped - self.held_out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts (``missing`` lists only the columns that lack a value somewhere)."""
+        """JSON-ready counts (``missing`` lists only the columns that lack a value somewhere; ``held_out_fold``
+        appears for a fold model only)."""
         missing = {name: count for name, count in self.missing.items() if count}
-        return {"read": self.read, "in_region": self.in_region, "dropped_missing": self.dropped,
-                "missing_by_column": missing, "used": self.used}
+        counts = {"read": self.read, "in_region": self.in_region, "dropped_missing": self.dropped,
+                  "missing_by_column": missing, "used": self.used}
+        if self.held_out:
+            counts["held_out_fold"] = self.held_out
+        return counts
 
 
 @dataclass(frozen=True)
 class TrainingData:
     """The complete rows of one table: features ``x`` ``[N, F]``, the condition ``[N, k]`` (the resonant
     variable or the context columns; ``None`` if the method has none), the signal-region flag, the label
-    (0/1) and the row indices in the table they came from, with the :class:`RowCounts` of the read."""
+    (0/1), the row indices in the table they came from, with the :class:`RowCounts` of the read, and the
+    cross-training fold of each row (``None`` without cross-training)."""
 
     x: np.ndarray
     condition: np.ndarray | None
@@ -84,6 +92,23 @@ class TrainingData:
     label: np.ndarray | None
     rows: np.ndarray
     counts: RowCounts
+    fold: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> TrainingData:
+        """The rows where the boolean ``keep`` is true (a fold model's training rows); the others are counted
+        as ``held_out`` in :attr:`counts`."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self.x),):
+            raise ConfigurationError(f"subset needs one flag per row ({len(self.x)}), got shape {keep.shape}")
+
+        def take(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[keep]
+
+        counts = dataclasses.replace(self.counts, held_out=self.counts.held_out + int((~keep).sum()))
+        return TrainingData(
+            x=self.x[keep], condition=take(self.condition), in_signal_region=take(self.in_signal_region),
+            label=take(self.label), rows=self.rows[keep], counts=counts, fold=take(self.fold),
+        )
 
     @property
     def x_sr(self) -> np.ndarray:

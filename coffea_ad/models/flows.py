@@ -142,6 +142,8 @@ class NormalizingFlow(Estimator):
         hidden: hidden layer widths of each transform's network.
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
         training: :class:`~coffea_ad.models.base.Training` of the network ``"flow"``.
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -164,11 +166,12 @@ class NormalizingFlow(Estimator):
         hidden: Sequence[int] = (64, 64),
         feature_transforms: Mapping[str, str] | None = None,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(training=training, seed=seed, device=device)
+        super().__init__(folds=folds, training=training, seed=seed, device=device)
         self.transforms = transforms
         self.hidden = list(hidden)
         self.feature_transforms = dict(feature_transforms or {})
@@ -185,7 +188,7 @@ class NormalizingFlow(Estimator):
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         self._train_network("flow", self.density_, negative_log_likelihood, [data.x], checkpoint_dir=checkpoint_dir)
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _NegativeLogDensity(self.density_).eval()
 

@@ -164,6 +164,8 @@ class AutoEncoder(Estimator):
         hidden: encoder hidden widths (the decoder mirrors them).
         feature_transforms: ``{column: "log" | "logit"}`` applied before standardisation.
         training: :class:`~coffea_ad.models.base.Training` of the network ``"autoencoder"``.
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -186,11 +188,12 @@ class AutoEncoder(Estimator):
         hidden: Sequence[int] = (32, 32),
         feature_transforms: Mapping[str, str] | None = None,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(training=training, seed=seed, device=device)
+        super().__init__(folds=folds, training=training, seed=seed, device=device)
         self.latent = latent
         self.hidden = list(hidden)
         self.feature_transforms = dict(feature_transforms or {})
@@ -227,7 +230,7 @@ class AutoEncoder(Estimator):
         jets = data.x.reshape(-1, data.x.shape[1] // self._n_jets)
         self._train_network("autoencoder", self.model_, _model_loss, [jets], checkpoint_dir=checkpoint_dir)
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _AutoEncoderScore(self.model_, 1, "reconstruction", "sum").eval()
 
@@ -262,11 +265,12 @@ class VariationalAutoEncoder(AutoEncoder):
         jets: int = 1,
         combine: str = "min",
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(latent, hidden, feature_transforms, training=training, seed=seed, device=device)
+        super().__init__(latent, hidden, feature_transforms, folds=folds, training=training, seed=seed, device=device)
         if score_terms not in VAE_SCORES:
             raise ConfigurationError(f"score_terms must be one of {', '.join(VAE_SCORES)}, got {score_terms!r}")
         if combine not in JET_COMBINATIONS:
@@ -286,7 +290,7 @@ class VariationalAutoEncoder(AutoEncoder):
     def _kl_weight(self) -> float:
         return self.beta
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _AutoEncoderScore(self.model_, self.jets, self.score_terms, self.combine).eval()
 

@@ -58,6 +58,7 @@ class SALAD(ClassifierMethod):
     accepts: ClassVar[tuple[str, ...]] = ("mass",)
     input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
     _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "reweighter_shapes_")
+    default_folds: ClassVar[int] = 5
 
     def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:
         super()._prepare(data, reference)

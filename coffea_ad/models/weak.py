@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
 from torch import nn
 
 from coffea_ad.errors import ConfigurationError
@@ -32,17 +31,6 @@ DIJET_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_SETS["lhco"] if
 """The default features of the resonant dijet methods: the LHC Olympics set without the resonant ``mjj``."""
 
 
-class _MeanProbability(nn.Module):
-    """Mean of several classifier ensembles (the k folds of CWoLa hunting)."""
-
-    def __init__(self, classifiers: nn.ModuleList) -> None:
-        super().__init__()
-        self.classifiers = classifiers
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([classifier(x) for classifier in self.classifiers]).mean(dim=0)
-
-
 class ClassifierMethod(Estimator):
     """Base of the methods whose score is a classifier probability.
 
@@ -53,6 +41,8 @@ class ClassifierMethod(Estimator):
         training: :class:`~coffea_ad.models.base.Training` of the network ``"classifier"`` (for ``hgb``:
             ``epochs`` = maximum boosting iterations, ``patience`` = iterations without improvement,
             ``validation_fraction``).
+        folds: cross-training folds (``None``: the method's ``default_folds``; 1: a single model), see
+            :mod:`coffea_ad.models.base`.
         seed: random seed (same seed, same model).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -69,11 +59,12 @@ class ClassifierMethod(Estimator):
         hidden: Sequence[int] = (64, 64, 64),
         ensemble: int = 1,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(training=training, seed=seed, device=device)
+        super().__init__(folds=folds, training=training, seed=seed, device=device)
         if classifier not in CLASSIFIERS:
             raise ConfigurationError(f"unknown classifier {classifier!r}; valid ones: {', '.join(CLASSIFIERS)}")
         if ensemble < 1:
@@ -103,36 +94,27 @@ class ClassifierMethod(Estimator):
         x: np.ndarray,
         labels: np.ndarray,
         checkpoint_dir: str | Path | None,
-        folds: Sequence[np.ndarray] | None = None,
         decorrelate: np.ndarray | None = None,
         disco: float = 0.0,
         sample_weight: np.ndarray | None = None,
-    ) -> list[np.ndarray]:
-        """Fit one classifier (``folds=None``) or one per fold on the other folds; return per-fold test indices."""
-        parts = [np.arange(len(x))] if folds is None else list(folds)
-        classifiers, shapes = [], []
-        for index, test in enumerate(parts):
-            train = np.setdiff1d(np.arange(len(x)), test) if folds is not None else test
-            fitted, member_shapes = fit_classifier(
-                self,
-                x[train],
-                labels[train],
-                name="classifier" if folds is None else f"classifier_fold{index}",
-                checkpoint_dir=checkpoint_dir,
-                salt=index,
-                decorrelate=None if decorrelate is None else decorrelate[train],
-                disco=disco,
-                sample_weight=None if sample_weight is None else sample_weight[train],
-            )
-            classifiers.append(fitted)
-            shapes.append(member_shapes)
-        self.classifiers_ = nn.ModuleList(classifiers)
-        self.classifier_shapes_ = shapes
-        return parts
+    ) -> None:
+        """Fit the classifier (network ``"classifier"``) on ``x`` and ``labels``: ``classifiers_[0]``."""
+        fitted, shapes = fit_classifier(
+            self,
+            x,
+            labels,
+            name="classifier",
+            checkpoint_dir=checkpoint_dir,
+            decorrelate=decorrelate,
+            disco=disco,
+            sample_weight=sample_weight,
+        )
+        self.classifiers_ = nn.ModuleList([fitted])
+        self.classifier_shapes_ = [shapes]
 
-    def scoring_module(self) -> nn.Module:
+    def _scoring_module(self) -> nn.Module:
         self._check_fitted()
-        return _MeanProbability(self.classifiers_).eval()
+        return self.classifiers_[0].eval()
 
 
 class Supervised(ClassifierMethod):
@@ -162,11 +144,12 @@ class Supervised(ClassifierMethod):
         ensemble: int = 1,
         disco: float = 0.0,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
+        super().__init__(classifier, hidden, ensemble, folds=folds, training=training, seed=seed, device=device)
         if disco < 0:
             raise ConfigurationError(f"disco must be >= 0, got {disco}")
         if disco > 0 and classifier != "mlp":
@@ -198,6 +181,7 @@ class IdealizedAD(ClassifierMethod):
     requires: ClassVar[tuple[str, ...]] = ("background", "signal_region")
     accepts: ClassVar[tuple[str, ...]] = ("mass",)
     input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
+    default_folds: ClassVar[int] = 5
 
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Train signal-region data (label 1) vs the signal-region ``background`` (label 0)."""
@@ -207,59 +191,30 @@ class IdealizedAD(ClassifierMethod):
 
 
 class CWoLa(ClassifierMethod):
-    """CWoLa hunting: a classifier of signal-region vs sideband events, trained in ``folds`` folds.
+    """CWoLa hunting: a classifier of signal-region vs sideband events.
 
-    Events are split into ``folds`` folds; the classifier of fold ``k`` is trained on the other folds, so
-    :attr:`out_of_fold_scores_` scores every training event with a model that never saw it (use those for
-    the bump hunt on the same data; NaN for the rows outside ``region`` or lacking a value). :meth:`score`
-    and the ONNX export average all folds (for new events). Inputs: ``signal_region``, ``mass`` (default ``mjj``).
+    Cross-trained by default (``folds=None``: 5 folds, see :mod:`coffea_ad.models.base`): the classifier of
+    fold ``k`` is trained without the events of fold ``k``, and :meth:`score`, the exported ONNX and inline
+    scoring select each event's fold model, so the bump hunt on the training data itself uses scores of
+    models that never saw the events. Inputs: ``signal_region``, ``mass`` (default ``mjj``).
 
     References:
         Collins, Howe, Nachman, arXiv:1805.02664 and arXiv:1902.02634; Metodiev, Nachman, Thaler, arXiv:1708.02949.
 
     Example:
-        >>> cwola = CWoLa(folds=5).fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"], signal_region="3300:3700")
-        >>> scores = cwola.out_of_fold_scores_
+        >>> cwola = CWoLa().fit(table, ["mj_min", "delta_mj", "tau21_j1", "tau21_j2"], signal_region="3300:3700")
+        >>> scores = cwola.score(table)  # every event by the fold model that did not see it
     """
 
     method: ClassVar[str] = "cwola"
     requires: ClassVar[tuple[str, ...]] = ("signal_region",)
     accepts: ClassVar[tuple[str, ...]] = ("mass",)
     input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
-
-    def __init__(
-        self,
-        classifier: str = "mlp",
-        hidden: Sequence[int] = (64, 64, 64),
-        ensemble: int = 1,
-        folds: int = 5,
-        *,
-        training: Training | dict | None = None,
-        seed: int = 0,
-        device: str = "auto",
-    ) -> None:
-        super().__init__(classifier, hidden, ensemble, training=training, seed=seed, device=device)
-        if folds < 2:
-            raise ConfigurationError(f"CWoLa hunting needs folds >= 2, got {folds}")
-        self.folds = folds
+    default_folds: ClassVar[int] = 5
 
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Train SR (label 1) vs SB (label 0); sidebands are the events outside the signal region."""
-        order = np.random.default_rng([self.seed, 7]).permutation(len(data.x))
-        folds = np.array_split(order, self.folds)
-        parts = self._fit_classifiers(data.x, data.in_signal_region.astype(np.float64), checkpoint_dir, folds)
-        scores = np.empty(len(data.x), dtype=np.float32)
-        for classifier, test in zip(self.classifiers_, parts, strict=True):
-            with torch.no_grad():
-                scores[test] = classifier.to("cpu")(torch.as_tensor(data.x[test])).numpy()
-        self.out_of_fold_scores_ = _expand(scores, data.rows, data.counts.read)
-
-
-def _expand(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """Values of the rows ``rows`` (indices) placed back into an array of ``n_rows`` (NaN elsewhere)."""
-    full = np.full(n_rows, np.nan, dtype=np.float32)
-    full[rows] = values
-    return full
+        self._fit_classifiers(data.x, data.in_signal_region.astype(np.float64), checkpoint_dir)
 
 
 class BDT(CWoLa):
@@ -276,10 +231,10 @@ class BDT(CWoLa):
         classifier: str = "hgb",
         hidden: Sequence[int] = (64, 64, 64),
         ensemble: int = 5,
-        folds: int = 5,
         *,
+        folds: int | None = None,
         training: Training | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
-        super().__init__(classifier, hidden, ensemble, folds, training=training, seed=seed, device=device)
+        super().__init__(classifier, hidden, ensemble, folds=folds, training=training, seed=seed, device=device)

@@ -1,9 +1,9 @@
 """What ``coffea-ad train`` does: fit one method on a feature table and write the model folder.
 
 The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.export`), ``summary.json``
-(method, parameters, inputs, features, rows read / dropped for a missing value / used, losses per epoch,
-validation metrics, the ONNX-vs-torch check) and the estimator itself (``estimator.json`` + ``weights.pt``,
-reloadable with ``Estimator.load``). Every file is written atomically.
+(method, parameters, inputs, features, rows read / dropped for a missing value / used, the cross-training
+folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check) and the estimator
+itself (``estimator.json`` + ``weights.pt``, reloadable with ``Estimator.load``). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from coffea_ad.features.folds import EVENT_ID_BRANCHES, event_fold
 from coffea_ad.models import get_estimator
 from coffea_ad.models.base import Training
 from coffea_ad.onnx.export import score_onnx
 from coffea_ad.paths import write_json
-from coffea_ad.processing.tables import Table, complete_rows, open_table, region_mask, take_rows
+from coffea_ad.processing.tables import Table, column_array, float_column, open_table, region_mask, take_rows
 
 __all__ = ["describe_training", "train_to_folder"]
 
@@ -37,11 +38,19 @@ def _with_progress(training: Training | Mapping[str, Any] | None, progress: bool
     return {"progress": progress, **(training or {})}
 
 
-def _check_matrix(table: Table, columns: Sequence[str], region: str | None) -> np.ndarray:
-    """Up to :data:`_CHECK_ROWS` complete rows of ``columns`` inside ``region``: the ONNX-vs-torch check."""
+def _check_rows(
+    table: Table, columns: Sequence[str], region: str | None, n_folds: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to :data:`_CHECK_ROWS` complete rows of ``columns`` inside ``region`` and, for a cross-trained
+    model (``n_folds`` > 1), their folds (from the exact integer event ids): the ONNX-vs-torch check."""
     mask = region_mask(table, region)
-    rows = complete_rows(table if mask is None else take_rows(table, mask), columns)
-    return np.stack([rows[name][:_CHECK_ROWS] for name in columns], axis=1).astype(np.float32)
+    subset = table if mask is None else take_rows(table, mask)
+    values = np.stack([float_column(subset, name) for name in columns], axis=1)
+    complete = np.flatnonzero(~np.isnan(values).any(axis=1))[:_CHECK_ROWS]
+    fold = None
+    if n_folds > 1:
+        fold = event_fold(*(column_array(subset, name)[complete] for name in EVENT_ID_BRANCHES), n_folds)
+    return values[complete].astype(np.float32), fold
 
 
 def train_to_folder(
@@ -60,6 +69,7 @@ def train_to_folder(
     signal_flag: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    folds: int | None = None,
     training: Training | Mapping[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
@@ -71,9 +81,15 @@ def train_to_folder(
     ``None`` take the method's defaults; one the method needs and does not get, or gets and does not use,
     raises naming its option. Rows lacking a value in a used column are dropped and counted
     (``summary["rows"]``). ``training`` (a :class:`~coffea_ad.models.base.Training`, a dict of its fields,
-    or ``{network: ...}``) applies to every network of the method; ``progress`` shows one bar per network.
+    or ``{network: ...}``) applies to every network of the method; ``progress`` shows one bar per network
+    (per fold). ``folds`` is the number of cross-training folds (``coffea-ad train --folds K``): ``None`` takes
+    the method's default (5 for the weakly supervised methods, 1 for the others), 1 trains a single model;
+    K > 1 trains one model per fold of the event ids (the table needs ``run``, ``luminosityBlock``,
+    ``event``), and ``model.onnx`` scores each event with the model that was trained without it.
     """
-    estimator = get_estimator(method)(training=_with_progress(training, progress), seed=seed, device=device)
+    estimator = get_estimator(method)(
+        folds=folds, training=_with_progress(training, progress), seed=seed, device=device
+    )
     table = open_table(table)
     inputs = {
         "signal_region": signal_region,
@@ -91,9 +107,9 @@ def train_to_folder(
     seconds = time.perf_counter() - start
     onnx_path = estimator.export_onnx(output / "model.onnx")
     estimator.save(output)
-    check = _check_matrix(table, estimator.input_columns, region)
-    reference = estimator.score_array(check)
-    exported = score_onnx(onnx_path, check)
+    check, fold = _check_rows(table, estimator.input_columns, region, estimator.n_folds)
+    reference = estimator.score_array(check, fold)
+    exported = score_onnx(onnx_path, check, fold)
     scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
     difference = float(np.abs(exported - reference).max() / scale) if len(reference) else 0.0
     summary = {
@@ -128,9 +144,20 @@ def _describe_network(name: str, history: Mapping[str, Any]) -> str:
     return f"  {name}: {'; '.join(parts) or 'trained'}"
 
 
+def _describe_folds(summary: Mapping[str, Any]) -> str:
+    if summary.get("folds", 1) == 1:
+        return "folds: 1 (a single model, no cross-training: it scores its own training events)"
+    held_out = ", ".join(str(row["held_out"]) for row in summary["fold_rows"])
+    return (
+        f"folds: {summary['folds']} (each event scored by the model trained without its fold); "
+        f"rows per fold: {held_out}"
+    )
+
+
 def describe_training(summary: Mapping[str, Any]) -> str:
     """The lines ``coffea-ad train`` prints for a :func:`train_to_folder` summary: method and files written,
-    features, rows read / dropped for a missing value (per column) / used, and the validation metrics."""
+    features, rows read / dropped for a missing value (per column) / used, the folds, and the validation
+    metrics (per fold)."""
     folder = Path(summary["output"])
     files = ", ".join(str(folder / name) for name in summary["files"])
     lines = [
@@ -138,6 +165,7 @@ def describe_training(summary: Mapping[str, Any]) -> str:
         f"features: {', '.join(summary['features'])}",
     ]
     lines += [_describe_rows(name, counts) for name, counts in summary["rows"].items()]
+    lines.append(_describe_folds(summary))
     lines.append("validation:")
     lines += [_describe_network(name, history) for name, history in summary["history"].items()]
     return "\n".join(lines)
