@@ -195,12 +195,13 @@ def test_cli_train_writes_model_and_summary(tmp_path, capsys):
     table = dijet_table(2000, 50, seed=6)
     table.to_parquet(path)
     out = tmp_path / "model"
-    arguments = ["train", "cwola", str(path), "-o", str(out), "--signal-region", "3300:3700"]
+    arguments = ["train", "cwola", str(path), "-o", str(out)]  # the default signal region: 3300-3700 GeV
     options = ["--features", ",".join(FEATURES), "--epochs", "2", "--seed", "3", "--device", "cpu", "--no-progress"]
     status = main(arguments + options)
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "cwola" and summary["features"] == FEATURES
+    assert summary["inputs"]["signal_region"] == [3300.0, 3700.0] and summary["inputs"]["mass"] == "mjj"
     assert summary["onnx"]["max_abs_diff_over_max_abs_score"] < 1e-5
     assert summary["folds"] == 5 and len(summary["fold_rows"]) == 5  # CWoLa's default: cross-trained
     assert len(summary["history"]["fold0/classifier"]["validation_loss"]) == 2
@@ -209,8 +210,8 @@ def test_cli_train_writes_model_and_summary(tmp_path, capsys):
     fold = event_fold(table.run, table.luminosityBlock, table.event, 5)
     assert score_onnx(out / "model.onnx", table[FEATURES].to_numpy(np.float32), fold).shape == (len(table),)
     assert not list(out.glob(".*tmp"))
-    assert main(["train", "cwola", str(path), "-o", str(out)]) == 1
-    assert "method 'cwola' needs signal_region (--signal-region)" in capsys.readouterr().err
+    assert main(["train", "iad", str(path), "-o", str(out)]) == 1
+    assert "method 'iad' needs background (--background)" in capsys.readouterr().err
     assert main(["train", "kmeans", str(path), "-o", str(out)]) == 1
     valid = "valid methods: autoencoder, vae, realnvp, maf, cwola, bdt, cathode, lacathode, anode, iad, supervised"
     assert valid in capsys.readouterr().err

@@ -27,7 +27,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.REGION.add(parser)
     options.MASS.add(parser)
     parser.add_argument(
-        "--signal-region", default=None, metavar="LO:HI", help="signal region of --mass (resonant methods)"
+        "--signal-region",
+        default=None,
+        metavar="LO:HI",
+        help="signal region of --mass in GeV (resonant methods; default: 3300:3700, the window of the region "
+        "flags mjj3500_sr/mjj3500_sb that 'coffea-ad score' cuts in by default)",
+    )
+    parser.add_argument(
+        "--folds",
+        type=options.positive_int,
+        default=None,
+        metavar="K",
+        help="cross-training: K models, each trained without one fold of events (fold = a hash of run, "
+        "luminosityBlock, event), so that no event is scored by a model that saw it; 1 = one model "
+        "(default: 5 for the weakly supervised methods, 1 for the others)",
     )
     parser.add_argument("--label", default=None, help="0/1 signal label column (supervised; default: is_signal)")
     parser.add_argument(
@@ -86,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         simulation=args.simulation,
         context=args.context,
         signal_flag=args.signal_flag,
+        folds=args.folds,
         seed=args.seed,
         device=args.device,
         training=training or None,

@@ -35,6 +35,7 @@ from coffea_ad.errors import CoffeaADError, ConfigurationError
 from coffea_ad.features.leptons import FLAVOUR_4L
 
 __all__ = [
+    "DEFAULT_SIGNAL_REGION",
     "RegionConfig",
     "CutflowError",
     "Partition",
@@ -60,6 +61,12 @@ Partition = dict[str, Any]
 
 class CutflowError(CoffeaADError):
     """A partition's regions do not add up to the number of events (an event lost or counted twice)."""
+
+
+#: The 3.5 TeV window of :class:`RegionConfig` (the LHC Olympics R&D signal region, GeV): the default signal
+#: region of the resonant methods, whose sidebands ``mjj3500_sb`` are ``coffea-ad score``'s default control
+#: region, so that ``train`` and ``score`` agree when neither is told.
+DEFAULT_SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch import nn
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.base import Estimator, Training
-from coffea_ad.models.data import TrainingData
+from coffea_ad.models.data import RESONANT_INPUT_DEFAULTS, TrainingData
 from coffea_ad.models.flows import ConditionalDensity, build_flow, negative_log_likelihood
 from coffea_ad.models.preprocessing import Preprocessor
 from coffea_ad.models.weak import DIJET_FEATURES, ClassifierMethod
@@ -40,9 +40,9 @@ NONRESONANT_FEATURES: tuple[str, ...] = FEATURE_SETS["nonresonant"]
 """The non-resonant methods' default features: the ``nonresonant`` set without the context columns."""
 
 _RESONANT = {
-    "requires": ("signal_region",),
-    "accepts": ("mass",),
-    "input_defaults": {"mass": "mjj"},
+    "requires": (),
+    "accepts": ("signal_region", "mass"),
+    "input_defaults": RESONANT_INPUT_DEFAULTS,
 }
 
 

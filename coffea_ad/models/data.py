@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features.regions import DEFAULT_SIGNAL_REGION
 from coffea_ad.processing.tables import Table, column_array, float_column, open_table, region_mask
 
 __all__ = [
+    "RESONANT_INPUT_DEFAULTS",
     "RowCounts",
     "TrainingData",
     "parse_signal_region",
@@ -26,6 +28,10 @@ __all__ = [
     "resonant_split",
     "context_split",
 ]
+
+#: The default inputs of the resonant methods: the resonant variable ``mjj`` and the signal region of
+#: :data:`coffea_ad.features.regions.DEFAULT_SIGNAL_REGION`.
+RESONANT_INPUT_DEFAULTS: dict[str, Any] = {"mass": "mjj", "signal_region": DEFAULT_SIGNAL_REGION}
 
 
 def parse_signal_region(text: str | Sequence[float]) -> tuple[float, float]:

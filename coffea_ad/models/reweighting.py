@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.cathode import NONRESONANT_FEATURES
 from coffea_ad.models.classifiers import build_classifier, fit_classifier
-from coffea_ad.models.data import TrainingData
+from coffea_ad.models.data import RESONANT_INPUT_DEFAULTS, TrainingData
 from coffea_ad.models.weak import ClassifierMethod
 from coffea_ad.processing.tables import Table, feature_matrix, open_table
 
@@ -54,9 +54,9 @@ class SALAD(ClassifierMethod):
 
     method: ClassVar[str] = "salad"
     networks: ClassVar[tuple[str, ...]] = ("reweighter", "classifier")
-    requires: ClassVar[tuple[str, ...]] = ("simulation", "signal_region")
-    accepts: ClassVar[tuple[str, ...]] = ("mass",)
-    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
+    requires: ClassVar[tuple[str, ...]] = ("simulation",)
+    accepts: ClassVar[tuple[str, ...]] = ("signal_region", "mass")
+    input_defaults: ClassVar[dict[str, Any]] = RESONANT_INPUT_DEFAULTS
     _fitted_attributes: ClassVar[tuple[str, ...]] = ("classifier_shapes_", "reweighter_shapes_")
     default_folds: ClassVar[int] = 5
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
@@ -23,7 +23,7 @@ from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import FEATURE_SETS
 from coffea_ad.models.base import Estimator, Training
 from coffea_ad.models.classifiers import CLASSIFIERS, build_classifier, fit_classifier
-from coffea_ad.models.data import TrainingData
+from coffea_ad.models.data import RESONANT_INPUT_DEFAULTS, TrainingData
 
 __all__ = ["DIJET_FEATURES", "ClassifierMethod", "Supervised", "IdealizedAD", "CWoLa", "BDT"]
 
@@ -178,9 +178,9 @@ class IdealizedAD(ClassifierMethod):
     """
 
     method: ClassVar[str] = "iad"
-    requires: ClassVar[tuple[str, ...]] = ("background", "signal_region")
-    accepts: ClassVar[tuple[str, ...]] = ("mass",)
-    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
+    requires: ClassVar[tuple[str, ...]] = ("background",)
+    accepts: ClassVar[tuple[str, ...]] = ("signal_region", "mass")
+    input_defaults: ClassVar[dict[str, Any]] = RESONANT_INPUT_DEFAULTS
     default_folds: ClassVar[int] = 5
 
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
@@ -207,9 +207,8 @@ class CWoLa(ClassifierMethod):
     """
 
     method: ClassVar[str] = "cwola"
-    requires: ClassVar[tuple[str, ...]] = ("signal_region",)
-    accepts: ClassVar[tuple[str, ...]] = ("mass",)
-    input_defaults: ClassVar[dict[str, str]] = {"mass": "mjj"}
+    accepts: ClassVar[tuple[str, ...]] = ("signal_region", "mass")
+    input_defaults: ClassVar[dict[str, Any]] = RESONANT_INPUT_DEFAULTS
     default_folds: ClassVar[int] = 5
 
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:

@@ -2,8 +2,9 @@
 
 The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.export`), ``summary.json``
 (method, parameters, inputs, features, rows read / dropped for a missing value / used, the cross-training
-folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check) and the estimator
-itself (``estimator.json`` + ``weights.pt``, reloadable with ``Estimator.load``). Every file is written atomically.
+folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check, the closure of a
+resonant method, see :func:`resonant_closure`) and the estimator itself (``estimator.json`` + ``weights.pt``,
+reloadable with ``Estimator.load``). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from coffea_ad.onnx.export import score_onnx
 from coffea_ad.paths import write_json
 from coffea_ad.processing.tables import Table, column_array, float_column, open_table, region_mask, take_rows
 
-__all__ = ["describe_training", "train_to_folder"]
+__all__ = ["CLOSURE_EFFICIENCY", "describe_training", "resonant_closure", "train_to_folder"]
 
 logger = logging.getLogger(__name__)
 
 _FILES = ("model.onnx", "summary.json", "estimator.json", "weights.pt")
 _CHECK_ROWS = 2000
+#: Sideband efficiency of the cut whose flatness in mjj is the closure test of a resonant method.
+CLOSURE_EFFICIENCY = 0.05
+#: At most this many sideband events go into the template-vs-data classifier of the closure test.
+_CLOSURE_TEMPLATE_EVENTS = 50_000
 
 
 def _with_progress(training: Training | Mapping[str, Any] | None, progress: bool) -> dict[str, Any]:
@@ -51,6 +56,88 @@ def _check_rows(
     if n_folds > 1:
         fold = event_fold(*(column_array(subset, name)[complete] for name in EVENT_ID_BRANCHES), n_folds)
     return values[complete].astype(np.float32), fold
+
+
+def _complete(table: Table, columns: Sequence[str], region: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The rows inside ``region`` where every one of ``columns`` is present, and their float64 values."""
+    mask = region_mask(table, region)
+    subset = table if mask is None else take_rows(table, mask)
+    values = np.stack([float_column(subset, name) for name in columns], axis=1)
+    complete = ~np.isnan(values).any(axis=1)
+    return take_rows(subset, complete), values[complete]
+
+
+def resonant_closure(
+    estimator: Any, table: Table, region: str | None = None, *, efficiency: float = CLOSURE_EFFICIENCY
+) -> dict[str, Any] | None:
+    """The background closure of a resonant method on its training table, with no truth used (None for a
+    method without a signal region).
+
+    * Sideband flatness (:func:`coffea_ad.stats.sideband_closure`): the cut that keeps ``efficiency`` of the
+      sideband events must keep that fraction in every mjj bin of the sidebands, where no resonant signal
+      sits. A method that learned mjj (or a template that mismodels its mjj dependence) fails it.
+    * For the methods that sample a background template from a sideband density (CATHODE, LaCATHODE,
+      ANODE): the out-of-fold AUC of a boosted-tree classifier between the sideband data and the template
+      sampled at the same mjj (:func:`coffea_ad.models.closure.classifier_closure_auc`): 0.5 when the
+      template describes the data where the flow was trained to.
+
+    Cross-trained models score each event with the model that did not see it, and sample its template from
+    that model, so both numbers are honest; with ``folds=1`` the scores and the flow saw these events and
+    the closure is optimistic (the summary says so). A failed check is logged as a warning and listed under
+    ``warnings``.
+    """
+    from coffea_ad.models.closure import classifier_closure_auc
+    from coffea_ad.stats import sideband_closure
+
+    inputs = estimator.inputs_
+    if not inputs.get("signal_region"):
+        return None
+    low, high = inputs["signal_region"]
+    mass = inputs["mass"]
+    columns = list(dict.fromkeys([*estimator.input_columns, mass]))
+    ids = list(EVENT_ID_BRANCHES) if estimator.n_folds > 1 else []
+    rows, values = _complete(table, [*columns, *ids], region)
+    fold = event_fold(*(column_array(rows, name) for name in ids), estimator.n_folds) if ids else None
+    x = values[:, [columns.index(name) for name in estimator.input_columns]].astype(np.float32)
+    m = values[:, columns.index(mass)]
+    closure = sideband_closure(estimator.score_array(x, fold), m, (low, high), efficiency=efficiency)
+    result: dict[str, Any] = {
+        "cross_trained": estimator.n_folds > 1,
+        "sideband_flatness": closure.to_dict(),
+        "warnings": [],
+    }
+    if not closure.closed:
+        result["warnings"].append(
+            f"the cut at {efficiency:.0%} of the sidebands is not flat in {mass} across the sidebands "
+            f"(chi2/ndf = {closure.sculpting.chi2:.1f}/{closure.sculpting.ndf}, p = {closure.sculpting.p_value:.2g}): "
+            "the method sculpts the background, and a bump hunt after its cut can find a false signal"
+        )
+    models = estimator.fold_models_ if estimator.n_folds > 1 else [estimator]
+    if all(hasattr(model, "sample") for model in models):
+        sideband = (m < low) | (m >= high)
+        features = values[:, [columns.index(name) for name in estimator.features_]]
+        chosen = np.flatnonzero(sideband)
+        rng = np.random.default_rng([estimator.seed, 23])
+        if len(chosen) > _CLOSURE_TEMPLATE_EVENTS:
+            chosen = np.sort(rng.choice(chosen, _CLOSURE_TEMPLATE_EVENTS, replace=False))
+        which = fold[chosen] if fold is not None else np.zeros(len(chosen), dtype=np.int64)
+        template = np.empty((len(chosen), features.shape[1]))
+        for k, model in enumerate(models):
+            part = which == k
+            template[part] = model.sample(m[chosen][part])
+        finite = np.isfinite(template).all(axis=1)
+        auc = classifier_closure_auc(template[finite], features[chosen][finite], seed=estimator.seed)
+        n_template, n_data = int(finite.sum()), len(chosen)
+        spread = float(np.sqrt((n_template + n_data) / (12.0 * n_template * n_data)))
+        result["sideband_template_auc"] = {"auc": auc, "statistical_spread": spread, "events": n_data}
+        if auc > 0.5 + 3 * spread:
+            result["warnings"].append(
+                f"a classifier tells the sideband data from the flow's template (AUC {auc:.3f}, 0.5 +- {spread:.3f} "
+                "if they agreed): the background template is mismodelled where it was trained"
+            )
+    for warning in result["warnings"]:
+        logger.warning("%s closure: %s", estimator.method, warning)
+    return result
 
 
 def train_to_folder(
@@ -112,8 +199,10 @@ def train_to_folder(
     exported = score_onnx(onnx_path, check, fold)
     scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
     difference = float(np.abs(exported - reference).max() / scale) if len(reference) else 0.0
+    closure = resonant_closure(estimator, table, region)
     summary = {
         **estimator.summary(),
+        **({"closure": closure} if closure is not None else {}),
         "output": str(output),
         "files": list(_FILES),
         "training_seconds": seconds,
@@ -154,6 +243,26 @@ def _describe_folds(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _describe_closure(closure: Mapping[str, Any]) -> list[str]:
+    flat = closure["sideband_flatness"]
+    test = flat["sideband_sculpting"]
+    honest = "" if closure["cross_trained"] else " (single model: scored on its own training events, optimistic)"
+    lines = [
+        f"closure{honest}: the cut at {flat['efficiency']:.0%} of the sidebands keeps "
+        f"{min(test['bin_efficiencies']):.3f}-{max(test['bin_efficiencies']):.3f} per sideband mjj bin, "
+        f"chi2/ndf = {test['chi2']:.1f}/{test['ndf']}, p = {test['p_value']:.2g}; signal region: "
+        f"{flat['signal_region_pass_fraction']:.3f} +- {flat['signal_region_pass_fraction_error']:.3f}"
+    ]
+    if "sideband_template_auc" in closure:
+        template = closure["sideband_template_auc"]
+        lines.append(
+            f"closure: sideband data vs template AUC {template['auc']:.3f} (0.5 +- {template['statistical_spread']:.3f}"
+            " if the template describes the data)"
+        )
+    lines += [f"warning: {warning}" for warning in closure["warnings"]]
+    return lines
+
+
 def describe_training(summary: Mapping[str, Any]) -> str:
     """The lines ``coffea-ad train`` prints for a :func:`train_to_folder` summary: method and files written,
     features, rows read / dropped for a missing value (per column) / used, the folds, and the validation
@@ -166,6 +275,8 @@ def describe_training(summary: Mapping[str, Any]) -> str:
     ]
     lines += [_describe_rows(name, counts) for name, counts in summary["rows"].items()]
     lines.append(_describe_folds(summary))
+    if "closure" in summary:
+        lines += _describe_closure(summary["closure"])
     lines.append("validation:")
     lines += [_describe_network(name, history) for name, history in summary["history"].items()]
     return "\n".join(lines)
