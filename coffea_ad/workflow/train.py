@@ -100,13 +100,18 @@ def resonant_closure(
     fold = event_fold(*(column_array(rows, name) for name in ids), estimator.n_folds) if ids else None
     x = values[:, [columns.index(name) for name in estimator.input_columns]].astype(np.float32)
     m = values[:, columns.index(mass)]
-    closure = sideband_closure(estimator.score_array(x, fold), m, (low, high), efficiency=efficiency)
-    result: dict[str, Any] = {
-        "cross_trained": estimator.n_folds > 1,
-        "sideband_flatness": closure.to_dict(),
-        "warnings": [],
-    }
-    if not closure.closed:
+    result: dict[str, Any] = {"cross_trained": estimator.n_folds > 1, "sideband_flatness": None, "warnings": []}
+    n_sideband = int(np.count_nonzero((m < low) | (m >= high)))
+    # at least 5 passing events per sideband bin, 2 to 8 bins of equal population
+    n_bins = min(8, int(efficiency * n_sideband // 5))
+    if n_bins < 2:
+        result["warnings"].append(
+            f"{n_sideband} sideband events are too few to test the flatness of a {efficiency:.0%} cut: not tested"
+        )
+    else:
+        closure = sideband_closure(estimator.score_array(x, fold), m, (low, high), efficiency=efficiency, n_bins=n_bins)
+        result["sideband_flatness"] = closure.to_dict()
+    if result["sideband_flatness"] is not None and not closure.closed:
         result["warnings"].append(
             f"the cut at {efficiency:.0%} of the sidebands is not flat in {mass} across the sidebands "
             f"(chi2/ndf = {closure.sculpting.chi2:.1f}/{closure.sculpting.ndf}, p = {closure.sculpting.p_value:.2g}): "
@@ -245,14 +250,17 @@ def _describe_folds(summary: Mapping[str, Any]) -> str:
 
 def _describe_closure(closure: Mapping[str, Any]) -> list[str]:
     flat = closure["sideband_flatness"]
-    test = flat["sideband_sculpting"]
     honest = "" if closure["cross_trained"] else " (single model: scored on its own training events, optimistic)"
-    lines = [
-        f"closure{honest}: the cut at {flat['efficiency']:.0%} of the sidebands keeps "
-        f"{min(test['bin_efficiencies']):.3f}-{max(test['bin_efficiencies']):.3f} per sideband mjj bin, "
-        f"chi2/ndf = {test['chi2']:.1f}/{test['ndf']}, p = {test['p_value']:.2g}; signal region: "
-        f"{flat['signal_region_pass_fraction']:.3f} +- {flat['signal_region_pass_fraction_error']:.3f}"
-    ]
+    lines = []
+    if flat is not None:
+        test = flat["sideband_sculpting"]
+        kept = [value for value in test["bin_efficiencies"] if value is not None]
+        lines.append(
+            f"closure{honest}: the cut at {flat['efficiency']:.0%} of the sidebands keeps "
+            f"{min(kept):.3f}-{max(kept):.3f} per sideband mjj bin, "
+            f"chi2/ndf = {test['chi2']:.1f}/{test['ndf']}, p = {test['p_value']:.2g}; signal region: "
+            f"{flat['signal_region_pass_fraction']:.3f} +- {flat['signal_region_pass_fraction_error']:.3f}"
+        )
     if "sideband_template_auc" in closure:
         template = closure["sideband_template_auc"]
         lines.append(
