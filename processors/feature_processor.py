@@ -105,11 +105,12 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
             "region_ids": ids,
             "rows": histogram_rows(features, ids, variables, weight=weight),
         }
-        fields.update(self.extra_fields(features, ids, weight))
+        fields.update(self.extra_fields(events, features, ids, weight))
         return ak.zip(fields, depth_limit=1, behavior={})
 
-    def extra_fields(self, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
-        """Per-event fields a subclass adds to :meth:`event_record` (none here)."""
+    def extra_fields(self, events: Any, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+        """Per-event fields a subclass adds to :meth:`event_record` (none here), from the chunk's ``events``,
+        its ``features``, region ``ids`` and histogram ``weight``."""
         return {}
 
     def postprocess(self, accumulator: Any) -> Any:

@@ -62,12 +62,12 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
         requested = resolve_feature_names(self.features) if self.features else []
         self.features = tuple(dict.fromkeys([*requested, *self.required]))
 
-    def extra_fields(self, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+    def extra_fields(self, events: Any, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
         missing = [name for name in self.required if name not in features.fields]
         if missing:
             raise ConfigurationError(f"the models need features {missing}, which this input cannot provide")
         scores = {
-            name: scorer.score_columns(*(features[feature] for feature in scorer.feature_names))
+            name: scorer.score_columns(*scorer.input_columns(features, events))
             for name, scorer in self.scorers.items()
         }
         columns = {self.fit_variable: features[self.fit_variable], **scores}

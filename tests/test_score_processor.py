@@ -200,3 +200,34 @@ def test_the_control_region_can_be_any_region_flag_of_the_tables(fileset, model,
     assert summary["control_region"] == "deta_cr" and summary["signal_region"] == "deta_sr"
     assert summary["control_region_efficiency"] == pytest.approx(np.mean(control >= summary["threshold"]))
     assert abs(summary["control_region_efficiency"] - 0.1) < 3 * np.sqrt(0.1 * 0.9 / len(control)) + 1 / len(control)
+
+
+def test_inline_scores_of_a_cross_trained_model_are_its_out_of_fold_scores(samples, fileset, tmp_path):
+    """The fold of an event comes from its ids on both sides: the score column that ``coffea-ad score`` writes
+    (dask, on a cluster) equals ``estimator.score`` of the training table, event by event, so every event is
+    scored by the fold model that did not see it."""
+    from coffea_ad.features import compute_features
+    from coffea_ad.models import CWoLa
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    events = NanoEventsFactory.from_root({str(samples["qcd"]): "Events"}, schemaclass=NanoAODSchema, mode="eager")
+    events = events.events()
+    features = compute_features(events, ["mjj", *LHCO])
+    table = {name: ak.to_numpy(ak.fill_none(features[name], np.nan)) for name in ["mjj", *LHCO]}
+    table.update({name: ak.to_numpy(events[name]) for name in ("run", "luminosityBlock", "event")})
+    cwola = CWoLa(hidden=(16,), folds=3, training={"epochs": 2, "progress": False}, seed=2, device="cpu")
+    cwola.fit(table, LHCO, signal_region=(3000.0, 4000.0))
+    path = cwola.export_onnx(tmp_path / "cwola.onnx")
+    result, _, _ = run_scoring({"qcd": fileset["qcd"]}, {"cwola": path}, tmp_path / "scored", target_efficiency=0.1,
+                               workers=1, step_size=150)
+    scored = result.tables["qcd"]
+    inline = ak.to_numpy(ak.fill_none(scored["cwola"], np.nan))
+    complete = np.isfinite(inline)
+    assert complete.sum() > 300
+    order = np.argsort(table["event"])
+    rows = order[np.searchsorted(table["event"][order], ak.to_numpy(scored["event"])[complete])]
+    expected = cwola.score({name: values[rows] for name, values in table.items()})
+    assert np.allclose(inline[complete], expected, rtol=1e-5, atol=1e-6)
+    # and the folds matter: the first fold's model alone gives other scores for the other folds' events
+    single = cwola.fold_models_[0].score({name: values[rows] for name, values in table.items()})
+    assert not np.allclose(single, expected, rtol=1e-3)

@@ -128,20 +128,27 @@ class OnnxScorer:
     def __call__(self, events):
         """One score per event of ``events`` (eager/virtual awkward or dask-awkward NanoEvents)."""
         features = compute_features(events, self.feature_names, config=self.feature_config)
-        columns = [features[name] for name in self.feature_names]
-        if self.metadata.cross_trained:
-            missing = [name for name in EVENT_ID_BRANCHES if name not in events.fields]
-            if missing:
-                raise ConfigurationError(
-                    f"{self.path} is cross-trained ({self.metadata.n_folds} folds): its events need the branches "
-                    f"{', '.join(EVENT_ID_BRANCHES)} to find the model that did not see them; missing: {missing}"
-                )
-            columns += [events[name] for name in EVENT_ID_BRANCHES]
+        columns = self.input_columns(features, events)
         if not dask.is_dask_collection(events):
             return self.score_columns(*columns)
 
         meta = self.score_columns(*(column._meta for column in columns))
         return dask_awkward.map_partitions(self.score_columns, *columns, label="onnx-anomaly-score", meta=meta)
+
+    def input_columns(self, features, events) -> list:
+        """What :meth:`score_columns` takes: the model's features from ``features`` (the record of
+        :func:`coffea_ad.features.compute_features`) in its order, then, for a cross-trained model, the event
+        ids ``run``, ``luminosityBlock``, ``event`` of ``events``."""
+        columns = [features[name] for name in self.feature_names]
+        if not self.metadata.cross_trained:
+            return columns
+        missing = [name for name in EVENT_ID_BRANCHES if name not in events.fields]
+        if missing:
+            raise ConfigurationError(
+                f"{self.path} is cross-trained ({self.metadata.n_folds} folds): its events need the branches "
+                f"{', '.join(EVENT_ID_BRANCHES)} to find the model that did not see them; missing: {missing}"
+            )
+        return [*columns, *(events[name] for name in EVENT_ID_BRANCHES)]
 
     def score_columns(self, *columns: ak.Array) -> ak.Array:
         """Score one partition given the feature columns in the model's order (None -> a None score); a
