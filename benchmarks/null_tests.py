@@ -61,7 +61,7 @@ def shared_samples(n_events: int | None) -> tuple[pd.DataFrame, pd.DataFrame, st
         samples.append(pd.concat(frames, ignore_index=True))
     n = min(len(samples[0]), len(samples[1]), n_events or sys.maxsize)
     first, second = (sample.iloc[:n].reset_index(drop=True) for sample in samples)
-    return first, second, f"{SHARED}: A = files {TRAINING_FILES}, B = files {INDEPENDENT_FILES}"
+    return first, second, f"shared/data/lhco_like: A = files {TRAINING_FILES}, B = files {INDEPENDENT_FILES}"
 
 
 def generated_samples(n_generated: int, n_events: int | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
