@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import uproot
 
+from coffea_ad import stats
 from coffea_ad.cli import main
 from coffea_ad.processing.tables import read_parquet
 
@@ -104,6 +105,11 @@ def test_fit_reads_what_score_wrote_and_its_window_lies_inside_the_mjj_range(cha
     low, high = results["most_significant_window"]["window_GeV"]
     assert edges[0] <= low < high <= edges[-1]
     assert counts.sum() > 100  # the cut leaves enough events for the dijet fit
+    # the fit range comes from the turn-on of the spectrum before the cut, which score writes beside it
+    assert results["fit_range_source"] == "the turn-on of mjj before the cut"
+    with uproot.open(chain / "scored" / "histograms.root") as file:
+        uncut = stats.fit_range(file["data/deta_sr/mjj"].values(), file["data/deta_sr/mjj"].axis().edges())
+    assert results["fit_range_GeV"][0] == pytest.approx(uncut.low)
     assert (chain / "fit" / "workspace.json").is_file() and (chain / "fit" / "fit.png").is_file()
 
 

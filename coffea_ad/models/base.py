@@ -402,8 +402,6 @@ class Estimator:
         """Steps 1-3 of the fit sequence: (features, region, resolved inputs, data, reference data)."""
         inputs = self.resolve_inputs(**inputs)
         table = open_table(table)
-        if self.cross_trained:
-            self._check_event_ids(table)
         if features is None:
             features = self.resolve_features(None, inputs)
             absent = [name for name in features if name not in column_names(table)]

@@ -461,9 +461,18 @@ def scan_window(
     window = window_mask(edges, centre, relative_width)
     if not np.any(window):
         raise ConfigurationError(f"the window at {centre:g} GeV (relative width {relative_width:g}) contains no bin")
-    fit = _dijet_fit(
-        counts, edges, n_parameters, mask=~window, sqrt_s=sqrt_s, min_expected=min_expected, f_test_alpha=f_test_alpha
-    )
+    try:
+        fit = _dijet_fit(
+            counts, edges, n_parameters, mask=~window, sqrt_s=sqrt_s, min_expected=min_expected,
+            f_test_alpha=f_test_alpha,
+        )
+    except ConfigurationError as error:
+        low, high = _window_edges(edges, window)[[0, -1]]
+        raise ConfigurationError(
+            f"no background estimate for the window {low:.0f}-{high:.0f} GeV: its sidebands hold "
+            f"{counts[~window].sum():g} of the {counts.sum():g} events in the fit range ({error}); a spectrum this "
+            "sparse outside the window cannot be fitted (a looser cut, more events, or --mjj-min)"
+        ) from error
     spec = window_spec(counts, edges, window, fit, signal=signal, background_uncertainty=background_uncertainty)
     workspace = build_workspace(spec)
     model = workspace.model()

@@ -333,7 +333,7 @@ def fit_dijet(
     n_fit = int(np.sum(selected & (counts > 0)))
     if n_fit <= n_parameters:
         raise ConfigurationError(
-            f"the dijet fit needs more than {n_parameters} non-empty bins, got {n_fit} (in the fit range)"
+            f"the dijet fit needs more than {n_parameters} non-empty bins, got {n_fit}"
         )
     features, weights = _quadrature(edges, sqrt_s, n_parameters)
     features, weights, n = features[selected], weights[selected], counts[selected]
@@ -366,19 +366,22 @@ def fit_dijet(
                 "use fewer parameters or a wider mjj range"
             ) from error
     theta = result.x
-    # the Hessian of the deviance is twice that of the negative log-likelihood
-    information = 0.5 * hessian(theta)
-    try:
-        covariance = np.linalg.inv(information)
-    except np.linalg.LinAlgError:
-        covariance = np.linalg.pinv(information)
-    # trust-exact may stop on rounding ("bad approximation") at the minimum: judge by the Newton decrement
-    step = covariance @ (0.5 * gradient(theta))
-    converged = bool(result.success) or float(0.5 * gradient(theta) @ step) < 1e-6
+    # A fit that ran away (a few events) overflows below: it is reported as not converged, with an infinite
+    # chi2 and p = 0, so the bump hunt flags it; numpy's overflow warnings would only repeat that.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # the Hessian of the deviance is twice that of the negative log-likelihood
+        information = 0.5 * hessian(theta)
+        try:
+            covariance = np.linalg.inv(information)
+        except np.linalg.LinAlgError:
+            covariance = np.linalg.pinv(information)
+        # trust-exact may stop on rounding ("bad approximation") at the minimum: judge by the Newton decrement
+        step = covariance @ (0.5 * gradient(theta))
+        converged = bool(result.success) or float(0.5 * gradient(theta) @ step) < 1e-6
+        expected = dijet_yields(edges, theta, sqrt_s=sqrt_s)
+        chi2, merged = merged_chi2(counts, expected, mask=selected, min_expected=min_expected)
     if not converged:
         logger.warning("dijet fit did not converge: %s", result.message)
-    expected = dijet_yields(edges, theta, sqrt_s=sqrt_s)
-    chi2, merged = merged_chi2(counts, expected, mask=selected, min_expected=min_expected)
     return DijetFit(
         theta=theta,
         theta_covariance=0.5 * (covariance + covariance.T),

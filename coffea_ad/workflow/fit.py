@@ -49,7 +49,7 @@ from coffea_ad.paths import write_json
 from coffea_ad.plotting import save_figure
 from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
-from coffea_ad.stats.bumphunt import bump_hunt
+from coffea_ad.stats.bumphunt import bump_hunt, fit_range, mjj_histogram
 from coffea_ad.stats.datacard import write_combine
 from coffea_ad.stats.inference import best_fit, model_significance, upper_limit
 from coffea_ad.stats.workspace import build_workspace, channel_spec, fit_spec, histogram_counts, write_workspace
@@ -126,6 +126,7 @@ class FitInputs:
     signal: str | None
     regions: tuple[str, ...]
     variable: str
+    mass: str = "mjj"
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def resolve_inputs(
         raise ConfigurationError(
             f"method abcd needs exactly four regions A B C D (in that order), got {len(regions)}"
         )
-    return FitInputs(data, backgrounds, signal, regions, variable, tuple(notes))
+    return FitInputs(data, backgrounds, signal, regions, variable, mass, tuple(notes))
 
 
 def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist.Hist:
@@ -260,6 +261,19 @@ def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> di
     signal = None
     if inputs.signal is not None:
         signal = _read_sum(file, filename, (inputs.signal,), region, variable)
+    range_source = None
+    uncut_paths = [f"{name}/{region}/{inputs.mass}" for name in inputs.data]
+    available = set(HistogramFile.read(file, filename).keys)
+    if options.get("mjj_min") is None and variable != inputs.mass and available.issuperset(uncut_paths):
+        # The turn-on belongs to the selection before the anomaly cut (coffea-ad score writes both spectra): a
+        # cut spectrum with few events can peak anywhere, or at the signal, so its fit range is found on the
+        # uncut spectrum of the same region.
+        uncut = fit_range(
+            *mjj_histogram(_read_sum(file, filename, inputs.data, region, inputs.mass)),
+            mjj_max=options.get("mjj_max"),
+        )
+        options = {**options, "mjj_min": uncut.low}
+        range_source = f"the turn-on of {inputs.mass} before the cut"
     result = bump_hunt(data, signal=signal, **options)
     best = result.most_significant
     spec = result.spec()
@@ -281,6 +295,8 @@ def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> di
     save_figure(plot_local_significance(result), outdir / "local_significance.png")
     written.extend(["fit.png", "local_significance.png"])
     summary = {"method": "bumphunt", "region": region, "variable": variable, **result.to_dict()}
+    if range_source is not None:
+        summary["fit_range_source"] = range_source
     if signal is not None:
         model = workspace.model()
         summary["upper_limit_most_significant_window"] = _limit(model, workspace.data(model), outdir, written)
@@ -477,7 +493,9 @@ def describe_fit(summary: Mapping) -> str:
         best = summary["most_significant_window"]
         if "fit_range_GeV" in summary:
             low, high = summary["fit_range_GeV"]
-            how = "from the data (turn-on)" if summary["fit_range_method"] == "turn-on" else "from --mjj-min"
+            how = {"turn-on": "from the data (turn-on)", "mjj_min": "from --mjj-min"}[summary["fit_range_method"]]
+            if "fit_range_source" in summary:
+                how = f"from {summary['fit_range_source']}"
             lines.append(f"  fit range {low:.0f}-{high:.0f} GeV, {how}")
         fit = best["sideband_fit"]
         lines.append(

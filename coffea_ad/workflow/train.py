@@ -43,28 +43,19 @@ def _with_progress(training: Training | Mapping[str, Any] | None, progress: bool
     return {"progress": progress, **(training or {})}
 
 
-def _check_rows(
+def _complete_rows(
     table: Table, columns: Sequence[str], region: str | None, n_folds: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to :data:`_CHECK_ROWS` complete rows of ``columns`` inside ``region`` and, for a cross-trained
-    model (``n_folds`` > 1), their folds (from the exact integer event ids): the ONNX-vs-torch check."""
-    mask = region_mask(table, region)
-    subset = table if mask is None else take_rows(table, mask)
-    values = np.stack([float_column(subset, name) for name in columns], axis=1)
-    complete = np.flatnonzero(~np.isnan(values).any(axis=1))[:_CHECK_ROWS]
-    fold = None
-    if n_folds > 1:
-        fold = event_fold(*(column_array(subset, name)[complete] for name in EVENT_ID_BRANCHES), n_folds)
-    return values[complete].astype(np.float32), fold
-
-
-def _complete(table: Table, columns: Sequence[str], region: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The rows inside ``region`` where every one of ``columns`` is present, and their float64 values."""
+    """The float64 values of ``columns`` on the rows inside ``region`` where every one is present and, for a
+    cross-trained model (``n_folds`` > 1), their folds (from the exact integer event ids)."""
     mask = region_mask(table, region)
     subset = table if mask is None else take_rows(table, mask)
     values = np.stack([float_column(subset, name) for name in columns], axis=1)
     complete = ~np.isnan(values).any(axis=1)
-    return take_rows(subset, complete), values[complete]
+    fold = None
+    if n_folds > 1:
+        fold = event_fold(*(column_array(subset, name)[complete] for name in EVENT_ID_BRANCHES), n_folds)
+    return values[complete], fold
 
 
 def resonant_closure(
@@ -95,9 +86,7 @@ def resonant_closure(
     low, high = inputs["signal_region"]
     mass = inputs["mass"]
     columns = list(dict.fromkeys([*estimator.input_columns, mass]))
-    ids = list(EVENT_ID_BRANCHES) if estimator.n_folds > 1 else []
-    rows, values = _complete(table, [*columns, *ids], region)
-    fold = event_fold(*(column_array(rows, name) for name in ids), estimator.n_folds) if ids else None
+    values, fold = _complete_rows(table, columns, region, estimator.n_folds)
     x = values[:, [columns.index(name) for name in estimator.input_columns]].astype(np.float32)
     m = values[:, columns.index(mass)]
     result: dict[str, Any] = {"cross_trained": estimator.n_folds > 1, "sideband_flatness": None, "warnings": []}
@@ -199,7 +188,9 @@ def train_to_folder(
     seconds = time.perf_counter() - start
     onnx_path = estimator.export_onnx(output / "model.onnx")
     estimator.save(output)
-    check, fold = _check_rows(table, estimator.input_columns, region, estimator.n_folds)
+    values, fold = _complete_rows(table, estimator.input_columns, region, estimator.n_folds)
+    check = values[:_CHECK_ROWS].astype(np.float32)
+    fold = None if fold is None else fold[:_CHECK_ROWS]
     reference = estimator.score_array(check, fold)
     exported = score_onnx(onnx_path, check, fold)
     scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
