@@ -296,15 +296,20 @@ def test_page_loads_nothing_from_outside(search):
     assert not re.search(r"<link[^>]+stylesheet", page)
 
 
-def test_a_missing_plot_stops_the_report(tmp_path, search):
-    result, index = search
-    folder = index.parent
-    broken = copy.deepcopy(result)
-    _entry(broken, "3331-4071", 0.1)["fit_plot"] = "plots/not_there.png"
+def _beside(tmp_path: Path, index: Path) -> Path:
+    """A new search folder with the plots and window files of ``index``'s (linked), for an edited result."""
     target = tmp_path / "report"
     target.mkdir()
     for relative in ("plots", "windows"):
-        (target / relative).symlink_to(folder / relative)
+        (target / relative).symlink_to(index.parent / relative)
+    return target
+
+
+def test_a_missing_plot_stops_the_report(tmp_path, search):
+    result, index = search
+    broken = copy.deepcopy(result)
+    _entry(broken, "3331-4071", 0.1)["fit_plot"] = "plots/not_there.png"
+    target = _beside(tmp_path, index)
     with pytest.raises(InputFileError, match="plots/not_there.png"):
         write_search_report(broken, target)
     assert sorted(p.name for p in target.iterdir()) == ["plots", "windows"]  # nothing half-written
@@ -316,11 +321,21 @@ def test_skipped_efficiencies_and_markup_in_reasons_are_shown_escaped(tmp_path, 
     entry = _entry(edited, "2725-3331", 0.01)
     entry.clear()
     entry.update(efficiency=0.01, status="skipped", reason="the cut left <3> events & no sideband")
-    page = write_search_report(edited, index.parent).read_text()
+    page = write_search_report(edited, _beside(tmp_path, index)).read_text()
     assert "skipped: the cut left &lt;3&gt; events &amp; no sideband" in page
     assert "<3>" not in page
     assert len(_images(page)) == 4
-    write_search_report(result, index.parent)
+
+
+def test_a_missing_datacard_is_marked_and_logged(tmp_path, search, caplog):
+    result, index = search
+    edited = copy.deepcopy(result)
+    _entry(edited, "3331-4071", 0.01)["datacard"] = "windows/3331-4071/not_written.txt"
+    with caplog.at_level("WARNING", logger="coffea_ad.workflow.report"):
+        page = write_search_report(edited, _beside(tmp_path, index)).read_text()
+    assert "not_written.txt" in caplog.text
+    assert '<span class="missing">datacard (missing)</span>' in page
+    assert 'href="windows/3331-4071/not_written.txt"' not in page
 
 
 # --- the page in a browser ---------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 p.setup { color: #555; margin-top: 0; }
 pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.8em; overflow-x: auto; }
-table { border-collapse: collapse; font-size: 0.92em; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.55em; }
+table { border-collapse: collapse; font-size: 0.88em; }
+th, td { border: 1px solid #bbb; padding: 0.2em 0.45em; }
 th { background: #eef1f5; }
 td.num { font-family: ui-monospace, monospace; text-align: right; white-space: nowrap; }
 tr.skipped td { color: #888; background: #fafafa; }
@@ -46,7 +46,9 @@ td.skip { font-style: italic; color: #888; }
 tr.best td { background: #fff4c2; }
 td.best-cell { font-weight: bold; outline: 2px solid #d4a000; }
 td.poor { color: #b00; }
-td.missing { color: #b00; }
+.missing { color: #b00; }
+span.files { white-space: nowrap; }
+div.scroll { overflow-x: auto; }
 p.legend { color: #555; font-size: 0.9em; }
 .global { font-size: 1.05em; }
 .global b { font-family: ui-monospace, monospace; }
@@ -94,7 +96,8 @@ def _done(entry: Mapping[str, Any] | None) -> bool:
 def _skip_text(entry: Mapping[str, Any] | None) -> str:
     if not entry:
         return "not run"
-    return f"skipped: {entry['reason']}" if entry.get("reason") else "skipped"
+    status = entry.get("status") or "skipped"
+    return f"{status}: {entry['reason']}" if entry.get("reason") else str(status)
 
 
 def _cell(value: str, *classes: str, title: str | None = None) -> str:
@@ -143,7 +146,7 @@ def _file_links(folder: Path, window: Mapping[str, Any], efficiencies: Sequence[
             _link(folder, entry[key], key) for key in ("workspace", "datacard") if _done(entry) and entry.get(key)
         ]
         if files:
-            links.append(f"{_text(efficiency_label(efficiency))}: {' · '.join(files)}")
+            links.append(f'<span class="files">{100 * efficiency:.3g} %: {" · ".join(files)}</span>')
     return "<br>".join(links) or _DASH
 
 
@@ -163,11 +166,11 @@ def _table(result: Mapping[str, Any], folder: Path, windows: Sequence[Mapping[st
         classes = " ".join(name for name, on in (("best", is_best), ("skipped", not done)) if on)
         cells = [
             _cell(_text(_window_label(window)), "num"),
-            _cell(_text("done" if done else _skip_text(window)), *([] if done else ["skip"])),
+            _cell(_text(window.get("status") or "?"), *([] if done else ["skip"])),
             _cell(_number(window.get("events_in_window"), ".0f"), "num"),
         ]
         if not done:
-            cells.append(f'<td colspan="{4 * len(efficiencies) + 2}"></td>')
+            cells.append(f'<td colspan="{4 * len(efficiencies) + 2}" class="skip">{_text(_skip_text(window))}</td>')
         else:
             for efficiency in efficiencies:
                 entry = efficiency_entry(window, efficiency)
@@ -179,9 +182,10 @@ def _table(result: Mapping[str, Any], folder: Path, windows: Sequence[Mapping[st
             cells.append(_cell(_file_links(folder, window, efficiencies)))
         rows.append(f'<tr class="{classes}">' if classes else "<tr>")
         rows.append("".join(cells) + "</tr>")
+    head_html, rows_html = "\n".join(head), "\n".join(rows)
     return (
-        '<table id="windows">\n<thead>\n' + "\n".join(head) + "\n</thead>\n<tbody>\n" + "\n".join(rows)
-        + "\n</tbody>\n</table>"
+        f'<div class="scroll"><table id="windows">\n<thead>\n{head_html}\n</thead>\n<tbody>\n{rows_html}\n'
+        "</tbody>\n</table></div>"
     )
 
 
@@ -191,15 +195,17 @@ def _global_line(summary: Mapping[str, Any] | None, name: str) -> str:
     where = f"window {_window_label(summary)} GeV"
     if summary.get("efficiency") is not None:
         where += f", {efficiency_label(summary['efficiency'])}"
-    method = str(summary.get("method") or "").replace("_", " ")
+    method = str(summary.get("method") or "trials_factor")
     text = (
         f"{_text(name)}: <b>Z = {_number(summary.get('global_Z'), '.2f')}</b> "
         f"(global p = {_number(summary.get('global_p'), '.2g')}), from the largest local "
         f"Z = {_number(summary.get('local_Z'), '.2f')} (p0 = {_number(summary.get('local_p0'), '.2g')}) in "
-        f"{_text(where)}; {_number(summary.get('n_tests'), '.0f')} tests, trials factor "
-        f"{_number(summary.get('trials_factor'), '.3g')}"
+        f"{_text(where)}; trials factor {_number(summary.get('trials_factor'), '.3g')} over "
+        f"{_number(summary.get('n_tests'), '.0f')} tests"
     )
-    return f'<p class="global">{text}{f" ({_text(method)})" if method else ""}.</p>'
+    if method != "trials_factor":
+        text += f" (look-elsewhere correction: {_text(method.replace('_', ' '))})"
+    return f'<p class="global">{text}.</p>'
 
 
 def _image(folder: Path, relative: str, caption: str) -> str:
