@@ -119,7 +119,7 @@ def _efficiency_cells(entry: Mapping[str, Any] | None, best: bool) -> list[str]:
     if entry.get("threshold") is not None:
         details.append(f"score threshold {float(entry['threshold']):.4g}")
     if entry.get("events_after_cut") is not None:
-        details.append(f"{float(entry['events_after_cut']):.0f} events pass the cut in the fit range")
+        details.append(f"{float(entry['events_after_cut']):.0f} events pass the cut in all")
     z_classes = ["num", *(["best-cell"] if best else []), *(["poor"] if poor else [])]
     return [
         _cell(_number(entry.get("observed"), ".0f"), "num", title="; ".join(details) or None),
