@@ -68,7 +68,7 @@ from coffea_ad.onnx.export import check_folds
 from coffea_ad.paths import atomic_output, write_json
 from coffea_ad.processing.tables import Table, column_array, column_names, feature_matrix, open_table, table_hash
 
-__all__ = ["INPUT_OPTIONS", "Training", "Estimator", "NotFittedError", "fold_seed"]
+__all__ = ["INPUT_OPTIONS", "Training", "Estimator", "FoldPlan", "NotFittedError", "fold_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,18 @@ def fold_seed(seed: int, fold: int) -> int:
     """The seed of fold ``fold``'s model of a cross-trained estimator with seed ``seed`` (deterministic,
     distinct per fold, below 2**30 so that derived seeds stay valid for scikit-learn)."""
     return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0] >> 2)
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The training rows of a cross-trained fit, read once (:meth:`Estimator.plan_folds`): what each fold's
+    training (:meth:`Estimator.fit_fold`) needs, wherever it runs."""
+
+    features: list[str]
+    region: str | None
+    inputs: dict[str, Any]
+    data: TrainingData
+    reference: TrainingData | None
 
 
 class _FoldSelect(nn.Module):
@@ -481,41 +493,67 @@ class Estimator:
         model._fold_label = (fold, self.n_folds)
         return model
 
-    def _fit_folds(
-        self,
-        features: list[str],
-        region: str | None,
-        inputs: dict[str, Any],
-        data: TrainingData,
-        reference: TrainingData | None,
-        *,
-        checkpoint_dir: str | Path | None,
-    ) -> Estimator:
-        """Cross-training: the description of the whole table, then model ``k`` fitted on the rows of the
-        other folds (``fold_models_[k]``), its history under ``fold{k}/...`` and its rows in ``fold_rows_``."""
-        self._record(features, region, inputs, data, reference)
-        self.fold_models_, self.fold_rows_ = [], []
-        for fold in range(self.n_folds):
-            held_out = data.fold == fold
-            if held_out.all():
-                raise ConfigurationError(
-                    f"every one of the {len(held_out)} training rows falls in fold {fold}: too few events for "
-                    f"{self.n_folds} folds (give fewer folds, or folds=1)"
-                )
-            model = self._fold_estimator(fold)
-            folder = None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{fold}"
-            model._fit_data(features, region, inputs, data.subset(~held_out), reference, checkpoint_dir=folder)
-            self.fold_models_.append(model)
-            self.history_.update({f"fold{fold}/{name}": history for name, history in model.history_.items()})
-            n_held_out = int(held_out.sum())
-            self.fold_rows_.append(
-                {"fold": fold, "seed": model.seed, "held_out": n_held_out, "trained_on": len(held_out) - n_held_out}
+    def plan_folds(
+        self, table: Table, features: Sequence[str] | None = None, *, region: str | None = None, **inputs: Any
+    ) -> FoldPlan:
+        """Read ``table`` as :meth:`fit` does, for a cross-trained fit whose folds are trained elsewhere.
+
+        ``estimator.assemble_folds(plan, [estimator.fit_fold(plan, k) for k in range(estimator.n_folds)])``
+        is ``estimator.fit(table, features, region=region, **inputs)``; each :meth:`fit_fold` call may run in
+        another process (a Dask task: the plan and the unfitted estimator pickle), which is how
+        ``coffea-ad search`` trains the folds of every window on a cluster.
+        """
+        if not self.cross_trained:
+            raise ConfigurationError(f"{self.method} with folds={self.n_folds} is not cross-trained: call fit()")
+        return FoldPlan(*self._read_inputs(table, features, region, inputs))
+
+    def fit_fold(self, plan: FoldPlan, fold: int, *, checkpoint_dir: str | Path | None = None) -> Estimator:
+        """The model of fold ``fold``, fitted on the rows of the other folds of ``plan`` (see :meth:`plan_folds`)."""
+        if not 0 <= fold < self.n_folds:
+            raise ConfigurationError(f"fold must be in 0..{self.n_folds - 1}, got {fold}")
+        held_out = plan.data.fold == fold
+        if held_out.all():
+            raise ConfigurationError(
+                f"every one of the {len(held_out)} training rows falls in fold {fold}: too few events for "
+                f"{self.n_folds} folds (give fewer folds, or folds=1)"
             )
-            logger.info(
-                "%s fold %d/%d: trained on %d rows, %d held out",
-                self.method, fold, self.n_folds, len(held_out) - n_held_out, n_held_out,
+        model = self._fold_estimator(fold)
+        model._fit_data(
+            plan.features, plan.region, plan.inputs, plan.data.subset(~held_out), plan.reference,
+            checkpoint_dir=checkpoint_dir,
+        )
+        logger.info(
+            "%s fold %d/%d: trained on %d rows, %d held out",
+            self.method, fold, self.n_folds, int((~held_out).sum()), int(held_out.sum()),
+        )
+        return model
+
+    def assemble_folds(self, plan: FoldPlan, models: Sequence[Estimator]) -> Estimator:
+        """Make this estimator the cross-trained model of ``plan`` from its fold models (``models[k]`` from
+        :meth:`fit_fold` ``(plan, k)``): the description of the whole table, the fold models, their rows and
+        histories. Returns self."""
+        if len(models) != self.n_folds:
+            raise ConfigurationError(f"{self.method} has {self.n_folds} folds, got {len(models)} fold model(s)")
+        self._record(plan.features, plan.region, plan.inputs, plan.data, plan.reference)
+        self.fold_models_, self.fold_rows_ = list(models), []
+        for fold, model in enumerate(models):
+            if not isinstance(model, type(self)) or model.seed != fold_seed(self.seed, fold):
+                raise ConfigurationError(f"fold model {fold} is not the fold-{fold} model of this {self.method}")
+            self.history_.update({f"fold{fold}/{name}": history for name, history in model.history_.items()})
+            n_held_out = int((plan.data.fold == fold).sum())
+            n_rows = len(plan.data.fold)
+            self.fold_rows_.append(
+                {"fold": fold, "seed": model.seed, "held_out": n_held_out, "trained_on": n_rows - n_held_out}
             )
         return self
+
+    def _fit_folds(self, *read: Any, checkpoint_dir: str | Path | None) -> Estimator:
+        """Cross-training in this process: model ``k`` fitted on the rows of the other folds
+        (``fold_models_[k]``), checkpoints under ``checkpoint_dir/fold{k}``."""
+        plan = FoldPlan(*read)
+        folders = [None if checkpoint_dir is None else Path(checkpoint_dir) / f"fold{k}" for k in range(self.n_folds)]
+        models = [self.fit_fold(plan, fold, checkpoint_dir=folders[fold]) for fold in range(self.n_folds)]
+        return self.assemble_folds(plan, models)
 
     # ---- hooks ------------------------------------------------------------------------------------
     def _prepare(self, data: TrainingData, reference: TrainingData | None) -> None:

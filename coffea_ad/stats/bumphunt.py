@@ -62,6 +62,7 @@ __all__ = [
     "window_spec",
     "window_workspace",
     "scan_window",
+    "fit_window",
     "bump_hunt",
 ]
 
@@ -441,6 +442,26 @@ def scan_window(
     centre: float,
     *,
     relative_width: float = 0.2,
+    **options: Any,
+) -> tuple[WindowResult, dict]:
+    """Fit the sidebands of the window at ``centre`` (the bins of :func:`window_mask`), build its workspace and
+    compute the local significance: :func:`fit_window` of that window (``options`` are its keywords).
+
+    Returns the result and the window's fit spec (:func:`window_spec`).
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    window = window_mask(edges, centre, relative_width)
+    if not np.any(window):
+        raise ConfigurationError(f"the window at {centre:g} GeV (relative width {relative_width:g}) contains no bin")
+    return fit_window(counts, edges, window, centre=centre, **options)
+
+
+def fit_window(
+    counts: ArrayLike,
+    edges: ArrayLike,
+    window: ArrayLike,
+    *,
+    centre: float | None = None,
     n_parameters: int | str = "auto",
     signal: Any = None,
     background_uncertainty: str = "histosys",
@@ -449,25 +470,27 @@ def scan_window(
     min_expected: float = MIN_EXPECTED,
     f_test_alpha: float = F_TEST_ALPHA,
 ) -> tuple[WindowResult, dict]:
-    """Fit the sidebands of the window at ``centre``, build its workspace and compute the local significance.
+    """Fit the dijet function to the bins outside ``window`` (a boolean mask of the bins of the fit range
+    ``counts``, ``edges``), build the window's workspace and compute its local significance.
 
-    ``counts`` and ``edges`` are the fit range. With ``n_parameters="auto"`` an F-test on the sidebands
-    (:func:`~coffea_ad.stats.dijet.f_test`) chooses 3, 4 or 5 parameters; the window is flagged
-    (``fit_ok=False``) when the sideband fit's merged-bin χ² probability is below ``min_fit_probability``.
-    Returns the result and the window's fit spec (:func:`window_spec`).
+    With ``n_parameters="auto"`` an F-test on the sidebands (:func:`~coffea_ad.stats.dijet.f_test`) chooses 3,
+    4 or 5 parameters; the window is flagged (``fit_ok=False``) when the sideband fit's merged-bin χ²
+    probability is below ``min_fit_probability``. ``centre`` (GeV) is recorded in the result (default: the
+    middle of the window). Returns the result and the window's fit spec (:func:`window_spec`).
     """
     counts = np.asarray(counts, dtype=np.float64)
     edges = np.asarray(edges, dtype=np.float64)
-    window = window_mask(edges, centre, relative_width)
-    if not np.any(window):
-        raise ConfigurationError(f"the window at {centre:g} GeV (relative width {relative_width:g}) contains no bin")
+    window = np.asarray(window, dtype=bool)
+    if window.shape != counts.shape or not np.any(window):
+        raise ConfigurationError(f"the window mask needs one flag per bin ({counts.size}) and at least one bin")
+    low, high = _window_edges(edges, window)[[0, -1]]
+    centre = 0.5 * (low + high) if centre is None else centre
     try:
         fit = _dijet_fit(
             counts, edges, n_parameters, mask=~window, sqrt_s=sqrt_s, min_expected=min_expected,
             f_test_alpha=f_test_alpha,
         )
     except ConfigurationError as error:
-        low, high = _window_edges(edges, window)[[0, -1]]
         raise ConfigurationError(
             f"no background estimate for the window {low:.0f}-{high:.0f} GeV: its sidebands hold "
             f"{counts[~window].sum():g} of the {counts.sum():g} events in the fit range ({error}); a spectrum this "
@@ -480,7 +503,7 @@ def scan_window(
         significance = model_significance(model, workspace.data(model))
     except pyhf.exceptions.FailedMinimization as error:
         raise ConfigurationError(
-            f"the significance fit of the window at {centre:g} GeV ({counts[window].sum():g} events) failed "
+            f"the significance fit of the window {low:.0f}-{high:.0f} GeV ({counts[window].sum():g} events) failed "
             f"({error}); use wider bins, wider windows or fewer dijet parameters"
         ) from error
     window_edges = _window_edges(edges, window)
@@ -491,8 +514,8 @@ def scan_window(
     fit_ok = bool(fit.p_value >= min_fit_probability)
     result = WindowResult(
         centre=float(centre),
-        low=float(window_edges[0]),
-        high=float(window_edges[-1]),
+        low=float(low),
+        high=float(high),
         observed=float(counts[window].sum()),
         background=float(background.sum()),
         background_uncertainty=float(total_uncertainty),
