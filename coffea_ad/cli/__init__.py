@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from coffea_ad import __version__
-from coffea_ad.cli import demo, features, fit, generate, processes, score, train
+from coffea_ad.cli import demo, features, fit, generate, processes, score, search, train
 from coffea_ad.errors import CoffeaADError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -29,6 +29,7 @@ COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "score": score,
     "fit": fit,
+    "search": search,
     "demo": demo,
 }
 

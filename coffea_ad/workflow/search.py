@@ -423,7 +423,8 @@ def _write_fit_outputs(
 
 
 def _expected_limit(counts: np.ndarray, edges: np.ndarray, window: SearchWindow, fit: Any, template: np.ndarray):
-    """The CLs limit on the injected signal's template in the window, as a multiple of the injected yield."""
+    """The CLs limit on the injected signal's template in the window: on mu (1 = the injected yield after the cut,
+    ``signal_in_window`` events) and in signal events passing the cut in the window, with the expected band."""
     from coffea_ad.stats.bumphunt import window_spec
     from coffea_ad.stats.inference import upper_limit
     from coffea_ad.stats.workspace import build_workspace
@@ -438,7 +439,16 @@ def _expected_limit(counts: np.ndarray, edges: np.ndarray, window: SearchWindow,
         limit = upper_limit(model, workspace.data(model))
     except Exception as error:  # pyhf raises several types when a limit scan does not converge
         return {"status": "skipped", "reason": f"the CLs scan failed: {error}"}
-    return {"status": "done", "signal_in_window": float(template[mask].sum()), **limit.to_dict()}
+    numbers = limit.to_dict()
+    signal_in_window = float(template[mask].sum())
+    return {
+        "status": "done",
+        "signal_in_window": signal_in_window,
+        "confidence_level": numbers["confidence_level"],
+        "observed_mu": numbers["observed"],
+        "expected_mu": numbers["expected"],
+        "expected_signal_events": {key: value * signal_in_window for key, value in numbers["expected"].items()},
+    }
 
 
 def _training_settings(estimator: Any, features: Sequence[str], ensemble: int) -> dict[str, Any]:
