@@ -9,8 +9,8 @@ from coffea_ad.cli import options
 __all__ = ["SUMMARY", "add_arguments", "run"]
 
 SUMMARY = (
-    "the main job on the embedded default: a W' search in QCD dijets with CATHODE and an autoencoder, "
-    "scored on a LocalCluster, bump hunt, report"
+    "the main job on the embedded default: a sliding-window CATHODE search for W' injected into QCD dijets, "
+    "trained on a LocalCluster, fitted per window, report"
 )
 
 
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     options.WORKERS.add(parser)
     parser.add_argument(
-        "--epochs", type=options.positive_int, default=30, help="training epochs of each model (default: 30)"
+        "--epochs", type=options.positive_int, default=10, help="training epochs of each model (default: 10)"
     )
 
 

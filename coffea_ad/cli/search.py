@@ -79,10 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inject", type=Path, default=None, metavar="FILE",
         help="signal-injection test: a ROOT file, fileset or feature table whose events are injected into the data "
-        "(truth never reaches training); needs --n-signal",
+        "(truth never reaches training)",
     )
     parser.add_argument("--n-signal", type=options.positive_int, default=None, metavar="N",
-                        help="events of --inject to inject, drawn at random (--seed)")
+                        help="events of --inject to inject, drawn at random (--seed; default: all)")
     parser.add_argument("--mjj-min", type=float, default=None, metavar="GEV",
                         help="start of the fit range (default: found above the turn-on)")
     parser.add_argument("--mjj-max", type=float, default=None, metavar="GEV", help="end of the fit range")
