@@ -18,23 +18,22 @@ def test_text_histogram_stacks_counts_per_bin():
     assert bars[0] == "#" * 50 and bars[1] == "#" * 25 + "+" * 25
 
 
-def test_demo_runs_the_chain_and_reuses_its_samples(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "DEFAULT_SAMPLES", {"qcd_dijet": (700, 1), "wprime_xy": (150, 2)})
-    monkeypatch.setattr(demo, "TARGET_EFFICIENCY", 0.2)
+def test_demo_runs_a_short_search_and_reuses_its_samples_and_trained_windows(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "DEFAULT_SAMPLES", {"qcd_dijet": (1500, 1), "wprime_xy": (150, 2)})
     text = demo.run_demo(tmp_path, workers=2, epochs=2)
-    assert "qcd_dijet     700 events" in text and "cathode: AUC" in text and "autoencoder: AUC" in text
-    report = tmp_path / "report"
-    summary = json.loads((report / "summary.json").read_text())
-    assert summary["events"]["generated_qcd_dijet"] == 700 and summary["events"]["generated_wprime_xy"] == 150
-    for model in ("cathode", "autoencoder"):
-        result = summary["models"][model]
-        assert abs(result["control_region_efficiency"] - 0.2) < 0.05
-        assert 0.0 <= result["auc_signal_region"] <= 1.0
-        hunt = result["bump_hunt_after_cut"]
-        assert "local_Z" in hunt or "dijet fit" in hunt["error"]
-        assert (report / f"mjj_{model}.png").stat().st_size > 0
-    assert (report / "roc.png").exists() and (report / "sic.png").exists()
+    assert "qcd_dijet    1500 events" in text and "coffea-ad search: cathode (5 folds x 1 member(s))" in text
+    assert "truth (evaluation only)" in text and "index.html" in text
+    result = json.loads((tmp_path / "search" / "search.json").read_text())
+    trained = [window for window in result["windows"] if window["status"] == "done"]
+    assert trained and all(window["training"]["status"] == "trained" for window in trained)
+    # every W' event with two fat jets is injected; the W' peaks near its 3.5 TeV mass
+    assert 100 <= result["events"]["injected"] <= 150
+    assert 3000 < result["injection"]["mass_GeV"] < 3700
+    assert result["fit_range_method"] == "turn-on" and result["global"]["n_tests"] >= 1
+    for name in ("index.html", "summary.txt", "plots/local_p_scan.png"):
+        assert (tmp_path / "search" / name).stat().st_size > 0
     samples = {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")}
     assert len(samples) == 2
-    demo.run_demo(tmp_path, workers=2, epochs=1)
+    again = demo.run_demo(tmp_path, workers=2, epochs=2)
     assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.root")} == samples
+    assert "trained before with the same data and settings: reused" in again

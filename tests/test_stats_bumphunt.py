@@ -194,7 +194,7 @@ def test_a_failed_window_fit_is_one_clear_error_naming_the_window(monkeypatch):
     _, expected = spectrum(3, 2.0e4)
     counts = np.random.default_rng(3).poisson(expected)
     monkeypatch.setattr(bumphunt, "model_significance", failing)
-    with pytest.raises(ConfigurationError, match="window at 3000 GeV .* failed .*Inequality constraints"):
+    with pytest.raises(ConfigurationError, match="window 2700-3300 GeV .* failed .*Inequality constraints"):
         stats.bump_hunt((counts, EDGES), centres=[3000.0], n_parameters=3)
 
 
