@@ -224,3 +224,73 @@ def test_an_efficiency_outside_0_1_is_a_usage_error(samples, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", str(samples / "data.parquet"), "-o", str(tmp_path), "--efficiency", "0.1,1.5"])
     assert exit_info.value.code == 2 and "in (0, 1)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def hand_started_cluster(tmp_path_factory):
+    """A scheduler and two single-thread workers started with the ``dask`` command line, as on a facility."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    folder = tmp_path_factory.mktemp("cluster")
+    scheduler_file = folder / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    common = ["--no-dashboard"]
+    processes = [subprocess.Popen([dask, "scheduler", "--port", "0", "--scheduler-file", str(scheduler_file), *common],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(600):
+            if scheduler_file.is_file() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.05)
+        processes.append(subprocess.Popen(
+            [dask, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "2", "--nthreads", "1", *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        address = json.loads(scheduler_file.read_text())["address"]
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("method", ["cathode", "lacathode", "anode", "salad"])
+def test_every_resonant_method_trains_per_window_on_a_hand_started_cluster(samples, tmp_path, hand_started_cluster,
+                                                                           method):
+    from coffea_ad.workflow.search import run_search
+
+    result = run_search(
+        samples / "data.parquet", tmp_path / method, method=method, windows=["3300:3700"], folds=2,
+        training={"epochs": 1}, efficiencies=[0.1], scheduler=hand_started_cluster, progress=False,
+        simulation=samples / "background.parquet" if method == "salad" else None,
+    )
+    (window,) = result["windows"]
+    assert window["status"] == "done" and window["efficiencies"][0]["status"] == "done"
+    record = json.loads((tmp_path / method / "windows" / "3300-3700" / "training.json").read_text())
+    assert record["onnx_max_abs_diff_over_max_abs_score"] < 1e-5
+    assert [row["fold"] for row in record["summary"]["fold_rows"]] == [0, 1]
+    # background only: the cut keeps about 10 % of the sidebands, and of the window for a method that does not sculpt
+    cut = window["efficiencies"][0]
+    assert cut["events_after_cut"] == pytest.approx(0.1 * cut["events_before_cut"], rel=0.1)
+
+
+def test_the_command_runs_on_the_cluster_given_by_its_address(samples, tmp_path, hand_started_cluster, capsys):
+    output = tmp_path / "cli"
+    status = main([
+        "search", str(samples / "data.parquet"), "-o", str(output), "--method", "cwola", "--windows", "3300:3700",
+        "--folds", "2", "--epochs", "1", "--efficiency", "0.05", "--ensemble", "2", "--scheduler",
+        hand_started_cluster, "--no-progress",
+    ])
+    printed = capsys.readouterr().out
+    assert status == 0 and "cwola (2 folds x 2 member(s))" in printed and "index.html" in printed
+    summary = json.loads((output / "windows" / "3300-3700" / "training.json").read_text())["summary"]
+    assert summary["ensemble"] == 2 and len(set(summary["member_seeds"])) == 2
+    assert (output / "windows" / "3300-3700" / "members" / "member1" / "weights.pt").is_file()
