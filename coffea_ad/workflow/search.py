@@ -164,7 +164,7 @@ def _read_events(
         if not chosen:
             raise InputFileError(f"no dataset of the {what} fileset could be read")
         table = concatenate_tables(*(result.tables[name] for name in chosen))
-        source = f"fileset {data}" if isinstance(data, (str, Path)) else "fileset"
+        source = f"fileset {data}" if isinstance(data, (str, Path)) else f"fileset ({', '.join(chosen)})"
         if len(chosen) > 1:
             notes.append(f"{what}: the sum of the datasets {', '.join(chosen)}")
     if region is not None:
@@ -554,12 +554,15 @@ def run_search(
         signal = None
         injected = np.zeros(n_data, dtype=bool)
         if inject is not None:
+            signal_input = inject
             if isinstance(inject, (str, Path)) and Path(inject).suffix == ".root":
-                inject = {"injected": {"files": {str(inject): "Events"}}}
+                signal_input = {"injected": {"files": {str(inject): "Events"}}}
             signal, injected_source, signal_notes = _read_events(
-                inject, output, columns, datasets=None, region=region, scheduler=address, progress=progress,
+                signal_input, output, columns, datasets=None, region=region, scheduler=address, progress=progress,
                 what="injected signal",
             )
+            if signal_input is not inject:
+                injected_source = str(inject)
             notes += signal_notes
             n_available = len(signal[mass])
             n_signal = n_available if n_signal is None else int(n_signal)
