@@ -294,7 +294,10 @@ def _train_windows(
     *,
     progress: bool,
 ) -> None:
-    """Every (window, member, fold) model as one Dask task; each window is finished as its last task returns."""
+    """Every (window, member, fold) model as one Dask task; each window is finished as its last task returns.
+
+    A task whose worker dies is retried (twice) on another: the training is seeded, so the retry trains the
+    same model."""
     from distributed import as_completed
 
     futures = {}
@@ -308,7 +311,7 @@ def _train_windows(
         for m, estimator in enumerate(training.estimators):
             for k in range(estimator.n_folds):
                 key = f"search-train-{training.window.name}-m{m}-f{k}-{uuid.uuid4().hex[:8]}"
-                futures[client.submit(estimator.fit_fold, plan, k, pure=False, key=key)] = (index, m, k)
+                futures[client.submit(estimator.fit_fold, plan, k, pure=False, key=key, retries=2)] = (index, m, k)
         training.seconds = time.perf_counter()
     if not futures:
         return
