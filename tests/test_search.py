@@ -294,3 +294,37 @@ def test_the_command_runs_on_the_cluster_given_by_its_address(samples, tmp_path,
     summary = json.loads((output / "windows" / "3300-3700" / "training.json").read_text())["summary"]
     assert summary["ensemble"] == 2 and len(set(summary["member_seeds"])) == 2
     assert (output / "windows" / "3300-3700" / "members" / "member1" / "weights.pt").is_file()
+
+
+def test_a_cut_whose_efficiency_jumps_across_the_window_is_flagged_a_power_law_is_not():
+    from coffea_ad.workflow.search import _near_sideband_smoothness
+
+    rng = np.random.default_rng(3)
+    mass = 2500.0 + rng.exponential(700.0, 400_000)
+    window = windows_stats.SearchWindow(3300.0, 3700.0)
+    power_law = rng.random(mass.size) < 0.01 * (mass / 3500.0) ** 3
+    assert _near_sideband_smoothness(power_law, mass, window)["smooth"]
+    # what a classifier that learned mjj does: 0.5 % below the window, 2 % above it
+    jump = rng.random(mass.size) < np.where(mass < 3500.0, 0.005, 0.02)
+    flagged = _near_sideband_smoothness(jump, mass, window)
+    assert not flagged["smooth"] and flagged["p_value"] < 1e-6
+
+
+def test_a_cwola_cut_on_features_that_grow_with_mjj_is_flagged_not_evidence(tmp_path):
+    from coffea_ad.workflow.search import run_search
+
+    table = dijet_table(40_000, 0, seed=21)
+    # jet masses that grow with mjj, as in Pythia: CWoLa learns the signal region's mass, not a signal
+    for name in ("mj_min", "delta_mj"):
+        table[name] = table[name] + 0.1 * (table["mjj"] - 2500.0)
+    table.to_parquet(tmp_path / "correlated.parquet")
+    result = run_search(
+        tmp_path / "correlated.parquet", tmp_path / "search", method="cwola", windows=["3300:3700"], folds=3,
+        training={"epochs": 5}, workers=1, progress=False,
+    )
+    cuts = result["windows"][0]["efficiencies"]
+    assert all(cut["status"] == "done" for cut in cuts)
+    # at 10 % the efficiency climbs by 2.5x across the neighbouring sidebands, with a step at the window
+    loose = next(cut for cut in cuts if cut["efficiency"] == 0.1)
+    assert not loose["near_sideband_efficiency"]["smooth"] and not loose["evidence_ok"] and loose["fit_ok"]
+    assert "~" in result["summary_text"] and result["global"]["global_Z"] < 2.0

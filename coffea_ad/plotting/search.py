@@ -61,7 +61,8 @@ def _points(windows: Sequence[Mapping[str, Any]], pick) -> tuple[np.ndarray, np.
         if not entry or entry.get("status", "done") != "done" or entry.get("local_p0") is None:
             continue
         p0[i] = min(max(float(entry["local_p0"]), P_VALUE_FLOOR), 1.0)
-        fit_ok[i] = bool(entry.get("fit_ok", True))
+        # evidence_ok: a good sideband fit and, after a cut, an efficiency smooth in mjj next to the window
+        fit_ok[i] = bool(entry.get("evidence_ok", entry.get("fit_ok", True)))
     return p0, fit_ok
 
 
@@ -156,7 +157,7 @@ def plot_local_p_scan(result: Mapping[str, Any]) -> Figure:
         if any(line.get_markerfacecolor() == "white" for line in ax.get_lines()):
             handles.append(Line2D([], [], linestyle="none", marker="o", color="grey", markerfacecolor="white",
                                   markeredgewidth=1.5, markersize=8))
-            labels.append("poor sideband fit")
+            labels.append("flagged (poor fit, or cut\nnot smooth in mjj)")
         injection = result.get("injection") or {}
         if injection.get("mass_GeV") is not None:
             mass = float(injection["mass_GeV"])

@@ -112,6 +112,8 @@ def _efficiency_cells(entry: Mapping[str, Any] | None, best: bool) -> list[str]:
     if not _done(entry):
         return [f'<td colspan="4" class="skip">{_text(_skip_text(entry))}</td>']
     poor = entry.get("fit_ok") is False
+    # a good fit after a cut whose efficiency is not smooth in mjj next to the window: flagged too
+    sculpting = not poor and entry.get("evidence_ok") is False
     background = _number(entry.get("background"), ".1f")
     if entry.get("background_uncertainty") is not None:
         background += f" ± {_number(entry['background_uncertainty'], '.1f')}"
@@ -120,12 +122,16 @@ def _efficiency_cells(entry: Mapping[str, Any] | None, best: bool) -> list[str]:
         details.append(f"score threshold {float(entry['threshold']):.4g}")
     if entry.get("events_after_cut") is not None:
         details.append(f"{float(entry['events_after_cut']):.0f} events pass the cut in all")
-    z_classes = ["num", *(["best-cell"] if best else []), *(["poor"] if poor else [])]
+    z_classes = ["num", *(["best-cell"] if best else []), *(["poor"] if poor or sculpting else [])]
+    flag = None
+    if poor:
+        flag = "poor sideband fit: not evidence of a signal"
+    elif sculpting:
+        flag = "the cut's efficiency is no power law of mjj next to the window: not evidence of a signal"
     return [
         _cell(_number(entry.get("observed"), ".0f"), "num", title="; ".join(details) or None),
         _cell(_text(background), "num"),
-        _cell(_number(entry.get("local_Z"), ".2f"), *z_classes,
-              title="poor sideband fit: not evidence of a signal" if poor else None),
+        _cell(_number(entry.get("local_Z"), ".2f") + (" (mjj)" if sculpting else ""), *z_classes, title=flag),
         _cell(_number(entry.get("fit_p_value"), ".2g") + (" (poor)" if poor else ""), "num",
               *(["poor"] if poor else [])),
     ]
@@ -234,6 +240,8 @@ def _fit_plots(folder: Path, windows: Sequence[Mapping[str, Any]], efficiencies:
                 f"{_number(entry.get('background'), '.1f')} ± {_number(entry.get('background_uncertainty'), '.1f')}, "
                 f"local Z = {_number(entry.get('local_Z'), '.2f')}, fit p = {_number(entry.get('fit_p_value'), '.2g')}"
                 + (" (poor sideband fit)" if entry.get("fit_ok") is False else "")
+                + (" (cut not smooth in mjj next to the window)"
+                   if entry.get("fit_ok") is not False and entry.get("evidence_ok") is False else "")
             )
             yield _image(folder, entry["fit_plot"], caption)
 

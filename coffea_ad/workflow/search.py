@@ -75,7 +75,13 @@ from coffea_ad.stats.search import (
     window_binning,
 )
 
-__all__ = ["SEARCH_METHODS", "DEFAULT_EFFICIENCIES", "run_search", "describe_search"]
+__all__ = [
+    "SEARCH_METHODS",
+    "DEFAULT_EFFICIENCIES",
+    "SMOOTHNESS_ALPHA",
+    "run_search",
+    "describe_search",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +91,8 @@ SEARCH_METHODS = ("cathode", "lacathode", "anode", "cwola", "salad", "iad")
 DEFAULT_EFFICIENCIES = (0.1, 0.01)
 #: Rows of each window on which the exported ONNX is compared with torch.
 _CHECK_ROWS = 2000
+#: A cut whose efficiency next to the window is not a power law of mjj (χ² probability below this) is flagged.
+SMOOTHNESS_ALPHA = 0.01
 #: Relative precision of the CLs limits of a signal-injection test (a percent is plenty for a limit).
 _LIMIT_RTOL = 0.01
 
@@ -365,7 +373,61 @@ def _cut_entry(
         return entry, None, passing
     result, spec = fitted
     entry.update(status="done", reason=None, **_fit_numbers(result))
+    smoothness = _near_sideband_smoothness(passing, mass, window)
+    entry["near_sideband_efficiency"] = smoothness
+    entry["evidence_ok"] = bool(result.fit_ok and smoothness["smooth"])
     return entry, (result, spec, counts), passing
+
+
+def _near_sideband_smoothness(passing: np.ndarray, mass: np.ndarray, window: SearchWindow) -> dict[str, Any]:
+    """Whether the cut's efficiency in the sidebands next to the window (one window width on each side inside
+    the fit range, three bins of equal population per side) follows a power law of mjj.
+
+    A cut whose efficiency is a power law m^k multiplies the spectrum by m^k, which the dijet function absorbs
+    (its x^-p2 term): the sideband fit then interpolates the background into the window correctly. A score
+    that learned mjj (the features of the data depend on it, as jet masses do) passes a fraction that jumps
+    across the window, or climbs into it: the events it keeps in the window make a bump that the sideband fit
+    cannot tell from a signal. Such a cut is not ``smooth``: the power law fitted to the six bin efficiencies
+    (weighted least squares in log ε versus log m) leaves a χ² (binomial, on the counts) with probability below
+    :data:`SMOOTHNESS_ALPHA`. A real signal's tail in the sidebands can fail it too: the test is conservative.
+    """
+    from scipy.stats import chi2
+
+    ratio = window.high / window.low
+    kept, totals, centres = [], [], []
+    for low, high in ((window.low / ratio, window.low), (window.high, window.high * ratio)):
+        side = (mass >= low) & (mass < high)
+        if side.sum() < 3:
+            continue
+        edges = np.unique(np.quantile(mass[side], np.linspace(0.0, 1.0, 4)))
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        totals += list(np.histogram(mass[side], bins=edges)[0])
+        kept += list(np.histogram(mass[side & passing], bins=edges)[0])
+        sums = np.histogram(mass[side], bins=edges, weights=mass[side])[0]
+        centres += list(sums / np.maximum(np.histogram(mass[side], bins=edges)[0], 1))
+    kept, totals, centres = (np.asarray(values, dtype=np.float64) for values in (kept, totals, centres))
+    used = totals > 0
+    kept, totals, centres = kept[used], totals[used], centres[used]
+    if kept.size < 3 or np.count_nonzero(kept) < 2:
+        return {"smooth": True, "p_value": None, "power": None, "bin_efficiencies": [],
+                "note": "too few sideband events to test"}
+    efficiencies = kept / totals
+    filled = kept > 0
+    log_m, log_e = np.log(centres[filled]), np.log(efficiencies[filled])
+    weights = kept[filled]  # var(log eps) ~ 1/k for a small efficiency
+    design = np.stack([np.ones_like(log_m), log_m], axis=1)
+    coefficients = np.linalg.lstsq(design * np.sqrt(weights)[:, None], log_e * np.sqrt(weights), rcond=None)[0]
+    expected = np.clip(np.exp(coefficients[0] + coefficients[1] * np.log(centres)), 1e-12, 1 - 1e-12) * totals
+    statistic = float(np.sum((kept - expected) ** 2 / (expected * (1 - expected / totals))))
+    p_value = float(chi2.sf(statistic, kept.size - 2))
+    return {
+        "smooth": bool(p_value >= SMOOTHNESS_ALPHA),
+        "p_value": p_value,
+        "power": float(coefficients[1]),
+        "chi2": statistic,
+        "ndf": int(kept.size - 2),
+        "bin_efficiencies": [float(value) for value in efficiencies],
+    }
 
 
 def _fit_spectrum(counts: np.ndarray, edges: np.ndarray, window: SearchWindow, options: Mapping[str, Any]):
@@ -710,7 +772,10 @@ def _evaluate(
 
 
 def _test_numbers(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: entry[key] for key in ("local_p0", "local_Z", "fit_ok")}
+    """What the look-elsewhere correction needs of a test; ``fit_ok`` there means the test is evidence (a good
+    sideband fit and, after a cut, a cut that does not depend steeply on mjj next to the window)."""
+    return {"local_p0": entry["local_p0"], "local_Z": entry["local_Z"],
+            "fit_ok": entry.get("evidence_ok", entry["fit_ok"])}
 
 
 def _write_outputs(output: Path, result: dict[str, Any]) -> None:
@@ -736,7 +801,7 @@ def _describe_test(test: Mapping[str, Any] | None) -> str:
     if test is None:
         return "no window could be fitted"
     cut = "no cut" if test["efficiency"] is None else f"cut keeping {test['efficiency']:.0%}"
-    flag = "" if test["fit_ok"] else " (every sideband fit is poor: no evidence)"
+    flag = "" if test["fit_ok"] else " (no test is evidence: poor sideband fits or mjj-dependent cuts)"
     return (
         f"largest local Z = {test['local_Z']:.2f} in {test['name']} GeV ({cut}); global Z = {test['global_Z']:.2f} "
         f"(p = {test['global_p']:.3g}, trials factor {test['n_tests']}){flag}"
@@ -774,13 +839,15 @@ def describe_search(result: Mapping[str, Any]) -> str:
         for cut in window["efficiencies"]:
             if cut["status"] == "done":
                 flag = "" if cut["fit_ok"] else "!"
+                flag = flag or ("" if cut.get("evidence_ok", True) else "~")
                 row += (f" | {'':9} {cut['observed']:>6.0f} {cut['background']:>9.1f} "
                         f"{cut['local_Z']:>4.2f}{flag or ' '}")
             else:
                 row += f" | {'':9} {'skipped':>22}"
                 reasons.append(f"eff {cut['efficiency']:g}: {cut['reason']}")
         lines.append(row + "".join(f"\n      {reason}" for reason in reasons))
-    lines.append("  (! = poor background-only sideband fit, p < 0.01: that Z is no evidence)")
+    lines.append("  (! = poor background-only sideband fit, p < 0.01; ~ = the cut's efficiency is no power law of mjj "
+                 "in the sidebands next to the window, the score learned mjj: either way that Z is no evidence)")
     lines.append(f"  search: {_describe_test(result['global'])}")
     lines.append(f"  inclusive (no cut): {_describe_test(result['inclusive_global'])}")
     return "\n".join(lines)
