@@ -25,16 +25,22 @@ def bench():
 def test_defaults_quick_and_explicit_options(bench, tmp_path, monkeypatch):
     monkeypatch.setenv("COFFEA_AD_CACHE", str(tmp_path))
     full = bench.parse_arguments([])
-    assert (full.events, full.windows, full.folds, full.epochs) == (300_000, 4, 5, 4)
+    assert (full.events, full.windows, full.folds) == (300_000, 3, 5)
+    assert full.epochs == {"cathode": 2, "cwola": 4} and full.scaling_method == "cwola"
     assert full.s_over_sqrt_b == [1.0, 2.0, 3.0] and full.methods == ["cathode", "cwola"]
     assert Path(full.output) == SCRIPT.parent / "results" / "search.json"
     quick = bench.parse_arguments(["--quick"])
-    assert quick.events < full.events and quick.epochs < full.epochs
+    assert quick.events < full.events and all(quick.epochs[m] < full.epochs[m] for m in full.methods)
     assert Path(quick.output).parent == tmp_path / "benchmarks" / "search"  # a smoke run never touches results/
     given = bench.parse_arguments(["--quick", "--events", "5000", "--methods", "cwola", "--epochs", "7"])
-    assert (given.events, given.methods, given.epochs, given.folds) == (5000, ["cwola"], 7, bench.QUICK["folds"])
-    with pytest.raises(SystemExit):
-        bench.parse_arguments(["--scaling-method", "nonsense"])
+    assert (given.events, given.methods, given.epochs, given.folds) == (5000, ["cwola"], {"cwola": 7}, 2)
+    mixed = bench.parse_arguments(["--methods", "cathode", "anode", "--epochs", "5", "cathode=3"])
+    assert mixed.epochs == {"cathode": 3, "anode": 5} and mixed.scaling_method == "cathode"
+    assert bench.parse_arguments(["--methods", "anode"]).epochs == {"anode": bench.OTHER_EPOCHS}
+    for wrong in (["--scaling-method", "cathode", "--methods", "cwola"], ["--epochs", "cwola=0"],
+                  ["--epochs", "bdt=3"], ["--epochs", "many"]):
+        with pytest.raises(SystemExit):
+            bench.parse_arguments(wrong)
 
 
 def _fake_file(path: Path, n: int, rng, mjj) -> None:
@@ -73,15 +79,17 @@ def test_the_true_window_holds_the_signal_and_sets_the_injected_count(bench):
     mjj = 2400 + rng.exponential(700, 200_000) + rng.normal(0, 80, 200_000)
     background = pd.DataFrame({"mjj": mjj})
     signal = pd.DataFrame({"mjj": np.r_[rng.normal(3500, 120, 5000), [np.nan] * 10]})
-    windows = bench.search_windows(background, signal, 3)
+    windows = bench.search_windows(background, signal, 4)
     low, high = windows["true_window_GeV"]
     assert low < 3500 < high
     expected = float(((signal.mjj >= low) & (signal.mjj < high)).sum() / signal.mjj.notna().sum())
     assert windows["signal_fraction_in_true_window"] == pytest.approx(expected)
     assert windows["signal_fraction_in_true_window"] > 0.5
     assert windows["background_in_true_window"] == int(((mjj >= low) & (mjj < high)).sum())
-    assert windows["searched"][0] == (low, high) and len(windows["searched"]) == 3
-    assert all(a[0] < b[0] for a, b in zip(windows["searched"], windows["searched"][1:]))
+    searched = windows["searched"]
+    assert searched[0] == (low, high) and len(searched) == 4
+    assert searched[0][0] < searched[1][0] < searched[0][1]  # the staggered neighbour overlaps it
+    assert all(a[1] <= b[0] for a, b in zip(searched[1:], searched[2:]))  # the others are spread above
     n = bench.n_signal_for(2.0, windows)
     in_window = n * windows["signal_fraction_in_true_window"]
     assert in_window / math.sqrt(windows["background_in_true_window"]) == pytest.approx(2.0, rel=0.01)
