@@ -210,8 +210,8 @@ def injection_numbers(result: dict, windows: dict, target: float, seconds: float
             "observed": cut.get("observed"),
             "background": cut.get("background"),
             "injected_after_cut": cut.get("injected_after_cut"),
-            "expected_limit_median": (limit.get("expected") or {}).get("median"),
-            "observed_limit": limit.get("observed"),
+            "expected_limit_mu": (limit.get("expected_mu") or limit.get("expected") or {}).get("median"),
+            "observed_limit_mu": limit.get("observed_mu", limit.get("observed")),
         }
     injected = window["injected_in_window"]
     return {
