@@ -36,7 +36,9 @@ Writes benchmarks/results/search.json (``--output``; ``--quick`` writes search_q
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -61,6 +63,10 @@ DEFAULTS = {"events": 300_000, "windows": 3, "epochs": {"cathode": 2, "cwola": 4
 QUICK = {"events": 100_000, "windows": 2, "epochs": {"cathode": 1, "cwola": 1}, "folds": 2, "s_over_sqrt_b": [3.0]}
 #: Epochs of a method that the settings do not name.
 OTHER_EPOCHS = 3
+#: The measurements, in the order they run.
+PARTS = ("background", "injection", "scaling")
+#: What two result files must share for the parts of one to be kept beside those of the other.
+SETTINGS = ("source", "events", "methods", "folds", "epochs", "seed", "efficiencies", "workers", "windows")
 
 
 def benchmark_folder() -> Path:
@@ -258,18 +264,29 @@ def _fingerprint(result: dict) -> list[tuple]:
     return rows
 
 
-def scaling_numbers(one: tuple[dict, float], two: tuple[dict, float]) -> dict:
-    """Wall time on 1 and 2 workers, their ratio and whether the two results are identical."""
-    identical = _fingerprint(one[0]) == _fingerprint(two[0])
+def scaling_numbers(ones: list[tuple[dict, float, float]], twos: list[tuple[dict, float, float]]) -> dict:
+    """Wall time on 1 and 2 workers (median of the repeats; each run is (result, seconds, load average of the
+    machine when it started)), their ratio and whether every run gave the same numbers as the first."""
+    reference = _fingerprint(twos[0][0])
+    one, two = float(np.median([run[1] for run in ones])), float(np.median([run[1] for run in twos]))
     return {
-        "method": one[0]["method"],
-        "seconds_1_worker": one[1],
-        "seconds_2_workers": two[1],
-        "speedup": one[1] / two[1],
-        "identical_results": identical,
-        "training_seconds_1_worker": [w["training"]["seconds"] for w in one[0]["windows"]],
-        "training_seconds_2_workers": [w["training"]["seconds"] for w in two[0]["windows"]],
+        "method": twos[0][0]["method"],
+        "seconds_1_worker": one,
+        "seconds_2_workers": two,
+        "speedup": one / two,
+        "identical_results": all(_fingerprint(run[0]) == reference for run in [*ones, *twos]),
+        "runs_1_worker": [{"seconds": run[1], "load_average": run[2]} for run in ones],
+        "runs_2_workers": [{"seconds": run[1], "load_average": run[2]} for run in twos],
     }
+
+
+def _timed(data: Path, output: Path, method: str, windows: dict, arguments: argparse.Namespace,
+           workers: int) -> tuple[dict, float, float]:
+    load = os.getloadavg()[0]
+    result, seconds = run_one(data, output, method, windows, arguments, workers=workers)
+    print(f"  {method} background only on {workers} worker(s): {seconds:.0f} s (load average {load:.1f} at the "
+          "start)", flush=True)
+    return result, seconds, load
 
 
 def run(arguments: argparse.Namespace) -> dict:
@@ -300,26 +317,24 @@ def run(arguments: argparse.Namespace) -> dict:
         "injection": [],
         "background_only": [],
     }
-    background_results = {}
     for method in arguments.methods:
-        result, seconds = run_one(background, runs / f"{method}_background", method, windows, arguments,
-                                  workers=arguments.workers)
-        background_results[method] = (result, seconds)
-        results["background_only"].append(background_numbers(result, seconds))
-        print(_background_line(results["background_only"][-1]), flush=True)
-        for target in arguments.s_over_sqrt_b:
+        if "background" in arguments.parts:
+            result, seconds = run_one(background, runs / f"{method}_background", method, windows, arguments,
+                                      workers=arguments.workers)
+            results["background_only"].append(background_numbers(result, seconds))
+            print(_background_line(results["background_only"][-1]), flush=True)
+        for target in arguments.s_over_sqrt_b if "injection" in arguments.parts else []:
             n_signal = n_signal_for(target, windows)
             result, seconds = run_one(background, runs / f"{method}_inject_z{target:g}", method, windows, arguments,
                                       workers=arguments.workers, inject=signal, n_signal=n_signal)
             results["injection"].append(injection_numbers(result, windows, target, seconds))
             print(_injection_line(results["injection"][-1], arguments.efficiencies), flush=True)
-    if arguments.scaling_method:
-        method = arguments.scaling_method
-        two = background_results.get(method) if arguments.workers == 2 else None
-        if two is None:
-            two = run_one(background, runs / f"{method}_background_2workers", method, windows, arguments, workers=2)
-        one = run_one(background, runs / f"{method}_background_1worker", method, windows, arguments, workers=1)
-        results["scaling"] = scaling_numbers(one, two)
+    if arguments.scaling_method and "scaling" in arguments.parts:
+        method, ones, twos = arguments.scaling_method, [], []
+        for repeat in range(arguments.scaling_repeats):
+            twos.append(_timed(background, runs / f"{method}_scaling{repeat}_2workers", method, windows, arguments, 2))
+            ones.append(_timed(background, runs / f"{method}_scaling{repeat}_1worker", method, windows, arguments, 1))
+        results["scaling"] = scaling_numbers(ones, twos)
     results["output_folders"] = str(runs)
     return results
 
@@ -347,6 +362,26 @@ def _background_line(row: dict) -> str:
             f"| {row['poor_fits']}/{row['tests']} | {row['seconds']:.0f} s |")
 
 
+def merge_previous(results: dict, path: Path, parts: list[str]) -> dict:
+    """``results`` with the parts that were not run taken from the file at ``path``, when it holds results of
+    the same settings (else ``results`` alone)."""
+    if set(parts) == set(PARTS) or not path.is_file():
+        return results
+    previous = json.loads(path.read_text())
+    different = [key for key in SETTINGS if json.dumps(previous.get(key)) != json.dumps(results.get(key))]
+    if different:
+        print(f"{path} holds results of other settings ({', '.join(different)}): not merged")
+        return results
+    keys = {"background": "background_only", "injection": "injection", "scaling": "scaling"}
+    merged = {**previous, **{key: value for key, value in results.items() if key not in keys.values()}}
+    for part, key in keys.items():
+        if part in parts:
+            merged[key] = results.get(key)
+    merged["seconds"] = previous.get("seconds")
+    merged["rerun"] = {"parts": list(parts), "seconds": results["seconds"]}
+    return merged
+
+
 def print_tables(results: dict) -> None:
     """The results as the README's markdown tables."""
     efficiencies = results["efficiencies"]
@@ -367,8 +402,10 @@ def print_tables(results: dict) -> None:
     if "scaling" in results:
         scaling = results["scaling"]
         print(f"\nWall time, {scaling['method']} background only: 1 worker {scaling['seconds_1_worker']:.0f} s, "
-              f"2 workers {scaling['seconds_2_workers']:.0f} s, speed-up {scaling['speedup']:.2f}; "
-              f"identical results: {scaling['identical_results']}")
+              f"2 workers {scaling['seconds_2_workers']:.0f} s (median of {len(scaling['runs_2_workers'])}), "
+              f"speed-up {scaling['speedup']:.2f}; identical results: {scaling['identical_results']}; load average "
+              f"at the start of each run: 1 worker {[run['load_average'] for run in scaling['runs_1_worker']]}, "
+              f"2 workers {[run['load_average'] for run in scaling['runs_2_workers']]}")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -393,6 +430,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scaling-method", default=None,
                         help="method of the 1 vs 2 worker measurement (default cwola, else the first of --methods; "
                         "'' to skip it)")
+    parser.add_argument("--scaling-repeats", type=int, default=1,
+                        help="pairs of runs (2 workers, then 1) of the scaling measurement, back to back")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="the measurements to run (default all); with fewer, the others are kept from an "
+                        "--output file of the same settings")
     parser.add_argument("--generate", type=int, default=0,
                         help="generate this many QCD events (and a quarter as many W') instead of ../shared")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -427,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = run(arguments)
     results["seconds"] = time.perf_counter() - start
+    results = merge_previous(results, Path(arguments.output), arguments.parts)
     print_tables(results)
     Path(arguments.output).parent.mkdir(parents=True, exist_ok=True)
     write_json(arguments.output, results)

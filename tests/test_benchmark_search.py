@@ -4,6 +4,7 @@ count, and the check that two runs of a search agree (no search is run here)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -101,7 +102,27 @@ def _result(z: float) -> dict:
     return {"method": "cwola", "windows": [window]}
 
 
-def test_scaling_reports_whether_two_runs_agree(bench):
-    same = bench.scaling_numbers((_result(1.25), 30.0), (_result(1.25), 20.0))
-    assert same["identical_results"] and same["speedup"] == pytest.approx(1.5)
-    assert not bench.scaling_numbers((_result(1.25), 30.0), (_result(1.2500001), 20.0))["identical_results"]
+def test_scaling_reports_whether_every_run_agrees(bench):
+    same = bench.scaling_numbers([(_result(1.25), 30.0, 1.0), (_result(1.25), 34.0, 1.0)],
+                                 [(_result(1.25), 20.0, 2.0), (_result(1.25), 16.0, 2.0)])
+    assert same["identical_results"] and same["speedup"] == pytest.approx(32.0 / 18.0)
+    assert [run["seconds"] for run in same["runs_1_worker"]] == [30.0, 34.0]
+    different = bench.scaling_numbers([(_result(1.25), 30.0, 1.0), (_result(1.2500001), 30.0, 1.0)],
+                                      [(_result(1.25), 20.0, 2.0), (_result(1.25), 20.0, 2.0)])
+    assert not different["identical_results"]
+
+
+def test_a_partial_rerun_keeps_the_other_parts_of_the_same_settings(bench, tmp_path):
+    settings = {key: 1 for key in bench.SETTINGS}
+    previous = {**settings, "background_only": ["old"], "injection": ["old"], "scaling": {"speedup": 0.7},
+                "seconds": 1400.0}
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps(previous))
+    rerun = {**settings, "background_only": [], "injection": [], "scaling": {"speedup": 1.8}, "seconds": 300.0}
+    merged = bench.merge_previous(rerun, path, ["scaling"])
+    assert merged["background_only"] == ["old"] and merged["injection"] == ["old"]
+    assert merged["scaling"] == {"speedup": 1.8} and merged["seconds"] == 1400.0
+    assert merged["rerun"] == {"parts": ["scaling"], "seconds": 300.0}
+    other = {**rerun, "folds": 2}
+    assert bench.merge_previous(other, path, ["scaling"]) is other  # other settings: nothing merged
+    assert bench.merge_previous(rerun, path, list(bench.PARTS)) is rerun
