@@ -421,7 +421,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=None,
                         help=f"QCD events (default {DEFAULTS['events']}, --quick {QUICK['events']})")
     parser.add_argument("--windows", type=int, default=None,
-                        help=f"windows searched, from the true one up (default {DEFAULTS['windows']})")
+                        help=f"windows searched: the true one, its staggered neighbour, the rest spread above (default "
+                        f"{DEFAULTS['windows']})")
     parser.add_argument("--epochs", nargs="+", default=None, metavar="[METHOD=]N",
                         help="epochs of every network: N for every method, or METHOD=N (default "
                         + ", ".join(f"{m}={n}" for m, n in DEFAULTS["epochs"].items())
