@@ -515,14 +515,16 @@ def _expected_limit(
     top = (excess + 5.0 * spread) / signal_in_window
     high = float(model.config.suggested_bounds()[model.config.poi_index][1])
     try:
-        limit = None
-        if top < high:
-            limit = upper_limit(model, data, scan=np.linspace(top / 20, top, 20))
-            values = np.array([limit.observed, *limit.expected])
-            if not (np.all(np.isfinite(values)) and np.all(values > top / 20) and np.all(values < top)):
-                limit = None
-        if limit is None:
-            limit = upper_limit(model, data, rtol=_LIMIT_RTOL)
+        # pyhf's CLs at the smallest signal strengths divide zero by zero in numpy: nothing the user can act on
+        with np.errstate(divide="ignore", invalid="ignore"):
+            limit = None
+            if top < high:
+                limit = upper_limit(model, data, scan=np.linspace(top / 20, top, 20))
+                values = np.array([limit.observed, *limit.expected])
+                if not (np.all(np.isfinite(values)) and np.all(values > top / 20) and np.all(values < top)):
+                    limit = None
+            if limit is None:
+                limit = upper_limit(model, data, rtol=_LIMIT_RTOL)
     except Exception as error:  # pyhf raises several types when a limit scan does not converge
         return {"status": "skipped", "reason": f"the CLs scan failed: {error}"}
     numbers = limit.to_dict()
