@@ -305,8 +305,9 @@ def write_search_report(result: Mapping[str, Any], folder: str | Path) -> Path:
         "<h2>Windows</h2>",
         _table(result, folder, windows),
         '<p class="legend">Highlighted: the most significant window and efficiency. "fit p": probability of the '
-        "background-only fit to the sidebands; a poor fit (red) flags the window instead of reporting an excess. "
-        "Hover an observed count for the score threshold.</p>",
+        "background-only fit to the sidebands; a poor fit (red) flags the window instead of reporting an excess, "
+        "and so does a cut whose efficiency in the sidebands next to the window is no power law of mjj (red, "
+        "\"(mjj)\": the score learned mjj). Hover an observed count for the score threshold.</p>",
         *(["<h2>Scan</h2>", *images] if images else []),
         *(["<h2>Sideband fits</h2>", '<div class="fits">', *fit_images, "</div>"] if fit_images else []),
         "</body></html>",
