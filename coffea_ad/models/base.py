@@ -734,20 +734,24 @@ class Estimator:
 
     def export_onnx(self, path: str | Path) -> Path:
         """Write the ONNX graph (preprocessing + score) with its metadata to ``path``; return the path."""
+        self._check_fitted()
+        return self.export_module(self.scoring_module(), path)
+
+    def export_module(self, module: nn.Module, path: str | Path, extra: Mapping[str, str] | None = None) -> Path:
+        """Write ``module`` (this estimator's inputs to one score, e.g. an ensemble's mean) to ONNX at ``path``
+        with this estimator's metadata, and ``extra`` metadata entries."""
         from coffea_ad.onnx.export import export_module
 
-        self._check_fitted()
-        module = self.scoring_module().to("cpu").eval()
         meta = self.metadata()
         return export_module(
-            module,
+            module.to("cpu").eval(),
             path,
             feature_names=self.input_columns,
             method=self.method,
             region=meta["region"],
             training_table_hash=meta["training_table_hash"],
             n_folds=self.n_folds if self.cross_trained else 0,
-            extra={"params": json.dumps(meta["params"])},
+            extra={"params": json.dumps(meta["params"]), **(extra or {})},
         )
 
     # ---- persistence ------------------------------------------------------------------------------

@@ -93,20 +93,10 @@ class Ensemble:
     def export_onnx(self, path: str | Path) -> Path:
         """Write the mean score of the members as one ONNX graph, with the metadata of member 0 and the number
         of members and their seeds."""
-        from coffea_ad.onnx.export import export_module
-
-        first = self.members[0]
-        meta = first.metadata()
-        return export_module(
-            self.scoring_module().to("cpu"),
+        return self.members[0].export_module(
+            self.scoring_module(),
             path,
-            feature_names=self.input_columns,
-            method=self.method,
-            region=meta["region"],
-            training_table_hash=meta["training_table_hash"],
-            n_folds=self.n_folds if self.cross_trained else 0,
             extra={
-                "params": json.dumps(meta["params"]),
                 "ensemble": str(len(self.members)),
                 "member_seeds": json.dumps([member.seed for member in self.members]),
             },

@@ -237,6 +237,7 @@ class _WindowTraining:
     plan: Any = None
     models: dict[tuple[int, int], Any] = field(default_factory=dict)
     ensemble: Any = None
+    started: float = 0.0
     seconds: float = 0.0
     status: str = "pending"
     reason: str | None = None
@@ -265,7 +266,7 @@ def _finish_window(training: _WindowTraining, table: Mapping[str, np.ndarray], f
     """Assemble the members from their fold models, save them, export the ONNX model, compare it with torch and
     write ``training.json`` (last: a window without it is trained again)."""
     from coffea_ad.models.ensemble import Ensemble
-    from coffea_ad.onnx.export import score_onnx
+    from coffea_ad.workflow.train import onnx_difference
 
     members = []
     for m, estimator in enumerate(training.estimators):
@@ -275,11 +276,8 @@ def _finish_window(training: _WindowTraining, table: Mapping[str, np.ndarray], f
     training.ensemble.save(training.folder / "members")
     path = training.ensemble.export_onnx(training.folder / "model.onnx")
     rows = np.flatnonzero(training.rows)[:_CHECK_ROWS]
-    x = np.stack([table[name][rows] for name in training.ensemble.input_columns], axis=1).astype(np.float32)
-    reference = training.ensemble.score_array(x, fold[rows])
-    exported = score_onnx(path, x, fold[rows])
-    scale = max(float(np.abs(reference).max()), 1e-30) if len(rows) else 1.0
-    difference = float(np.abs(exported - reference).max() / scale) if len(rows) else 0.0
+    x = np.stack([table[name][rows] for name in training.ensemble.input_columns], axis=1)
+    difference = onnx_difference(training.ensemble, path, x, fold[rows])
     record = {
         "key": training.key,
         "window_GeV": [training.window.low, training.window.high],
@@ -320,7 +318,7 @@ def _train_windows(
             for k in range(estimator.n_folds):
                 key = f"search-train-{training.window.name}-m{m}-f{k}-{uuid.uuid4().hex[:8]}"
                 futures[client.submit(estimator.fit_fold, plan, k, pure=False, key=key, retries=2)] = (index, m, k)
-        training.seconds = time.perf_counter()
+        training.started = time.perf_counter()
     if not futures:
         return
     remaining = {index: 0 for index, _, _ in futures.values()}
@@ -337,7 +335,7 @@ def _train_windows(
             bar.update(1)
             remaining[index] -= 1
             if remaining[index] == 0 and training.status == "pending":
-                training.seconds = time.perf_counter() - training.seconds
+                training.seconds = time.perf_counter() - training.started
                 _finish_window(training, table, fold)
                 logger.info("window %s trained in %.0f s", training.window.name, training.seconds)
             if remaining[index] == 0:
@@ -430,12 +428,16 @@ def _near_sideband_smoothness(passing: np.ndarray, mass: np.ndarray, window: Sea
     }
 
 
+def _window_bins(edges: np.ndarray, window: SearchWindow) -> np.ndarray:
+    """The bins of ``edges`` inside ``window`` (whole bins: the windows' edges are bin edges)."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return (centres >= window.low) & (centres < window.high)
+
+
 def _fit_spectrum(counts: np.ndarray, edges: np.ndarray, window: SearchWindow, options: Mapping[str, Any]):
     """``fit_window`` of the window's bins, or the reason it cannot be fitted."""
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    mask = (centres >= window.low) & (centres < window.high)
     try:
-        return fit_window(counts, edges, mask, **options)
+        return fit_window(counts, edges, _window_bins(edges, window), **options)
     except CoffeaADError as error:
         return str(error)
 
@@ -502,8 +504,7 @@ def _expected_limit(
     from coffea_ad.stats.inference import upper_limit
     from coffea_ad.stats.workspace import build_workspace
 
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    mask = (centres >= window.low) & (centres < window.high)
+    mask = _window_bins(edges, window)
     signal_in_window = float(template[mask].sum())
     if not signal_in_window > 0:
         return {"status": "skipped", "reason": "no injected-signal event passes the cut in the window"}

@@ -24,7 +24,7 @@ from coffea_ad.onnx.export import score_onnx
 from coffea_ad.paths import write_json
 from coffea_ad.processing.tables import Table, column_array, float_column, open_table, region_mask, take_rows
 
-__all__ = ["CLOSURE_EFFICIENCY", "describe_training", "resonant_closure", "train_to_folder"]
+__all__ = ["CLOSURE_EFFICIENCY", "describe_training", "onnx_difference", "resonant_closure", "train_to_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,18 @@ def _complete_rows(
     if n_folds > 1:
         fold = event_fold(*(column_array(subset, name)[complete] for name in EVENT_ID_BRANCHES), n_folds)
     return values[complete], fold
+
+
+def onnx_difference(model: Any, onnx_path: str | Path, x: np.ndarray, fold: np.ndarray | None) -> float:
+    """The largest difference between the exported ONNX scores and ``model.score_array`` on the first
+    :data:`_CHECK_ROWS` rows of ``x`` (with their folds for a cross-trained model), over the largest score."""
+    check = x[:_CHECK_ROWS].astype(np.float32)
+    fold = None if fold is None else fold[:_CHECK_ROWS]
+    if not len(check):
+        return 0.0
+    reference = model.score_array(check, fold)
+    exported = score_onnx(onnx_path, check, fold)
+    return float(np.abs(exported - reference).max() / max(float(np.abs(reference).max()), 1e-30))
 
 
 def resonant_closure(
@@ -189,12 +201,7 @@ def train_to_folder(
     onnx_path = estimator.export_onnx(output / "model.onnx")
     estimator.save(output)
     values, fold = _complete_rows(table, estimator.input_columns, region, estimator.n_folds)
-    check = values[:_CHECK_ROWS].astype(np.float32)
-    fold = None if fold is None else fold[:_CHECK_ROWS]
-    reference = estimator.score_array(check, fold)
-    exported = score_onnx(onnx_path, check, fold)
-    scale = max(float(np.abs(reference).max()), 1e-30) if len(reference) else 1.0
-    difference = float(np.abs(exported - reference).max() / scale) if len(reference) else 0.0
+    difference = onnx_difference(estimator, onnx_path, values, fold)
     closure = resonant_closure(estimator, table, region)
     summary = {
         **estimator.summary(),
