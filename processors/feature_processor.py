@@ -15,7 +15,14 @@ import awkward as ak
 import dask_awkward as dak
 from coffea import processor
 
-from coffea_ad.features import FeatureConfig, compute_features, events_have_branch, select_features
+from coffea_ad.features import (
+    FeatureConfig,
+    compute_features,
+    events_have_branch,
+    resolve_feature_names,
+    select_features,
+    user_features,
+)
 from coffea_ad.processing.histograms import count_regions, fill_histograms, histogram_rows
 from coffea_ad.features.regions import RegionConfig, flag_names, partition_layout, partitions, region_flags, region_ids
 from coffea_ad.processing.tables import feature_table
@@ -27,7 +34,8 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
     """Compute anomaly-detection features and their region bookkeeping for every event.
 
     Arguments:
-        features: feature and feature-set names (see ``coffea_ad.features.FEATURE_SETS``).
+        features: feature and feature-set names (see ``coffea_ad.features.FEATURE_SETS``), the user's own
+            (:func:`coffea_ad.features.define_feature`) included: their definitions travel with the processor.
         optional: features that may be left out when a branch is absent (``True`` for all).
         feature_config: object definitions (thresholds, b-tag working point, MET collection).
         region_config: region boundaries (mjj windows, Δη cut, HT/MET thresholds).
@@ -55,6 +63,8 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
         weight_branch: str | None = None,
     ) -> None:
         self.features = features if isinstance(features, str) else tuple(features)
+        # Unpickling these defines the user's features on the worker (coffea_ad.features.user).
+        self.user_features = user_features(resolve_feature_names(self.features))
         self.optional = optional if isinstance(optional, (bool, str)) else tuple(optional)
         self.feature_config = feature_config or FeatureConfig()
         self.region_config = region_config or RegionConfig()

@@ -76,13 +76,14 @@ def test_dask_reads_only_the_branches_the_features_need(dijet_sample, trained):
     assert columns and all(column.startswith(("FatJet_", "nFatJet")) for column in columns), columns
 
 
-def test_the_scorer_pickles_without_a_session_and_copies_share_one(dijet_sample, trained):
+def test_the_scorer_pickles_with_its_model_but_no_session_and_copies_share_one(dijet_sample, trained):
     _, path = trained
     scorer = OnnxScorer(path)
     events = nanoevents(dijet_sample, "eager")[:50]
     before = scorer(events)
     payload = pickle.dumps(scorer)
-    assert b"InferenceSession" not in payload and len(payload) < 5000
+    model = Path(path).read_bytes()
+    assert b"InferenceSession" not in payload and model in payload and len(payload) < len(model) + 5000
     clone = pickle.loads(payload)
     assert ak.to_list(clone(events)) == ak.to_list(before)
     # Every copy in this process shares one session.

@@ -9,7 +9,8 @@ Usage from any coffea processor::
 
 :data:`FEATURES` lists every feature with its unit, definition, branches and default binning;
 :data:`FEATURE_SETS` names the sets that training and scoring refer to (``"lhco"``, ``"nonresonant"``,
-``"context"``, ``"dijet"``, ``"event"``, ``"leptons"``, ``"all"``). The object groups behind them
+``"context"``, ``"dijet"``, ``"event"``, ``"leptons"``, ``"all"``, ``"user"``). Your own variables become features
+with :func:`define_feature` (see :mod:`coffea_ad.features.user`). The object groups behind them
 (:class:`DijetSystem`, :class:`EventContext`, :class:`LeptonSystem`) can be used directly as well.
 """
 
@@ -26,11 +27,14 @@ from coffea_ad.features.registry import (
     FeatureSkippedWarning,
     MissingBranchError,
     compute_features,
+    event_column,
     events_have_branch,
     missing_branches,
     resolve_feature_names,
     select_features,
+    user_column,
 )
+from coffea_ad.features.user import define_feature, load_entry_point_features, load_feature_module, user_features
 
 __all__ = [
     "FEATURES",
@@ -45,8 +49,14 @@ __all__ = [
     "LeptonSystem",
     "MissingBranchError",
     "compute_features",
+    "define_feature",
+    "event_column",
     "events_have_branch",
+    "load_entry_point_features",
+    "load_feature_module",
     "missing_branches",
     "resolve_feature_names",
     "select_features",
+    "user_column",
+    "user_features",
 ]

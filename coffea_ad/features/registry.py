@@ -12,6 +12,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import awkward as ak
+import dask
+import numpy as np
+import cloudpickle
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError
 from coffea_ad.features.config import FeatureConfig
@@ -30,6 +33,8 @@ __all__ = [
     "missing_branches",
     "events_have_branch",
     "compute_features",
+    "user_column",
+    "event_column",
 ]
 
 
@@ -66,7 +71,9 @@ class Feature:
 
     ``branches`` are NanoAOD branch names; ``{met}`` stands for ``FeatureConfig.met_collection``.
     ``axis`` is the default histogram binning: ``("regular", bins, low, high)`` or ``("integer", low, high)``.
-    ``nullable`` says whether the column can hold None (a missing object).
+    ``nullable`` says whether the column can hold None (a missing object). ``function`` computes a
+    user-defined feature from NanoEvents (:func:`coffea_ad.features.define_feature`); the built-in features
+    have none, they are properties of their ``group``'s object.
     """
 
     name: str
@@ -77,6 +84,17 @@ class Feature:
     dtype: str
     nullable: bool
     axis: tuple
+    function: Callable[[Any], Any] | None = None
+
+    def __reduce__(self):
+        if self.function is None:
+            return Feature, dataclasses.astuple(self)
+        # A user feature travels with its function by value (cloudpickle), and defines itself in the process that
+        # unpickles it: a Dask worker knows the features of the processors and scorers it receives.
+        from coffea_ad.features.user import restore_feature
+
+        fields = tuple(getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "function")
+        return restore_feature, (fields, cloudpickle.dumps(self.function))
 
     def required_branches(self, config: FeatureConfig) -> tuple[str, ...]:
         """The branch names this feature reads under ``config``."""
@@ -162,7 +180,8 @@ FEATURES: dict[str, Feature] = dict(
     ]
 )
 
-#: Named feature sets that training and scoring refer to.
+#: Named feature sets that training and scoring refer to; ``"all"`` is every built-in feature, ``"user"`` every
+#: feature defined with :func:`coffea_ad.features.define_feature` in this process.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "lhco": ("mjj", "mj_min", "delta_mj", "tau21_j1", "tau21_j2"),
     "nonresonant": ("mjj", "tau21_j1", "tau21_j2", "tau32_j1", "tau32_j2", "ht", "met"),
@@ -171,6 +190,7 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "event": tuple(name for name, feature in FEATURES.items() if feature.group == "event"),
     "leptons": tuple(name for name, feature in FEATURES.items() if feature.group == "leptons"),
     "all": tuple(FEATURES),
+    "user": (),
 }
 
 
@@ -256,6 +276,57 @@ def events_have_branch(events: Any) -> Callable[[str], bool]:
     return has_branch
 
 
+_NUMERIC_PRIMITIVES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"}
+)
+
+
+def event_column(column: Any, what: str, events: Any) -> Any:
+    """``column`` as an awkward (or dask-awkward) array of one number per event of ``events``, or raise.
+
+    Accepts awkward, dask-awkward and numpy arrays of numbers or booleans, None allowed; a jagged or record
+    column, a non-numeric one, or (eagerly) one of another length raises :class:`ConfigurationError` that
+    starts with ``what`` (e.g. "user feature 'mumu_mass'").
+    """
+    lazy = dask.is_dask_collection(column)
+    if not lazy and not isinstance(column, ak.Array):
+        try:
+            column = ak.Array(column)
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(f"{what} must be an array of one number per event, got {column!r}") from error
+    checked = column._meta if lazy else column
+    content = checked.type.content if isinstance(checked, ak.Array) else None
+    if isinstance(content, ak.types.OptionType):
+        content = content.content
+    if not (isinstance(content, ak.types.NumpyType) and content.primitive in _NUMERIC_PRIMITIVES):
+        shown = checked.type if isinstance(checked, ak.Array) else type(checked).__name__
+        raise ConfigurationError(f"{what} must be one number per event, got type {shown}")
+    if not lazy and not dask.is_dask_collection(events) and len(column) != len(events):
+        raise ConfigurationError(f"{what} has {len(column)} values for {len(events)} events")
+    return column
+
+
+def user_column(feature: Feature, events: Any, source: str = "the input") -> Any:
+    """The column of user-defined ``feature`` on ``events`` (awkward or dask-awkward), checked and typed.
+
+    The function must return one number per event (an awkward or numpy array, None where the feature is
+    undefined); anything else, a wrong length, or None in a feature declared not ``nullable``, raises naming the
+    feature and its function.
+    """
+    function = feature.function
+    what = f"user feature {feature.name!r} ({function.__module__}.{function.__qualname__}) on {source}"
+    try:
+        column = function(events)
+    except CoffeaADError:
+        raise
+    except Exception as error:
+        raise ConfigurationError(f"{what} failed: {type(error).__name__}: {error}") from error
+    column = event_column(column, what, events)
+    if not dask.is_dask_collection(column) and not feature.nullable and ak.any(ak.is_none(column)):
+        raise ConfigurationError(f"{what} returned None for some events, but the feature is declared not nullable")
+    return ak.values_astype(ak.without_parameters(column), np.dtype(feature.dtype))
+
+
 def compute_features(
     events: Any,
     names: str | Iterable[str] = "all",
@@ -283,6 +354,9 @@ def compute_features(
     groups: dict[str, Any] = {}
     columns = {}
     for feature in features:
+        if feature.function is not None:
+            columns[feature.name] = user_column(feature, events, source)
+            continue
         if feature.group not in groups:
             groups[feature.group] = GROUPS[feature.group](events, config)
         columns[feature.name] = ak.without_parameters(getattr(groups[feature.group], feature.name))

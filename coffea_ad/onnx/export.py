@@ -75,45 +75,55 @@ class ModelMetadata:
         return self.n_folds > 0
 
 
-def open_session(path: str | os.PathLike, *, threads: int | None = None):
-    """An onnxruntime CPU session on ``path``; a missing, truncated or non-ONNX file raises InputFileError.
+def open_session(model: str | os.PathLike | bytes, *, threads: int | None = None, source: str | None = None):
+    """An onnxruntime CPU session on ``model``, a path or the file's bytes; a missing, truncated or non-ONNX
+    model raises InputFileError (``source`` names bytes in the message).
 
     ``threads`` sets the intra-op threads (None: onnxruntime's default, all cores).
     """
     import onnxruntime
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"ONNX model {path} does not exist")
+    if isinstance(model, bytes):
+        source = source or "the ONNX model bytes"
+    else:
+        path = Path(model)
+        source = str(path)
+        if not path.is_file():
+            raise InputFileError(f"ONNX model {path} does not exist")
+        model = str(path)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise InputFileError(f"{path} is not a readable ONNX model: {error}") from error
+        raise InputFileError(f"{source} is not a readable ONNX model: {error}") from error
 
 
-def read_metadata(path: str | os.PathLike) -> ModelMetadata:
-    """Read the coffea_ad metadata of an ONNX model (onnxruntime only, no torch)."""
-    props = open_session(path).get_modelmeta().custom_metadata_map
+def read_metadata(model: str | os.PathLike | bytes, *, session: Any = None, source: str | None = None) -> ModelMetadata:
+    """Read the coffea_ad metadata of an ONNX model, a path or the file's bytes (onnxruntime only, no torch).
+
+    Given the model's onnxruntime ``session``, reads it from there instead of opening the model again.
+    """
+    source = source or (str(model) if not isinstance(model, bytes) else "the ONNX model bytes")
+    props = (session or open_session(model, source=source)).get_modelmeta().custom_metadata_map
     missing = [key for key in METADATA_KEYS if key not in props]
     if missing:
-        raise InputFileError(f"{path} is not a coffea_ad model: metadata key(s) {missing} missing")
+        raise InputFileError(f"{source} is not a coffea_ad model: metadata key(s) {missing} missing")
     try:
         names = json.loads(props["feature_names"])
         params = json.loads(props["params"])
         n_folds = int(props.get("n_folds", "0"))
     except (json.JSONDecodeError, ValueError) as error:
-        raise InputFileError(f"{path}: malformed metadata: {error}") from error
+        raise InputFileError(f"{source}: malformed metadata: {error}") from error
     if n_folds:
         from coffea_ad.features.folds import FOLD_HASH
 
         if props.get("fold_hash") != FOLD_HASH:
             raise InputFileError(
-                f"{path} is cross-trained with the fold recipe {props.get('fold_hash')!r}, but this coffea_ad "
+                f"{source} is cross-trained with the fold recipe {props.get('fold_hash')!r}, but this coffea_ad "
                 f"assigns folds with {FOLD_HASH!r}: its events would be scored by models that saw them"
             )
     return ModelMetadata(
