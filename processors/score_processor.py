@@ -28,7 +28,9 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
     """Features, region flags and anomaly scores of every event, with histograms in bins of score.
 
     Arguments:
-        models: score name -> ONNX model path (one column per model, named by the score name).
+        models: score name -> ONNX model path or :class:`~coffea_ad.onnx.scorer.OnnxScorer` (one column per
+            model, named by the score name). Pass scorers to score several runs with the very same models: a
+            scorer carries its model, a path is read again here.
         score_edges: score name -> increasing score-bin edges; a model listed here gets a histogram
             region × score × ``fit_variable``. Models without edges only add their table column.
         fit_variable: the variable fitted after the cut (default ``mjj``).
@@ -40,7 +42,7 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
 
     def __init__(
         self,
-        models: Mapping[str, str],
+        models: Mapping[str, str | OnnxScorer],
         *,
         score_edges: Mapping[str, Sequence[float]] | None = None,
         fit_variable: str = "mjj",
@@ -50,14 +52,20 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
         if not models:
             raise ConfigurationError("AnomalyScoreProcessor needs at least one model")
         super().__init__(features or fit_variable, **options)
-        self.scorers = {name: OnnxScorer(path, feature_config=self.feature_config) for name, path in models.items()}
+        self.scorers = {
+            name: model if isinstance(model, OnnxScorer) else OnnxScorer(model, feature_config=self.feature_config)
+            for name, model in models.items()
+        }
         unknown = sorted(set(score_edges or {}) - set(self.scorers))
         if unknown:
             raise ConfigurationError(f"score edges given for {unknown}, which are not models ({list(self.scorers)})")
         self.score_edges = {name: check_edges(edges, name) for name, edges in (score_edges or {}).items()}
         self.fit_variable = fit_variable
         self.required = resolve_feature_names(
-            [fit_variable, *(name for scorer in self.scorers.values() for name in scorer.feature_names)]
+            [
+                fit_variable,
+                *(name for scorer in self.scorers.values() if scorer.prepare is None for name in scorer.feature_names),
+            ]
         )
         requested = resolve_feature_names(self.features) if self.features else []
         self.features = tuple(dict.fromkeys([*requested, *self.required]))

@@ -17,6 +17,7 @@ EXPECTED = {
     options.WORKERS: {"generate", "features", "score", "search", "demo"},
     options.DEVICE: {"train", "search"},
     options.FEATURES: {"features", "train", "score", "search"},
+    options.FEATURE_MODULE: {"features", "score", "search"},
     options.REGION: {"train", "score", "fit", "search"},
     options.MASS: {"train", "score", "fit", "search"},
     options.NO_PROGRESS: {"generate", "features", "train", "score", "search"},

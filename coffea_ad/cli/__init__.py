@@ -19,7 +19,7 @@ from coffea_ad import __version__
 from coffea_ad.cli import demo, features, fit, generate, processes, score, search, train
 from coffea_ad.errors import CoffeaADError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "load_user_features", "main"]
 
 #: Command name -> its module, in the order of the workflow.
 COMMANDS: dict[str, ModuleType] = {
@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_user_features(modules: Sequence[str]) -> list[str]:
+    """Define the features of the installed entry points and of ``--feature-module`` modules; return their names."""
+    from coffea_ad.features import load_entry_point_features, load_feature_module
+
+    defined = load_entry_point_features()
+    for module in modules:
+        defined.extend(name for name in load_feature_module(module) if name not in defined)
+    return defined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coffea-ad`` console script; returns the exit status."""
     parser = build_parser()
@@ -58,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if hasattr(args, "feature_modules"):
+            load_user_features(args.feature_modules)
         return args.run(args)
     except CoffeaADError as error:
         print(f"coffea-ad {args.command}: error: {error}", file=sys.stderr)

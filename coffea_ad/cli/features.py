@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_output(parser, "output folder: features/{dataset}.parquet, histograms.root, cutflow.json")
     options.add_cluster(parser)
     options.FEATURES.add(parser)
+    options.FEATURE_MODULE.add(parser)
     parser.add_argument(
         "--optional",
         default="all",
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             workers=args.workers,
             progress=not args.no_progress,
-            features=args.features or "all",
+            features=args.features or ["all", "user"],
             optional=optional,
             feature_config=FeatureConfig(met_collection=args.met),
             step_size=args.step_size,

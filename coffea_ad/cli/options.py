@@ -137,6 +137,17 @@ FEATURES = Option(
         "method's default inputs",
     },
 )
+FEATURE_MODULE = Option(
+    ("--feature-module",),
+    {
+        "dest": "feature_modules",
+        "action": "append",
+        "default": [],
+        "metavar": "MODULE",
+        "help": "a module defining your own features with coffea_ad.features.define_feature: a dotted name or a .py "
+        "file; repeatable (installed packages can declare theirs under the entry point group coffea_ad.features)",
+    },
+)
 REGION = Option(
     ("--region",),
     {
@@ -173,8 +184,8 @@ MET = Option(
 )
 
 #: Every shared option (``-o/--output`` aside, whose help says what each command writes).
-SHARED: tuple[Option, ...] = (WORKERS, SCHEDULER, MODE, SEED, DEVICE, FEATURES, REGION, MASS, NO_PROGRESS, SET,
-                              STEP_SIZE, MET)
+SHARED: tuple[Option, ...] = (WORKERS, SCHEDULER, MODE, SEED, DEVICE, FEATURES, FEATURE_MODULE, REGION, MASS,
+                              NO_PROGRESS, SET, STEP_SIZE, MET)
 
 
 def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> argparse.Action:

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     options.MASS.add(parser)
     options.FEATURES.add(parser)
+    options.FEATURE_MODULE.add(parser)
     options.MET.add(parser)
     options.STEP_SIZE.add(parser)
     options.NO_PROGRESS.add(parser)

@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="models per fold with different seeds, scores averaged (default: %(default)s; CMS uses 4)",
     )
     options.FEATURES.add(parser)
+    options.FEATURE_MODULE.add(parser)
     options.MASS.add(parser)
     options.REGION.add(parser)
     parser.add_argument(

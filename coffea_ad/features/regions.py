@@ -15,6 +15,8 @@ Partitions (with the defaults of :class:`RegionConfig`):
 - ``leptons``: ``lt4`` fewer than four tight leptons, else the flavour of the four leading ones
   (``4e``, ``3e1mu``, ``2e2mu``, ``1e3mu``, ``4mu``).
 - ``charge4l``: ``neutral`` (total charge 0) and ``charged`` for ≥ 4 leptons, ``missing`` otherwise.
+- ``inclusive``: one region ``all`` holding every event, only when no other partition applies (features of a
+  user's own analysis, none of the above): its histograms are the inclusive distributions.
 
 References:
     CWoLa hunting, arXiv:1902.02634 (sliding mjj windows with sidebands); dijet VAE search (|Δη| < 1.3 signal
@@ -36,6 +38,7 @@ from coffea_ad.features.leptons import FLAVOUR_4L
 
 __all__ = [
     "DEFAULT_SIGNAL_REGION",
+    "INCLUSIVE",
     "RegionConfig",
     "CutflowError",
     "Partition",
@@ -54,6 +57,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The partition of every event, used when the features allow no other.
+INCLUSIVE = "inclusive"
 
 #: A partition: region name -> boolean mask, the regions mutually exclusive and covering every event.
 Partition = dict[str, Any]
@@ -192,11 +198,12 @@ def _partition_builders(config: RegionConfig) -> dict[str, tuple[tuple[str, ...]
 def partition_layout(feature_names: Iterable[str], config: RegionConfig | None = None) -> dict[str, tuple[str, ...]]:
     """Partition name -> region names, for the partitions that ``feature_names`` allow (no data needed)."""
     present = set(feature_names)
-    return {
+    layout = {
         name: regions
         for name, (needed, regions, _) in _partition_builders(config or RegionConfig()).items()
         if present.issuperset(needed)
     }
+    return layout or {INCLUSIVE: ("all",)}
 
 
 def partitions(features: Any, config: RegionConfig | None = None) -> dict[str, Partition]:
@@ -211,6 +218,9 @@ def partitions(features: Any, config: RegionConfig | None = None) -> dict[str, P
             result[name] = build(features)
         else:
             logger.info("partition %s left out: needs features %s", name, ", ".join(sorted(set(needed) - present)))
+    if not result and present:
+        column = features[next(iter(present))]
+        result[INCLUSIVE] = {"all": ak.is_none(column) | ~ak.is_none(column)}
     return result
 
 

@@ -301,7 +301,8 @@ def event_column(column: Any, what: str, events: Any) -> Any:
     if not (isinstance(content, ak.types.NumpyType) and content.primitive in _NUMERIC_PRIMITIVES):
         shown = checked.type if isinstance(checked, ak.Array) else type(checked).__name__
         raise ConfigurationError(f"{what} must be one number per event, got type {shown}")
-    if not lazy and not dask.is_dask_collection(events) and len(column) != len(events):
+    concrete = not lazy and ak.backend(column) != "typetracer" and not dask.is_dask_collection(events)
+    if concrete and ak.backend(events) != "typetracer" and len(column) != len(events):
         raise ConfigurationError(f"{what} has {len(column)} values for {len(events)} events")
     return column
 
@@ -322,7 +323,8 @@ def user_column(feature: Feature, events: Any, source: str = "the input") -> Any
     except Exception as error:
         raise ConfigurationError(f"{what} failed: {type(error).__name__}: {error}") from error
     column = event_column(column, what, events)
-    if not dask.is_dask_collection(column) and not feature.nullable and ak.any(ak.is_none(column)):
+    concrete = not dask.is_dask_collection(column) and ak.backend(column) != "typetracer"
+    if concrete and not feature.nullable and ak.any(ak.is_none(column)):
         raise ConfigurationError(f"{what} returned None for some events, but the feature is declared not nullable")
     return ak.values_astype(ak.without_parameters(column), np.dtype(feature.dtype))
 

@@ -193,22 +193,21 @@ def load_feature_module(spec: str | Path) -> list[str]:
         path = Path(text).resolve()
         if not path.is_file():
             raise InputFileError(f"feature module {path} does not exist")
+        # Executed afresh on every load: the features are (re)defined from the file as it is now.
         module_name = f"coffea_ad_user_features.{path.stem}"
-        module = sys.modules.get(module_name)
-        if module is None or getattr(module, "__file__", None) != str(path):
-            import_spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(import_spec)
-            sys.modules[module_name] = module
-            try:
-                import_spec.loader.exec_module(module)
-            except Exception as error:
-                del sys.modules[module_name]
-                raise ConfigurationError(
-                    f"cannot load feature module {path}: {type(error).__name__}: {error}"
-                ) from error
+        import_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(import_spec)
+        sys.modules[module_name] = module
+        try:
+            import_spec.loader.exec_module(module)
+        except Exception as error:
+            del sys.modules[module_name]
+            raise ConfigurationError(f"cannot load feature module {path}: {type(error).__name__}: {error}") from error
     else:
         try:
             module = importlib.import_module(text)
+            if not _defined_by(module):  # imported before its features were defined here: define them again
+                module = importlib.reload(module)
         except Exception as error:
             raise ConfigurationError(
                 f"cannot import feature module {text!r}: {type(error).__name__}: {error}"
