@@ -161,3 +161,154 @@ def test_coffea_ad_features_tables_and_histograms_a_user_feature_on_a_cluster(di
     assert column_array(table, "inclusive_all").all()
     histogram = uproot.open(out / "histograms.root")["data/inclusive_all/mumu_mass"]
     assert histogram.values(flow=True).sum() == np.isfinite(list(expected.values())).sum()
+
+
+# --- models that travel with the scorer ------------------------------------------------------------------------
+
+
+def test_a_model_on_a_user_feature_scores_on_workers_that_cannot_see_the_model(dimuon, tmp_path):
+    """The model is deleted after the scorer is built: the workers' view of its folder is empty."""
+    from coffea_ad.processing import dask_client
+
+    load_feature_module(EXAMPLE)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = linear_model(folder / "dimuon.onnx", ["mumu_mass", "n_muons"], [1.0, 1000.0])
+    scorer = OnnxScorer(path)
+    eager = as_numpy(scorer(events_of(dimuon)))
+    n_muons = as_numpy(compute_features(events_of(dimuon), "n_muons").n_muons)
+    expected = dimuon_mass_from_branches(dimuon) + 1000.0 * n_muons
+    np.testing.assert_allclose(eager, expected, rtol=1e-5, equal_nan=True)
+    path.unlink()
+    assert not any(folder.iterdir())
+    with dask_client(workers=1) as client:
+        lazy = client.compute(scorer(events_of(dimuon, "dask")), sync=True)
+    np.testing.assert_array_equal(as_numpy(lazy), eager)
+
+
+def test_a_replaced_model_file_is_never_mixed_with_the_old_metadata(shared_nanoaod, tmp_path):
+    """The scorer built before keeps scoring with the model it read; one built after reads the new file with its
+    own input order. Today's bug: the new bytes were scored in the old order."""
+    events = events_of(shared_nanoaod / "nano_tt_v12.root")
+    features = compute_features(events, ["mj_min", "mj_max"])
+    mj_min, mj_max = as_numpy(features.mj_min), as_numpy(features.mj_max)
+    assert np.sum(mj_max > mj_min) >= 10
+    path = linear_model(tmp_path / "model.onnx", ["mj_min", "mj_max"], [1.0, 0.0])
+    before = OnnxScorer(path)
+    np.testing.assert_allclose(as_numpy(before(events)), mj_min, rtol=1e-6, equal_nan=True)
+    os.utime(linear_model(path, ["mj_max", "mj_min"], [1.0, 0.0]), (1, 1))
+    np.testing.assert_allclose(as_numpy(before(events)), mj_min, rtol=1e-6, equal_nan=True)
+    after = OnnxScorer(path)
+    assert after.feature_names == ["mj_max", "mj_min"] and after.model_hash != before.model_hash
+    np.testing.assert_allclose(as_numpy(after(events)), mj_max, rtol=1e-6, equal_nan=True)
+
+
+def test_a_model_on_arbitrary_inputs_takes_a_prepare_function_with_checked_inputs(dimuon, tmp_path):
+    path = linear_model(tmp_path / "muons.onnx", ["leading_muon_pt", "muon_count"], [1.0, 100.0])
+    events = events_of(dimuon)
+
+    def prepare(events):
+        return {"muon_count": ak.num(events.Muon), "leading_muon_pt": ak.firsts(events.Muon.pt)}
+
+    scorer = OnnxScorer(path, prepare=prepare)
+    arrays = uproot.open(dimuon)["Events"].arrays(["Muon_pt"])
+    expected = [event[0] + 100.0 * len(event) if len(event) else np.nan for event in arrays.Muon_pt.tolist()]
+    np.testing.assert_allclose(as_numpy(scorer(events)), expected, rtol=1e-6, equal_nan=True)
+    lazy = scorer(events_of(dimuon, "dask")).compute()
+    np.testing.assert_allclose(as_numpy(lazy), expected, rtol=1e-6, equal_nan=True)
+    with pytest.raises(ConfigurationError, match=r"cannot build \['leading_muon_pt', 'muon_count'\]"):
+        OnnxScorer(path)
+    with pytest.raises(ConfigurationError, match=r"missing: \['muon_count'\], not inputs of the model: \['count'\]"):
+        OnnxScorer(path, prepare=lambda events: {"leading_muon_pt": ak.firsts(events.Muon.pt), "count": 1})(events)
+    jagged = OnnxScorer(
+        path, prepare=lambda events: {"leading_muon_pt": events.Muon.pt, "muon_count": ak.num(events.Muon)}
+    )
+    with pytest.raises(ConfigurationError, match="input 'leading_muon_pt' .* must be one number per event"):
+        jagged(events)
+
+
+# --- the example of a user's analysis ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dimuon_model(tmp_path_factory):
+    """The README chain of the example: coffea-ad features with the user's module, coffea-ad train on its column."""
+    from conftest import SHARED_NANOAOD
+
+    if not SHARED_NANOAOD.is_dir():
+        pytest.skip(f"real NanoAOD files not found at {SHARED_NANOAOD} (../shared is only beside developer checkouts)")
+    folder = tmp_path_factory.mktemp("dimuon_analysis")
+    files = [str(SHARED_NANOAOD / name) for name in ("nano_dimuon.root", "nano_dy.root")]
+    fileset = folder / "fileset.json"
+    fileset.write_text(json.dumps({"data": {"files": {path: "Events" for path in files}}}))
+    before, user = dict(FEATURES), FEATURE_SETS["user"]
+    try:
+        assert main(["features", str(fileset), "-o", str(folder / "out"), "--feature-module", str(EXAMPLE),
+                     "--features", "mumu_mass,ht", "-j", "1", "--no-progress"]) == 0
+    finally:
+        FEATURES.clear()
+        FEATURES.update(before)
+        FEATURE_SETS["user"] = user
+    assert main(["train", "autoencoder", str(folder / "out" / "features" / "data.parquet"), "--features",
+                 "mumu_mass,ht", "--epochs", "20", "-o", str(folder / "model"), "--no-progress"]) == 0
+    return files, folder / "model" / "model.onnx"
+
+
+def test_the_example_analysis_adds_a_score_in_three_lines_with_runner_and_apply_to_fileset(dimuon_model):
+    """The example's processor (coffea's documentation style) on the real files: processor.Runner with the
+    FuturesExecutor and dask apply_to_fileset on a LocalCluster give the same histograms, and the pairs above the
+    score cut are those the scorer puts there event by event."""
+    import importlib.util
+
+    from coffea import processor
+    from coffea.dataset_tools import apply_to_fileset, preprocess
+    from coffea.dataset_tools.filespec import DataGroupSpec
+    from coffea.nanoevents import NanoAODSchema
+
+    from coffea_ad.processing import dask_client
+
+    files, model = dimuon_model
+    source = EXAMPLE.read_text()
+    assert source.count("# coffea_ad (") == 3
+    spec = importlib.util.spec_from_file_location("dimuon_user_feature", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    pairs, masses = [], []
+    for path in files:
+        events = events_of(Path(path))
+        muons = events.Muon
+        selected = events[(ak.num(muons) == 2) & (ak.sum(muons.charge, axis=1) == 0)]
+        pairs.append(as_numpy(OnnxScorer(model)(selected)))
+        masses.append(as_numpy((selected.Muon[:, 0] + selected.Muon[:, 1]).mass))
+    scores = np.concatenate(pairs)
+    cut = float(np.median(scores))
+    # two datasets: the collision data and the simulation have different branches (one form per dataset in dask)
+    fileset = {Path(path).stem: {"files": {path: "Events"}} for path in files}
+
+    runner = processor.Runner(executor=processor.FuturesExecutor(workers=2, status=False), schema=NanoAODSchema)
+    with_runner = runner(fileset, processor_instance=example.DimuonProcessor(str(model), cut))
+    with dask_client(workers=2) as client:
+        available, _ = preprocess(DataGroupSpec.model_validate(fileset), step_size=20, save_form=False)
+        graph = apply_to_fileset(example.DimuonProcessor(str(model), cut), available, schemaclass=NanoAODSchema)
+        (with_dask,) = client.compute([graph], sync=True)
+    with_dask = {name: with_dask[name][name] for name in fileset}
+
+    assert sum(with_runner[name]["entries"] for name in fileset) == len(scores)
+    for dataset in fileset:
+        assert with_runner[dataset]["entries"] == with_dask[dataset]["entries"]
+        for name in ("mass", "mass_anomalous"):
+            np.testing.assert_allclose(
+                with_runner[dataset][name].values(flow=True), with_dask[dataset][name].values(flow=True)
+            )
+    above = sum(with_runner[name]["mass_anomalous"].sum(flow=True).value for name in fileset)
+    assert above == np.sum(scores > cut) > 0
+    # the Z peak of the collision data: 4 selected pairs (exactly two muons) in 87.5-95 GeV
+    peak = with_runner["nano_dimuon"]["mass"][hist_loc(87.5):hist_loc(95.0)].sum().value
+    assert peak == np.sum((masses[0] >= 87.5) & (masses[0] < 95.0)) == 4
+
+
+def hist_loc(value: float):
+    import hist
+
+    return hist.loc(value)
