@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import awkward as ak
@@ -312,3 +316,52 @@ def hist_loc(value: float):
     import hist
 
     return hist.loc(value)
+
+
+# --- a cluster started by hand, whose worker cannot see the user's folder ----------------------------------------
+
+
+def hide_command(folder: Path, command: list[str]) -> list[str]:
+    """``command`` in a private mount namespace where ``folder`` is an empty tmpfs (``unshare -Urm``)."""
+    script = f"mount -t tmpfs none {shlex.quote(str(folder))} && exec " + " ".join(map(shlex.quote, command))
+    return ["unshare", "-Urm", "sh", "-c", script]
+
+
+@pytest.fixture
+def hand_started_cluster(tmp_path):
+    """``dask scheduler`` and one ``dask worker`` started as separate commands; the worker's view of
+    ``tmp_path / "analysis"`` (the user's models and feature modules) is an empty folder."""
+    analysis = tmp_path / "analysis"
+    analysis.mkdir()
+    (analysis / "visible").write_text("")
+    probe = subprocess.run(hide_command(analysis, ["ls", "-A", str(analysis)]), capture_output=True, text=True)
+    if probe.returncode != 0 or probe.stdout.strip():
+        pytest.skip(f"cannot hide a folder from a process here (unshare -Urm: {probe.stderr.strip() or probe.stdout})")
+    (analysis / "visible").unlink()
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--scheduler-file", str(scheduler_file), "--no-dashboard", "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        for _ in range(300):
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        worker = subprocess.Popen(
+            hide_command(analysis, [dask, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+        )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address, analysis
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
