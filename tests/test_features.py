@@ -230,14 +230,17 @@ def test_open_data_2015_file_names_the_absent_soft_drop_branch_unless_optional(s
         compute_features(events, ["mjj", "tau21_j1"], optional=["mjj"])
 
 
-def test_nanoaod_v15_needs_puppimet(shared_nanoaod):
+def test_nanoaod_v15_reads_pfmet_unless_told_puppimet(shared_nanoaod):
     path = shared_nanoaod / "nano_tt_v15.root"
     events = open_events(path)
-    with pytest.raises(MissingBranchError, match="MET_pt.*PuppiMET"):
-        compute_features(events, "context")
+    raw = raw_branches(path, ["PFMET_pt", "PuppiMET_pt"])
+    assert not np.allclose(ak.to_numpy(raw.PFMET_pt), ak.to_numpy(raw.PuppiMET_pt))  # the choice is visible
+    features = compute_features(events, "context")
+    np.testing.assert_allclose(ak.to_numpy(features.met), ak.to_numpy(raw.PFMET_pt), rtol=1e-7)
     features = compute_features(events, "context", config=FeatureConfig(met_collection="PuppiMET"))
-    raw = raw_branches(path, ["PuppiMET_pt"])
     np.testing.assert_allclose(ak.to_numpy(features.met), ak.to_numpy(raw.PuppiMET_pt), rtol=1e-7)
+    with pytest.raises(ConfigurationError, match="no MET collection 'MET'.*MET_pt.*PFMET, PuppiMET"):
+        compute_features(events, "context", config=FeatureConfig(met_collection="MET"), optional=True)
 
 
 def test_collision_data_without_genpart_and_the_dimuon_mass(shared_nanoaod):

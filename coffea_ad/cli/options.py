@@ -180,7 +180,13 @@ STEP_SIZE = Option(
 )
 MET = Option(
     ("--met",),
-    {"default": "MET", "metavar": "COLLECTION", "help": "MET collection: MET (default) or PuppiMET (NanoAOD v15)"},
+    {
+        "default": "auto",
+        "metavar": "COLLECTION",
+        "help": "MET collection of met/met_phi: 'auto' (default) takes, for each file, MET if it has it, else PFMET "
+        "(NanoAOD v15), else PuppiMET; a name (e.g. PuppiMET) is used for every file, and a file without it is an "
+        "error",
+    },
 )
 
 #: Every shared option (``-o/--output`` aside, whose help says what each command writes).

@@ -7,12 +7,14 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 import awkward as ak
 
-from coffea_ad.features.config import FeatureGroup
+from coffea_ad.errors import ConfigurationError
+from coffea_ad.features.config import MET_COLLECTIONS, FeatureGroup
 from coffea_ad.features.kinematics import as_float64
 
 __all__ = ["EventContext"]
@@ -43,12 +45,29 @@ class EventContext(FeatureGroup):
         """Number of selected jets with ``btagDeepFlavB`` above ``btag_threshold``."""
         return ak.sum(self.jets["btagDeepFlavB"] > self.config.btag_threshold, axis=1)
 
+    def _has_branch(self, branch: str) -> bool:
+        collection, _, field = branch.partition("_")
+        return collection in self.events.fields and field in self.events[collection].fields
+
+    @cached_property
+    def met_collection(self) -> str:
+        """The MET collection read: ``config.met_collection``, or under ``"auto"`` the first of ``MET``,
+        ``PFMET``, ``PuppiMET`` the events have (:meth:`FeatureConfig.find_met_collection`)."""
+        metadata = getattr(self.events, "metadata", None)
+        source = metadata.get("filename", "the events") if isinstance(metadata, Mapping) else "the events"
+        collection = self.config.find_met_collection(self._has_branch, source)
+        if collection is None:
+            raise ConfigurationError(
+                f"{source} has none of the MET collections {', '.join(MET_COLLECTIONS)}: name one with met_collection"
+            )
+        return collection
+
     @cached_property
     def met(self) -> Any:
-        """Magnitude of the missing transverse momentum of ``met_collection`` (GeV)."""
-        return as_float64(self.events[self.config.met_collection]["pt"])
+        """Magnitude of the missing transverse momentum of :attr:`met_collection` (GeV)."""
+        return as_float64(self.events[self.met_collection]["pt"])
 
     @cached_property
     def met_phi(self) -> Any:
-        """Azimuth of the missing transverse momentum of ``met_collection`` (rad)."""
-        return as_float64(self.events[self.config.met_collection]["phi"])
+        """Azimuth of the missing transverse momentum of :attr:`met_collection` (rad)."""
+        return as_float64(self.events[self.met_collection]["phi"])

@@ -17,7 +17,7 @@ import numpy as np
 import cloudpickle
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError
-from coffea_ad.features.config import FeatureConfig
+from coffea_ad.features.config import AUTO_MET, MET_COLLECTIONS, FeatureConfig, met_branches
 from coffea_ad.features.dijet import DijetSystem
 from coffea_ad.features.event import EventContext
 from coffea_ad.features.leptons import LeptonSystem
@@ -69,7 +69,8 @@ _LEPTONS = (
 class Feature:
     """One per-event feature.
 
-    ``branches`` are NanoAOD branch names; ``{met}`` stands for ``FeatureConfig.met_collection``.
+    ``branches`` are NanoAOD branch names; ``{met}`` stands for the MET collection of the input
+    (``FeatureConfig.met_collection``, resolved per input: :meth:`FeatureConfig.resolve`).
     ``axis`` is the default histogram binning: ``("regular", bins, low, high)`` or ``("integer", low, high)``.
     ``nullable`` says whether the column can hold None (a missing object). ``function`` computes a
     user-defined feature from NanoEvents (:func:`coffea_ad.features.define_feature`); the built-in features
@@ -97,8 +98,14 @@ class Feature:
         return restore_feature, (fields, cloudpickle.dumps(self.function))
 
     def required_branches(self, config: FeatureConfig) -> tuple[str, ...]:
-        """The branch names this feature reads under ``config``."""
-        return tuple(branch.format(met=config.met_collection) for branch in self.branches)
+        """The branch names this feature reads under ``config`` (an unresolved ``"auto"`` reads as ``MET``)."""
+        met = MET_COLLECTIONS[0] if config.met_collection == AUTO_MET else config.met_collection
+        return tuple(branch.format(met=met) for branch in self.branches)
+
+    @property
+    def reads_met(self) -> bool:
+        """Whether the feature reads the MET collection (whose name depends on the input)."""
+        return any("{met}" in branch for branch in self.branches)
 
 
 def _feature(name: str, group: str, unit: str, description: str, branches: Iterable[str], axis: tuple, *,
@@ -146,7 +153,7 @@ FEATURES: dict[str, Feature] = dict(
                  dtype="int64", nullable=False),
         _feature("ht", "event", "GeV", "scalar sum of pT of the selected AK4 jets (0 without such jets)", _JETS,
                  ("regular", 100, 0.0, 10000.0), nullable=False),
-        _feature("met", "event", "GeV", "missing transverse momentum of FeatureConfig.met_collection", ("{met}_pt",),
+        _feature("met", "event", "GeV", "missing transverse momentum (FeatureConfig.met_collection)", ("{met}_pt",),
                  ("regular", 100, 0.0, 2000.0), nullable=False),
         _feature("met_phi", "event", "rad", "azimuth of the missing transverse momentum", ("{met}_phi",),
                  ("regular", 64, -3.2, 3.2), nullable=False),
@@ -221,6 +228,14 @@ def missing_branches(
     return [branch for branch in feature.required_branches(config or FeatureConfig()) if not present(branch)]
 
 
+def _met_resolved(
+    features: Iterable[Feature], has_branch: Callable[[str], bool], config: FeatureConfig, source: str
+) -> FeatureConfig:
+    """``config`` resolved for the input if one of ``features`` reads MET (a chosen collection the input lacks
+    is an error then, and only then)."""
+    return config.resolve(has_branch, source) if any(feature.reads_met for feature in features) else config
+
+
 def select_features(
     names: str | Iterable[str],
     has_branch: Callable[[str], bool] | Collection[str],
@@ -235,12 +250,15 @@ def select_features(
     ``has_branch`` is a predicate on branch names or a collection of the branch names present. A feature
     with an absent branch raises :class:`MissingBranchError` naming the branch, unless it is ``optional``
     (``True`` for all, or feature/set names), in which case it is left out with a
-    :class:`FeatureSkippedWarning` (when ``warn``). ``source`` names the input in messages.
+    :class:`FeatureSkippedWarning` (when ``warn``). ``source`` names the input in messages. The MET features read
+    the input's MET collection (:meth:`FeatureConfig.resolve`); a chosen collection the input lacks raises
+    :class:`~coffea_ad.errors.ConfigurationError`, optional or not.
     """
     config = config or FeatureConfig()
     if not callable(has_branch):
         has_branch = set(has_branch).__contains__
     wanted = resolve_feature_names(names)
+    config = _met_resolved((FEATURES[name] for name in wanted), has_branch, config, source)
     if optional is True:
         optional_names = set(wanted)
     elif optional is False:
@@ -254,7 +272,10 @@ def select_features(
         if not missing:
             selected.append(feature)
             continue
-        hint = " (NanoAOD v15 has only PuppiMET: use met_collection='PuppiMET')" if "MET_pt" in missing else ""
+        hint = ""
+        if feature.reads_met and config.met_collection == AUTO_MET:
+            looked_for = ", ".join(met_branches(collection)[0] for collection in MET_COLLECTIONS)
+            hint = f" (met_collection='auto' looks for {looked_for}: none is there)"
         message = f"feature {name!r} needs branch {', '.join(missing)}, absent from {source}{hint}"
         if name not in optional_names:
             raise MissingBranchError(f"{message}; mark the feature optional to leave it out")
@@ -341,18 +362,22 @@ def compute_features(
     ``names`` are feature or feature-set names (see :data:`FEATURES`, :data:`FEATURE_SETS`). A feature
     whose branch is absent raises :class:`MissingBranchError`, unless listed in ``optional`` (or
     ``optional=True``), in which case it is left out with a :class:`FeatureSkippedWarning`. Missing objects
-    (an event with one fat jet, three leptons, ...) give None, never zero.
+    (an event with one fat jet, three leptons, ...) give None, never zero. ``met`` and ``met_phi`` read the
+    MET collection of ``events`` (``config.met_collection``: by default the first of ``MET``, ``PFMET``,
+    ``PuppiMET`` they have; see :meth:`FeatureConfig.resolve`).
 
     Example:
-        >>> features = compute_features(events, "lhco", config=FeatureConfig(met_collection="PuppiMET"))
-        >>> features.mjj, features.tau21_j1
+        >>> features = compute_features(events, "context", config=FeatureConfig(met_collection="PuppiMET"))
+        >>> features.ht, features.met
     """
     config = config or FeatureConfig()
     metadata = getattr(events, "metadata", None)
     source = metadata.get("filename", "the input") if isinstance(metadata, Mapping) else "the input"
-    features = select_features(names, events_have_branch(events), optional=optional, config=config, source=source)
+    has_branch = events_have_branch(events)
+    features = select_features(names, has_branch, optional=optional, config=config, source=source)
     if not features:
         raise MissingBranchError(f"none of the requested features {names!r} can be computed from {source}")
+    config = _met_resolved(features, has_branch, config, source)
     groups: dict[str, Any] = {}
     columns = {}
     for feature in features:

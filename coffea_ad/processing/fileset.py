@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,32 @@ class SkippedFile:
 
 @dataclasses.dataclass
 class DatasetFiles:
-    """The readable files of one dataset, with what they hold."""
+    """The readable files of one dataset, with what they hold.
+
+    ``branches`` are the branches every file has; ``file_branches`` and ``file_entries`` hold each file's own
+    branch names and number of entries (what decides, for example, its MET collection).
+    """
 
     files: dict[str, str]
     metadata: dict[str, Any]
     branches: frozenset[str]
     n_entries: int
     empty_files: list[str] = dataclasses.field(default_factory=list)
+    file_branches: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    file_entries: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def subset(self, paths: Iterable[str]) -> DatasetFiles:
+        """The same dataset restricted to ``paths`` (some of its readable files), without its empty files."""
+        paths = list(paths)
+        branch_sets = [self.file_branches[path] for path in paths]
+        return DatasetFiles(
+            files={path: self.files[path] for path in paths},
+            metadata=dict(self.metadata),
+            branches=frozenset.intersection(*branch_sets) if branch_sets else frozenset(),
+            n_entries=sum(self.file_entries[path] for path in paths),
+            file_branches={path: self.file_branches[path] for path in paths},
+            file_entries={path: self.file_entries[path] for path in paths},
+        )
 
 
 def safe_name(dataset: str) -> str:
@@ -115,9 +134,9 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
     skipped: list[SkippedFile] = []
     for dataset, spec in fileset.items():
         files: dict[str, str] = {}
-        branch_sets: list[frozenset[str]] = []
+        branch_sets: dict[str, frozenset[str]] = {}
+        entries_by_file: dict[str, int] = {}
         empty: list[str] = []
-        n_entries = 0
         for path, tree_name in spec["files"].items():
             try:
                 entries, branches = _open_tree(path, tree_name)
@@ -130,10 +149,12 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
                 empty.append(path)
                 continue
             files[path] = tree_name
-            branch_sets.append(branches)
-            n_entries += entries
-        common = frozenset.intersection(*branch_sets) if branch_sets else frozenset()
-        checked[dataset] = DatasetFiles(files, dict(spec["metadata"]), common, n_entries, empty)
+            branch_sets[path] = branches
+            entries_by_file[path] = entries
+        common = frozenset.intersection(*branch_sets.values()) if branch_sets else frozenset()
+        checked[dataset] = DatasetFiles(
+            files, dict(spec["metadata"]), common, sum(entries_by_file.values()), empty, branch_sets, entries_by_file
+        )
     return checked, skipped
 
 

@@ -8,12 +8,18 @@ Two execution modes give the same tables and histograms:
 
 The processor is passed in (``make_processor``): this stage runs the classes of the top-level
 :mod:`processors` package, or a user's subclass of them, without importing them. Which features are
-computed is decided once per dataset from the branches all its files share.
+computed is decided once per dataset from the branches all its files share, the MET collection per file
+(:func:`met_groups`): a dataset whose files have different MET collections (NanoAOD v12 ``MET``, v15
+``PFMET``) runs as one group of files per collection, each with its own resolved ``FeatureConfig``, and the
+groups' outputs are merged into the dataset's (:func:`merge_outputs`). In dask mode this is necessary:
+``apply_to_fileset`` builds a dataset's events from one form, the first file's, whose ``MET_pt`` a v15 file
+cannot give.
 
 Output folder layout (:func:`write_outputs`)::
 
     OUTDIR/histograms.root          {dataset}/{partition}_{region}/{variable}  (TH1D, Sumw2, flow bins)
-    OUTDIR/cutflow.json             counts per region, files processed/skipped, features computed/left out
+    OUTDIR/cutflow.json             counts per region, files processed/skipped (and each file's MET
+                                    collection), features computed/left out
     OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.processing.tables)
 """
 
@@ -36,14 +42,27 @@ from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
 from coffea_ad.processing.histograms import book_histograms, write_root
 from coffea_ad.processing.tables import empty_table, sort_by_event_id, write_parquet
 
-__all__ = ["MODES", "FeatureResult", "run_processor", "write_outputs", "cutflow_summary", "dask_client"]
+__all__ = [
+    "MODES",
+    "FeatureResult",
+    "met_groups",
+    "merge_outputs",
+    "run_processor",
+    "write_outputs",
+    "cutflow_summary",
+    "dask_client",
+]
 
 MODES = ("dask", "virtual")
 
 
 @dataclasses.dataclass
 class FeatureResult:
-    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files skipped."""
+    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files skipped.
+
+    ``met_collections`` gives, per dataset and file, the MET collection its ``met``/``met_phi`` were read from
+    (None where no MET feature was computed).
+    """
 
     mode: str
     tables: dict[str, ak.Array]
@@ -53,29 +72,89 @@ class FeatureResult:
     left_out: dict[str, dict[str, list[str]]]
     files: dict[str, DatasetFiles]
     skipped: list[SkippedFile]
+    met_collections: dict[str, dict[str, str | None]] = dataclasses.field(default_factory=dict)
 
 
-def _dataset_features(
+@dataclasses.dataclass
+class _DatasetPlan:
+    """What runs for one dataset: its features, those left out, and its file groups with their configuration."""
+
+    features: list[str]
+    left_out: dict[str, list[str]]
+    groups: list[tuple[FeatureConfig, DatasetFiles]]
+    met_collections: dict[str, str | None]
+
+
+def met_groups(dataset: str, files: DatasetFiles, config: FeatureConfig) -> dict[str | None, DatasetFiles]:
+    """The readable files of ``dataset`` grouped by the MET collection ``config`` takes from each, in file order.
+
+    Under ``met_collection="auto"`` a file's collection is the first of ``MET``, ``PFMET``, ``PuppiMET`` it has
+    (None: none of them); a chosen collection that a file lacks raises
+    :class:`~coffea_ad.errors.ConfigurationError` naming the file and the collection.
+    """
+    paths: dict[str | None, list[str]] = {}
+    for path in files.files:
+        collection = config.find_met_collection(files.file_branches[path], source=f"{path} (dataset {dataset!r})")
+        paths.setdefault(collection, []).append(path)
+    if len(paths) == 1:
+        return {next(iter(paths)): files}
+    return {collection: files.subset(group) for collection, group in paths.items()}
+
+
+def _plan_dataset(
     dataset: str,
     files: DatasetFiles,
     names: str | Iterable[str],
     optional: bool | str | Iterable[str],
     config: FeatureConfig,
-) -> tuple[list[str], dict[str, list[str]]]:
-    """The features computable on every file of ``dataset``, and those left out (feature -> absent branches).
+) -> _DatasetPlan:
+    """The features computable on every file of ``dataset`` (each file with its MET collection), those left out
+    (feature -> absent branches), and the groups of files to run, each with its resolved configuration.
 
     A dataset without readable files keeps every requested feature, so that its empty outputs have the
     layout of a full run.
     """
     wanted = resolve_feature_names(names)
     if not files.files:
-        return wanted, {}
-    kept = select_features(wanted, files.branches, optional=optional, config=config, source=f"dataset {dataset!r}")
-    kept_names = [feature.name for feature in kept]
-    left_out = {
-        name: missing_branches(FEATURES[name], files.branches, config) for name in wanted if name not in kept_names
+        return _DatasetPlan(wanted, {}, [], {})
+    groups = met_groups(dataset, files, config) if any(FEATURES[name].reads_met for name in wanted) else {None: files}
+    resolved = {
+        collection: config if collection is None else dataclasses.replace(config, met_collection=collection)
+        for collection in groups
     }
-    return kept_names, left_out
+    kept_by_group, left_out = [], {}
+    for collection, group in groups.items():
+        source = f"dataset {dataset!r}"
+        if len(groups) > 1:
+            source = f"the files of dataset {dataset!r} with MET collection {collection or 'none'}"
+        kept = select_features(wanted, group.branches, optional=optional, config=resolved[collection], source=source)
+        kept_by_group.append({feature.name for feature in kept})
+        for name in wanted:
+            missing = missing_branches(FEATURES[name], group.branches, resolved[collection])
+            if missing:
+                left_out.setdefault(name, []).extend(branch for branch in missing if branch not in left_out[name])
+    kept_names = [name for name in wanted if all(name in kept for kept in kept_by_group)]
+    if not any(FEATURES[name].reads_met for name in kept_names):
+        return _DatasetPlan(kept_names, left_out, [(config, files)], dict.fromkeys(files.files))
+    met_by_file = {path: collection for collection, group in groups.items() for path in group.files}
+    return _DatasetPlan(
+        kept_names,
+        left_out,
+        [(resolved[collection], group) for collection, group in groups.items()],
+        {path: met_by_file[path] for path in files.files},
+    )
+
+
+def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One dataset's processor output from those of its groups of files: the tables concatenated, histograms
+    and counts added (``coffea.processor.accumulate``)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    from coffea.processor import accumulate
+
+    merged = accumulate([{key: value for key, value in output.items() if key != "table"} for output in outputs])
+    merged["table"] = ak.concatenate([output["table"] for output in outputs])
+    return merged
 
 
 def _step_name(processors: Mapping[str, Any]) -> str:
@@ -157,6 +236,8 @@ def run_processor(
 
     Datasets without readable events get empty tables, zero-filled histograms and zero counts. Every
     dataset's cutflow is checked for conservation (:func:`coffea_ad.features.regions.check_cutflow`).
+    ``met_collection="auto"`` (the default of ``feature_config``) reads each file's own MET collection
+    (:func:`met_groups`); the choice per file is in :attr:`FeatureResult.met_collections`.
     ``make_processor`` builds the processor of a dataset from the keyword arguments of
     :class:`processors.AnomalyFeatureProcessor` (``features=``, ``feature_config=``...): that class, a
     subclass of it, or a ``functools.partial`` with further arguments bound (the score workflow binds the
@@ -168,23 +249,30 @@ def run_processor(
         raise ConfigurationError(f"step_size must be a positive number of events, got {step_size}")
     feature_config = feature_config or FeatureConfig()
     region_config = region_config or RegionConfig()
-    plan = {name: _dataset_features(name, files, features, optional, feature_config) for name, files in checked.items()}
-    processors = {
-        name: make_processor(
-            features=plan[name][0],
-            feature_config=feature_config,
-            region_config=region_config,
-            histogram_variables=histogram_variables,
-            weight_branch=weight_branch,
-        )
-        for name, files in checked.items()
-        if files.files
-    }
+    plan = {name: _plan_dataset(name, files, features, optional, feature_config) for name, files in checked.items()}
     run = _run_dask if mode == "dask" else _run_virtual
-    computed = run(processors, checked, step_size, client, progress) if processors else {}
+    parts: dict[str, list[dict[str, Any]]] = {}
+    # One run per group index: a dataset's first group of files in the first run, its second (another MET
+    # collection) in the second; a fileset without mixed MET collections runs once.
+    for index in range(max((len(dataset.groups) for dataset in plan.values()), default=0)):
+        members = {name: dataset.groups[index] for name, dataset in plan.items() if index < len(dataset.groups)}
+        processors = {
+            name: make_processor(
+                features=plan[name].features,
+                feature_config=config,
+                region_config=region_config,
+                histogram_variables=histogram_variables,
+                weight_branch=weight_branch,
+            )
+            for name, (config, _) in members.items()
+        }
+        outputs = run(processors, {name: files for name, (_, files) in members.items()}, step_size, client, progress)
+        for name, output in outputs.items():
+            parts.setdefault(name, []).append(output)
+    computed = {name: merge_outputs(outputs) for name, outputs in parts.items()}
     tables, histograms, cutflows = {}, {}, {}
     for name, files in checked.items():
-        kept = plan[name][0]
+        kept = plan[name].features
         layout = partition_layout(kept, region_config)
         if name in computed:
             output = computed[name]
@@ -203,10 +291,11 @@ def run_processor(
         tables=tables,
         histograms=histograms,
         cutflows=cutflows,
-        features={name: plan[name][0] for name in checked},
-        left_out={name: plan[name][1] for name in checked},
+        features={name: plan[name].features for name in checked},
+        left_out={name: plan[name].left_out for name in checked},
         files=dict(checked),
         skipped=list(skipped),
+        met_collections={name: plan[name].met_collections for name in checked},
     )
 
 
@@ -242,6 +331,7 @@ def cutflow_summary(result: FeatureResult) -> dict[str, Any]:
             "features_left_out": result.left_out[name],
             "files": {
                 "processed": list(files.files),
+                "met_collection": result.met_collections.get(name, {}),
                 "empty": files.empty_files,
                 "skipped": skipped_by_dataset.get(name, []),
             },
