@@ -93,7 +93,8 @@ class OnnxScorer:
             (awkward, dask-awkward or numpy; None where undefined). Without it, the inputs are computed as
             features by name (built-in or :func:`coffea_ad.features.define_feature`).
         feature_config: object selections used to build the features (e.g. ``met_collection="PuppiMET"``
-            for NanoAOD v15); the default is :class:`coffea_ad.features.FeatureConfig`.
+            to read PUPPI MET from every file); the default is :class:`coffea_ad.features.FeatureConfig`, whose
+            MET collection is found per chunk (``MET``, else ``PFMET``, else ``PuppiMET``).
         feature_names: the features the caller expects the model to take, in order; refused with both
             lists shown if the model's metadata says otherwise. By default, the model's own list.
         threads: onnxruntime intra-op threads per session (default 1: Dask parallelises over partitions).
