@@ -4,22 +4,27 @@ Each command is a module of this package with ``SUMMARY`` (one line), ``add_argu
 ``run(args) -> int``, registered in :data:`COMMANDS`; the options several commands share are defined in
 :mod:`coffea_ad.cli.options`. Errors derived from :class:`coffea_ad.CoffeaADError` are printed as one line
 and exit with status 1; argument errors exit with status 2 (argparse's convention); an interrupt exits
-with 130.
+with 130 (Ctrl-C, SIGINT) or 143 (SIGTERM, what batch systems send: 128 + 15). SIGTERM takes the path of Ctrl-C:
+it raises :class:`Terminated`, a ``KeyboardInterrupt``, so that every context manager on the way out runs
+(temporary outputs removed, worker pools and Dask clusters stopped) before the command exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from coffea_ad import __version__
 from coffea_ad.cli import demo, features, fit, generate, processes, score, search, train
 from coffea_ad.errors import CoffeaADError
 
-__all__ = ["COMMANDS", "build_parser", "load_user_features", "main"]
+__all__ = ["COMMANDS", "Terminated", "build_parser", "load_user_features", "main"]
 
 #: Command name -> its module, in the order of the workflow.
 COMMANDS: dict[str, ModuleType] = {
@@ -32,6 +37,35 @@ COMMANDS: dict[str, ModuleType] = {
     "search": search,
     "demo": demo,
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: raised in the main thread where Ctrl-C raises ``KeyboardInterrupt``, so that the same
+    cleanup runs; told apart from Ctrl-C only for the exit status (143 instead of 130)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # Later SIGTERMs (a batch system may repeat it) must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, _ignore_repeat)
+    raise Terminated(f"signal {signal.Signals(signum).name}")
+
+
+def _ignore_repeat(signum: int, frame: object) -> None:
+    logging.getLogger(__name__).info("signal %s again: still cleaning up", signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (in the main thread only: elsewhere Python cannot
+    install a signal handler, and the caller's handling is kept)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,12 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        if hasattr(args, "feature_modules"):
-            load_user_features(args.feature_modules)
-        return args.run(args)
+        with _sigterm_as_interrupt():
+            if hasattr(args, "feature_modules"):
+                load_user_features(args.feature_modules)
+            return args.run(args)
     except CoffeaADError as error:
         print(f"coffea-ad {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"coffea-ad {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"coffea-ad {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT

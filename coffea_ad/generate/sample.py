@@ -301,8 +301,9 @@ def cached_sample(
 def _exit_with_parent(parent: int) -> None:
     """Worker initializer: end this worker once the process that started it is gone.
 
-    A generation killed with SIGTERM or SIGKILL gets no chance to stop its pool; without this its workers
-    would go on generating, as orphans, until their chunks run out.
+    A generation killed with SIGKILL (or with SIGTERM in a process that does not turn it into an exception, as
+    ``coffea-ad`` does) gets no chance to stop its pool; without this its workers would go on generating, as
+    orphans, until their chunks run out.
     """
 
     def watch() -> None:
@@ -318,10 +319,29 @@ def _run_chunks(chunks: list[_Chunk], workers: int) -> Iterator[tuple[dict, dict
         yield from map(_generate_chunk, chunks)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)
-    ) as pool:
+    )
+    try:
         yield from pool.map(_generate_chunk, chunks)
+    except BaseException:
+        # An error, an interrupt (Ctrl-C, or SIGTERM through the command line), or the caller closing this
+        # generator: stop the workers now rather than let them finish their chunks for nobody.
+        _terminate_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pending chunks of ``pool``, terminate its worker processes and wait until they are gone."""
+    # ProcessPoolExecutor has no public way to stop a running task before Python 3.14 (terminate_workers).
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
 def _settings_record(process, parameters, card, pythia_lines, seed, chunk_size, n_events) -> dict[str, object]:
