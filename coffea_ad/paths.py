@@ -8,14 +8,15 @@ folder outside the package and outside the repository: ``$COFFEA_AD_CACHE`` if s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "atomic_output", "write_json"]
+__all__ = ["cache_dir", "atomic_output", "check_output_folder", "output_folder", "write_json"]
 
 
 def cache_dir() -> Path:
@@ -54,6 +55,68 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be created in the existing ``folder`` (tried, not guessed from the mode bits, which
+    neither a read-only file system nor root's rights follow)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".coffea_ad-write-test.", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "-o/--output") -> Path:
+    """Refuse, before any work starts, an output folder that cannot be written or created; return its path.
+
+    Refused: a path that is a file, an existing folder in which no file can be created, and a missing folder
+    whose nearest existing ancestor is a file or a folder in which nothing can be created. Nothing is created.
+    """
+    from coffea_ad.errors import InputFileError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputFileError(f"cannot write into {folder} ({option}): it is a file, not a folder")
+    if folder.is_dir():
+        if not _can_write(folder):
+            raise InputFileError(f"cannot write into {folder} ({option}): the folder is not writable")
+        return folder
+    ancestor = next(parent for parent in folder.absolute().parents if parent.exists())
+    if not ancestor.is_dir():
+        raise InputFileError(f"cannot create {folder} ({option}): {ancestor} is a file, not a folder")
+    if not _can_write(ancestor):
+        raise InputFileError(f"cannot create {folder} ({option}): {ancestor} is not writable")
+    return folder
+
+
+@contextlib.contextmanager
+def output_folder(
+    path: str | os.PathLike, written: Collection[str] = (), option: str = "-o/--output"
+) -> Iterator[Path]:
+    """Create the folder ``path`` (and its missing parents) for the outputs the block writes, and yield it.
+
+    If the block fails (an error or an interrupt) and this call created the folder, the files named in
+    ``written`` (names inside the folder, which the caller adds to as it writes them) are removed, then every
+    folder this call created if it is empty: a failed run leaves no empty or half-filled output folder. A folder
+    that existed before is left as it was, and nothing this run did not write is removed (a checkpoint folder
+    kept inside the output for a resumed run, say). :func:`check_output_folder` runs first.
+    """
+    folder = check_output_folder(path, option)
+    created = list(itertools.takewhile(lambda parent: not parent.exists(), [folder, *folder.parents]))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            for name in written:
+                (folder / name).unlink(missing_ok=True)
+            for parent in created:
+                with contextlib.suppress(OSError):  # not empty: something else is in it, which stays
+                    parent.rmdir()
+        raise
 
 
 def _umask() -> int:

@@ -244,6 +244,7 @@ def select_features(
     config: FeatureConfig | None = None,
     source: str = "the input",
     warn: bool = True,
+    inputs_of: Mapping[str, str] | None = None,
 ) -> list[Feature]:
     """Return the requested features whose branches are all present.
 
@@ -252,7 +253,9 @@ def select_features(
     (``True`` for all, or feature/set names), in which case it is left out with a
     :class:`FeatureSkippedWarning` (when ``warn``). ``source`` names the input in messages. The MET features read
     the input's MET collection (:meth:`FeatureConfig.resolve`); a chosen collection the input lacks raises
-    :class:`~coffea_ad.errors.ConfigurationError`, optional or not.
+    :class:`~coffea_ad.errors.ConfigurationError`, optional or not. ``inputs_of`` maps a feature to what takes
+    it as an input (``"model 'cathode' (model/model.onnx)"``): such a feature is never left out, and the message
+    of its absence says that this input cannot be scored by that model, and what can be done instead.
     """
     config = config or FeatureConfig()
     if not callable(has_branch):
@@ -277,6 +280,12 @@ def select_features(
             looked_for = ", ".join(met_branches(collection)[0] for collection in MET_COLLECTIONS)
             hint = f" (met_collection='auto' looks for {looked_for}: none is there)"
         message = f"feature {name!r} needs branch {', '.join(missing)}, absent from {source}{hint}"
+        if inputs_of and name in inputs_of:
+            raise MissingBranchError(
+                f"{message}: it is an input of {inputs_of[name]}, which therefore cannot score {source} (a model "
+                f"input cannot be left out); score it with a model trained without {name!r} (on features it has, "
+                "or on a user feature computed from its branches: --feature-module), or add the branch to the input"
+            )
         if name not in optional_names:
             raise MissingBranchError(f"{message}; mark the feature optional to leave it out")
         if warn:

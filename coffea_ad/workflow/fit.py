@@ -15,7 +15,8 @@ may be a sum of datasets. Defaults, each said in the output (``inputs`` of ``fit
 
 A name the file does not hold is refused with the datasets, regions or variables it holds.
 
-Methods and what they write into the output folder (every file atomically):
+Methods and what they write into the output folder (every file atomically; a fit that fails removes what it
+wrote, and the folder if it created it):
 
 - ``bumphunt``: the data mass spectrum of one region; :func:`bump_hunt` over a window grid.
   ``workspace.json`` and ``datacard.txt`` + ``shapes.root`` (the most significant window),
@@ -45,7 +46,7 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
-from coffea_ad.paths import write_json
+from coffea_ad.paths import output_folder, write_json
 from coffea_ad.plotting import save_figure
 from coffea_ad.plotting.fits import plot_cls_scan, plot_fit, plot_local_significance
 from coffea_ad.stats.abcd import abcd_prediction, closure_test
@@ -238,9 +239,33 @@ def read_histogram(file: Any, path: str, *, filename: str | os.PathLike) -> hist
     return obj.to_hist()
 
 
+def _refuse_nan(histogram: hist.Hist, path: str, filename: Path) -> None:
+    """Refuse a histogram with a NaN count or variance, naming its first such bin (index and edges)."""
+    variances = histogram.variances()
+    for kind, values in (("count", histogram.values()), ("variance", variances)):
+        if values is None or not np.isnan(values).any():
+            continue
+        index = tuple(int(i) for i in np.argwhere(np.isnan(values))[0])
+        edges = ", ".join(
+            f"{axis.edges[i]:g}-{axis.edges[i + 1]:g}" if hasattr(axis, "edges") else str(axis.value(i))
+            for axis, i in zip(histogram.axes, index, strict=True)
+        )
+        n_nan = int(np.isnan(values).sum())
+        where = index[0] if len(index) == 1 else index
+        raise InputFileError(
+            f"histogram {path!r} in {filename} has a NaN {kind} in bin {where} ({edges})"
+            + (f" and in {n_nan - 1} more bin(s)" if n_nan > 1 else "")
+            + ": the job that filled it met a NaN weight or a NaN value; fix the input, then fill it again"
+        )
+
+
 def _read_sum(file: Any, filename: Path, datasets: Sequence[str], region: str, variable: str) -> hist.Hist:
-    """The sum of the ``{dataset}/{region}/{variable}`` histograms of ``datasets``; an empty sum is refused."""
-    histograms = [read_histogram(file, f"{name}/{region}/{variable}", filename=filename) for name in datasets]
+    """The sum of the ``{dataset}/{region}/{variable}`` histograms of ``datasets``; a histogram with a NaN bin and
+    an empty sum are refused."""
+    paths = [f"{name}/{region}/{variable}" for name in datasets]
+    histograms = [read_histogram(file, path, filename=filename) for path in paths]
+    for histogram, path in zip(histograms, paths, strict=True):
+        _refuse_nan(histogram, path, filename)
     total = functools.reduce(lambda a, b: a + b, histograms)
     if not np.sum(total.values()) > 0:
         shown = " + ".join(f"{name}/{region}/{variable}" for name in datasets)
@@ -250,8 +275,8 @@ def _read_sum(file: Any, filename: Path, datasets: Sequence[str], region: str, v
 
 def _limit(model, data, outdir: Path, written: list[str]) -> dict:
     limit = upper_limit(model, data)
-    save_figure(plot_cls_scan(limit), outdir / "cls_scan.png")
     written.append("cls_scan.png")
+    save_figure(plot_cls_scan(limit), outdir / "cls_scan.png")
     return limit.to_dict()
 
 
@@ -278,9 +303,9 @@ def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> di
     best = result.most_significant
     spec = result.spec()
     workspace = build_workspace(spec)
+    written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     write_workspace(workspace, outdir / "workspace.json")
     write_combine(spec, outdir / "datacard.txt")
-    written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     fit = best.fit
     figure = plot_fit(
         result.edges,
@@ -291,9 +316,9 @@ def _bumphunt(file, filename, outdir, inputs: FitInputs, options, written) -> di
         window=(best.low, best.high),
         goodness_of_fit=(fit.chi2, fit.ndf, fit.p_value),
     )
+    written.extend(["fit.png", "local_significance.png"])
     save_figure(figure, outdir / "fit.png")
     save_figure(plot_local_significance(result), outdir / "local_significance.png")
-    written.extend(["fit.png", "local_significance.png"])
     summary = {"method": "bumphunt", "region": region, "variable": variable, **result.to_dict()}
     if range_source is not None:
         summary["fit_range_source"] = range_source
@@ -333,9 +358,9 @@ def _score(file, filename, outdir, inputs: FitInputs, template_statistics, writt
     workspace = build_workspace(spec)
     model = workspace.model()
     data = workspace.data(model)
+    written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     write_workspace(workspace, outdir / "workspace.json")
     write_combine(spec, outdir / "datacard.txt")
-    written.extend(["workspace.json", "datacard.txt", "shapes.root"])
     parameters = best_fit(model, data)
     by_sample = model.main_model.expected_data(parameters, return_by_sample=True)
     for region in regions:
@@ -351,8 +376,8 @@ def _score(file, filename, outdir, inputs: FitInputs, template_statistics, writt
             xlabel=f"{variable} ({region})",
             prediction_label="post-fit total",
         )
-        save_figure(figure, outdir / f"fit_{region}.png")
         written.append(f"fit_{region}.png")
+        save_figure(figure, outdir / f"fit_{region}.png")
     mu_hat = float(parameters[model.config.poi_index])
     return {
         "method": "score",
@@ -409,8 +434,8 @@ def _abcd(file, filename, outdir, inputs: FitInputs, written) -> dict:
     }
     workspace = build_workspace(spec)
     model = workspace.model()
-    write_workspace(workspace, outdir / "workspace.json")
     written.append("workspace.json")
+    write_workspace(workspace, outdir / "workspace.json")
     summary["discovery"] = model_significance(model, workspace.data(model), poi_upper_bound=100.0).to_dict()
     if inputs.signal is not None:
         summary["upper_limit"] = _limit(model, workspace.data(model), outdir, written)
@@ -464,18 +489,18 @@ def run_fit(
         )
         for note in inputs.notes:
             logger.info("coffea-ad fit: %s", note)
-        outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
-        if method == "bumphunt":
-            summary = _bumphunt(file, histograms, outdir, inputs, dict(bumphunt_options or {}), written)
-        elif method == "score":
-            summary = _score(file, histograms, outdir, inputs, template_statistics, written)
-        else:
-            summary = _abcd(file, histograms, outdir, inputs, written)
-    summary["input"] = str(histograms)
-    summary["inputs"] = inputs.to_dict()
-    write_json(outdir / "fit_results.json", summary)
-    written.append("fit_results.json")
+        # a fit that fails (a NaN bin, a background without events) removes what it wrote, and the folder if new
+        with output_folder(outdir, written) as outdir:
+            if method == "bumphunt":
+                summary = _bumphunt(file, histograms, outdir, inputs, dict(bumphunt_options or {}), written)
+            elif method == "score":
+                summary = _score(file, histograms, outdir, inputs, template_statistics, written)
+            else:
+                summary = _abcd(file, histograms, outdir, inputs, written)
+            summary["input"] = str(histograms)
+            summary["inputs"] = inputs.to_dict()
+            written.append("fit_results.json")
+            write_json(outdir / "fit_results.json", summary)
     summary["written"] = written
     logger.info("coffea-ad fit (%s) wrote %s into %s", method, ", ".join(written), outdir)
     return summary

@@ -35,7 +35,7 @@ import hist
 import numpy as np
 
 from coffea_ad.errors import ConfigurationError
-from coffea_ad.features import FEATURES, resolve_feature_names
+from coffea_ad.features import FEATURES, resolve_feature_names, select_features
 from coffea_ad.features.regions import RegionConfig, flag_names, partition_layout
 from coffea_ad.onnx.scorer import OnnxScorer
 from coffea_ad.paths import write_json
@@ -80,6 +80,21 @@ def _not_optional(optional: Any, wanted: Sequence[str], required: Sequence[str])
         return ()
     names = wanted if optional is True else resolve_feature_names(optional)
     return [name for name in names if name not in required]
+
+
+def _check_model_inputs(checked: Mapping[str, Any], scorers: Mapping[str, OnnxScorer], config: Any) -> None:
+    """Refuse, before any work, a file that lacks a branch one of the models' inputs is computed from, naming
+    the model (a model input cannot be left out as an optional feature can)."""
+    consumers: dict[str, list[str]] = {}
+    for name, scorer in scorers.items():
+        for feature in scorer.feature_names if scorer.prepare is None else ():
+            consumers.setdefault(feature, []).append(f"{name!r} ({scorer.path})")
+    inputs_of = {feature: ("model " if len(models) == 1 else "models ") + " and ".join(models)
+                 for feature, models in consumers.items()}
+    for dataset, files in checked.items():
+        for path, branches in files.file_branches.items():
+            source = f"{path} (dataset {dataset!r})"
+            select_features(list(inputs_of), branches, config=config, source=source, inputs_of=inputs_of)
 
 
 def control_region_scores(result: FeatureResult, model: str, control_region: str) -> np.ndarray:
@@ -176,6 +191,7 @@ def run_scoring(
     options["optional"] = _not_optional(optional, wanted, required)
     paths = {name: scorer.path for name, scorer in scorers.items()}
     checked, skipped = check_fileset(fileset)
+    _check_model_inputs(checked, scorers, options.get("feature_config"))
     with dask_client(scheduler, workers) as client:
         run = functools.partial(run_processor, checked, skipped, mode=mode, client=client, progress=progress, **options)
         if score_edges_by_model is None:

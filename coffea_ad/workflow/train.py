@@ -4,7 +4,10 @@ The folder holds ``model.onnx`` (the ONNX contract of :mod:`coffea_ad.onnx.expor
 (method, parameters, inputs, features, rows read / dropped for a missing value / used, the cross-training
 folds and the rows of each, losses per epoch, validation metrics, the ONNX-vs-torch check, the closure of a
 resonant method, see :func:`resonant_closure`) and the estimator itself (``estimator.json`` + ``weights.pt``,
-reloadable with ``Estimator.load``). Every file is written atomically.
+reloadable with ``Estimator.load``). Every file is written atomically. The folder is checked before the
+training starts (a folder that cannot be written or created is refused at once) and created only once there is
+a model to write; a run that fails or is interrupted after that removes what it wrote, and the folder if it
+created it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,17 @@ from coffea_ad.features.folds import EVENT_ID_BRANCHES, event_fold
 from coffea_ad.models import get_estimator
 from coffea_ad.models.base import Training
 from coffea_ad.onnx.export import score_onnx
-from coffea_ad.paths import write_json
+from coffea_ad.paths import check_output_folder, output_folder, write_json
 from coffea_ad.processing.tables import Table, column_array, float_column, open_table, region_mask, take_rows
 
-__all__ = ["CLOSURE_EFFICIENCY", "describe_training", "onnx_difference", "resonant_closure", "train_to_folder"]
+__all__ = [
+    "CLOSURE_EFFICIENCY",
+    "describe_training",
+    "minimum_training_rows",
+    "onnx_difference",
+    "resonant_closure",
+    "train_to_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +44,42 @@ _CHECK_ROWS = 2000
 CLOSURE_EFFICIENCY = 0.05
 #: At most this many sideband events go into the template-vs-data classifier of the closure test.
 _CLOSURE_TEMPLATE_EVENTS = 50_000
+#: Fewest training rows per network kind (see :func:`minimum_training_rows`); any other network: the default.
+_MINIMUM_ROWS = {"flow": 2000}
+_MINIMUM_ROWS_DEFAULT = 500
+
+
+def minimum_training_rows(estimator: Any) -> int:
+    """The fewest rows a training table should give ``estimator``; :func:`train_to_folder` warns below it.
+
+    By method family, from the networks the method trains (the largest minimum of its networks):
+
+    * classifiers (supervised, iad, cwola, bdt, salad, reweight) and autoencoders (autoencoder, vae): 500 rows.
+      Every network chooses its epoch (and stops) on a validation split of 20 % of its rows: 500 rows leave 100
+      validation events, whose mean loss then fluctuates by about 10 % (1/sqrt(100)), already as much as a good
+      epoch gains; with fewer the chosen epoch, and so the exported model, is noise.
+    * density estimators, the methods with a normalizing flow (realnvp, maf, and the sideband flow of cathode,
+      lacathode, anode, generate, morph): 2000 rows. A conditional flow has thousands of parameters for a density
+      in several dimensions, and its tails (where anomalies are scored, and where the templates are sampled) are
+      set by the few events found there; the published studies train them on about 10^5 sideband events.
+
+    A cross-trained model fits each fold on (K-1)/K of these rows.
+    """
+    return max((_MINIMUM_ROWS.get(name, _MINIMUM_ROWS_DEFAULT) for name in estimator.networks), default=0)
+
+
+def _warn_small_training(estimator: Any) -> list[str]:
+    """Log (and return) one warning per training table with fewer used rows than the method's minimum."""
+    minimum = minimum_training_rows(estimator)
+    warnings = [
+        f"{estimator.method} trained on {counts['used']} {name} rows, below its minimum of {minimum}: with fewer "
+        "the validation loss that chooses the epoch, and so the model, is noise (see minimum_training_rows)"
+        for name, counts in estimator.rows_.items()
+        if counts["used"] < minimum
+    ]
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return warnings
 
 
 def _with_progress(training: Training | Mapping[str, Any] | None, progress: bool) -> dict[str, Any]:
@@ -180,6 +226,7 @@ def train_to_folder(
     K > 1 trains one model per fold of the event ids (the table needs ``run``, ``luminosityBlock``,
     ``event``), and ``model.onnx`` scores each event with the model that was trained without it.
     """
+    output = check_output_folder(output)
     estimator = get_estimator(method)(
         folds=folds, training=_with_progress(training, progress), seed=seed, device=device
     )
@@ -193,26 +240,28 @@ def train_to_folder(
         "context": list(context) if context else None,
         "signal_flag": signal_flag,
     }
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     estimator.fit(table, features, region=region, checkpoint_dir=checkpoint_dir, **inputs)
     seconds = time.perf_counter() - start
-    onnx_path = estimator.export_onnx(output / "model.onnx")
-    estimator.save(output)
-    values, fold = _complete_rows(table, estimator.input_columns, region, estimator.n_folds)
-    difference = onnx_difference(estimator, onnx_path, values, fold)
-    closure = resonant_closure(estimator, table, region)
-    summary = {
-        **estimator.summary(),
-        **({"closure": closure} if closure is not None else {}),
-        "output": str(output),
-        "files": list(_FILES),
-        "training_seconds": seconds,
-        "device": str(estimator.torch_device),
-        "onnx": {"path": "model.onnx", "max_abs_diff_over_max_abs_score": difference},
-    }
-    write_json(output / "summary.json", summary)
+    small = _warn_small_training(estimator)
+    # In a folder this run creates, every one of _FILES is this run's: a failure from here on removes them.
+    with output_folder(output, _FILES):
+        onnx_path = estimator.export_onnx(output / "model.onnx")
+        estimator.save(output)
+        values, fold = _complete_rows(table, estimator.input_columns, region, estimator.n_folds)
+        difference = onnx_difference(estimator, onnx_path, values, fold)
+        closure = resonant_closure(estimator, table, region)
+        summary = {
+            **estimator.summary(),
+            **({"closure": closure} if closure is not None else {}),
+            "output": str(output),
+            "files": list(_FILES),
+            "training_seconds": seconds,
+            "device": str(estimator.torch_device),
+            "onnx": {"path": "model.onnx", "max_abs_diff_over_max_abs_score": difference},
+            "warnings": small,
+        }
+        write_json(output / "summary.json", summary)
     logger.info("%s: wrote %s", method, output)
     return summary
 
