@@ -1,8 +1,13 @@
-"""Where coffea_ad keeps what it generates when the user does not say.
+"""Where coffea_ad keeps what it generates when the user does not say, and how every output is written.
 
 Generated samples, trained models and reports go to folders the user chooses; the defaults live in a cache
 folder outside the package and outside the repository: ``$COFFEA_AD_CACHE`` if set, else
 ``$XDG_CACHE_HOME/coffea_ad``, else ``~/.cache/coffea_ad``.
+
+Every output file is written under a temporary name and renamed when complete (:func:`atomic_output`,
+:func:`write_json`); an output folder is checked before the work starts (:func:`check_output_folder`), and a
+run that fails or is interrupted leaves no empty output folder (:func:`output_folder`,
+:func:`cleanup_new_folder`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "atomic_output", "check_output_folder", "output_folder", "write_json"]
+__all__ = ["cache_dir", "atomic_output", "check_output_folder", "cleanup_new_folder", "output_folder", "write_json"]
 
 
 def cache_dir() -> Path:
@@ -93,30 +98,43 @@ def check_output_folder(path: str | os.PathLike, option: str = "-o/--output") ->
 
 
 @contextlib.contextmanager
-def output_folder(
-    path: str | os.PathLike, written: Collection[str] = (), option: str = "-o/--output"
-) -> Iterator[Path]:
-    """Create the folder ``path`` (and its missing parents) for the outputs the block writes, and yield it.
+def cleanup_new_folder(path: str | os.PathLike, written: Collection[str] = ()) -> Iterator[Path]:
+    """Yield ``path``; if the block fails (an error or an interrupt) and ``path`` did not exist before it, remove
+    what the block left there: the files named in ``written`` (names inside the folder, which the caller may add
+    to as it writes them), then every empty folder at or under ``path``, and the parents the block created if
+    they are empty.
 
-    If the block fails (an error or an interrupt) and this call created the folder, the files named in
-    ``written`` (names inside the folder, which the caller adds to as it writes them) are removed, then every
-    folder this call created if it is empty: a failed run leaves no empty or half-filled output folder. A folder
-    that existed before is left as it was, and nothing this run did not write is removed (a checkpoint folder
-    kept inside the output for a resumed run, say). :func:`check_output_folder` runs first.
+    A folder that existed before is left as it was, and no file that is not in ``written`` is removed (a
+    checkpoint folder kept inside the output for a resumed run, say, stays with its folder): a failed run leaves
+    no empty output folder behind, and nothing of anyone else's is lost.
     """
-    folder = check_output_folder(path, option)
+    folder = Path(path)
     created = list(itertools.takewhile(lambda parent: not parent.exists(), [folder, *folder.parents]))
-    folder.mkdir(parents=True, exist_ok=True)
     try:
         yield folder
     except BaseException:
         if created:
             for name in written:
                 (folder / name).unlink(missing_ok=True)
-            for parent in created:
-                with contextlib.suppress(OSError):  # not empty: something else is in it, which stays
+            for parent in [*(Path(root) for root, _, _ in os.walk(folder, topdown=False)), *created[1:]]:
+                with contextlib.suppress(OSError):  # not empty: what is in it stays, and so does the folder
                     parent.rmdir()
         raise
+
+
+@contextlib.contextmanager
+def output_folder(
+    path: str | os.PathLike, written: Collection[str] = (), option: str = "-o/--output"
+) -> Iterator[Path]:
+    """Create the folder ``path`` (and its missing parents) for the outputs the block writes, and yield it.
+
+    :func:`check_output_folder` runs first; if the block fails in a folder this call created,
+    :func:`cleanup_new_folder` removes the files of ``written`` and the folders left empty.
+    """
+    folder = check_output_folder(path, option)
+    with cleanup_new_folder(folder, written):
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
 
 
 def _umask() -> int:

@@ -6,13 +6,16 @@ Each command is a module of this package with ``SUMMARY`` (one line), ``add_argu
 and exit with status 1; argument errors exit with status 2 (argparse's convention); an interrupt exits
 with 130 (Ctrl-C, SIGINT) or 143 (SIGTERM, what batch systems send: 128 + 15). SIGTERM takes the path of Ctrl-C:
 it raises :class:`Terminated`, a ``KeyboardInterrupt``, so that every context manager on the way out runs
-(temporary outputs removed, worker pools and Dask clusters stopped) before the command exits.
+(temporary outputs removed, worker pools and Dask clusters stopped) before the command exits. A command that
+writes a folder has it checked before any work (one that cannot be written or created is refused at once), and
+leaves no empty output folder behind when it fails or is interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -23,6 +26,7 @@ from types import ModuleType
 from coffea_ad import __version__
 from coffea_ad.cli import demo, features, fit, generate, processes, score, search, train
 from coffea_ad.errors import CoffeaADError
+from coffea_ad.paths import check_output_folder, cleanup_new_folder
 
 __all__ = ["COMMANDS", "Terminated", "build_parser", "load_user_features", "main"]
 
@@ -38,15 +42,26 @@ COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
 }
 
+#: The commands whose ``-o/--output`` is a file; every other one writes a folder.
+_FILE_OUTPUT = ("generate",)
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: raised in the main thread where Ctrl-C raises ``KeyboardInterrupt``, so that the same
     cleanup runs; told apart from Ctrl-C only for the exit status (143 instead of 130)."""
 
 
-def _terminate(signum: int, frame: object) -> None:
+#: Loggers of the Dask cluster's teardown: after a SIGTERM their errors (tasks cancelled, workers lost) are the
+#: interruption itself, not news; ``-v`` keeps them.
+_TEARDOWN_LOGGERS = ("asyncio", "distributed", "tornado")
+
+
+def _terminate(verbose: bool, signum: int, frame: object) -> None:
     # Later SIGTERMs (a batch system may repeat it) must not interrupt the cleanup the first one started.
     signal.signal(signal.SIGTERM, _ignore_repeat)
+    if not verbose:
+        for name in _TEARDOWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     raise Terminated(f"signal {signal.Signals(signum).name}")
 
 
@@ -55,17 +70,27 @@ def _ignore_repeat(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt(verbose: bool) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (in the main thread only: elsewhere Python cannot
     install a signal handler, and the caller's handling is kept)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, functools.partial(_terminate, verbose))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _output_folder(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """For a command that writes a folder: refuse at once one that cannot be written or created, and remove
+    it again if the command fails (or is interrupted) in a folder it created and leaves it empty."""
+    folder = getattr(args, "output", None)
+    if folder is None or args.command in _FILE_OUTPUT:
+        return contextlib.nullcontext()
+    check_output_folder(folder)
+    return cleanup_new_folder(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(args.verbose), _output_folder(args):
             if hasattr(args, "feature_modules"):
                 load_user_features(args.feature_modules)
             return args.run(args)
