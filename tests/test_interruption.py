@@ -4,7 +4,7 @@ no empty output folder and no process left behind.
 Each test starts a real ``coffea-ad`` process (``python -m coffea_ad.cli`` from this checkout), waits until it
 is working (a worker computing a feature, a checkpoint written, a progress line, the generator's temporary
 file and pool), sends SIGTERM to that process only (not to its group: the workers must be stopped by it),
-and then checks what it left.
+and then checks what it left. ``generate`` is interrupted by SIGINT (exit 130) too, the same way out.
 """
 
 from __future__ import annotations
@@ -79,10 +79,13 @@ class Interrupted:
 
 
 def terminate_when(
-    argv: Sequence[str], ready: Callable[[list[str], psutil.Process], bool], env: dict[str, str] | None = None
+    argv: Sequence[str],
+    ready: Callable[[list[str], psutil.Process], bool],
+    env: dict[str, str] | None = None,
+    signum: int = signal.SIGTERM,
 ) -> Interrupted:
-    """Run ``coffea-ad argv``; once ``ready(stderr lines so far, the process)`` holds, send SIGTERM to it and wait
-    for its exit."""
+    """Run ``coffea-ad argv``; once ``ready(stderr lines so far, the process)`` holds, send ``signum`` to it and
+    wait for its exit."""
     command = subprocess.Popen(
         [sys.executable, "-m", "coffea_ad.cli", *argv],
         cwd=REPO,
@@ -117,7 +120,7 @@ def terminate_when(
                             + "".join(lines[-30:]))
             time.sleep(0.2)
         collect()
-        command.send_signal(signal.SIGTERM)
+        command.send_signal(signum)
         returncode = command.wait(_EXIT_TIMEOUT)
     finally:
         if command.poll() is None:
@@ -127,10 +130,12 @@ def terminate_when(
     return Interrupted(returncode, "".join(lines), list(seen.values()))
 
 
-def assert_clean(result: Interrupted, command: str, area: Path) -> None:
-    """Exit 143 with one line saying so; no process, temporary file or empty folder left under ``area``."""
-    assert result.returncode == 143, result.stderr[-3000:]
-    assert f"coffea-ad {command}: terminated (SIGTERM)" in result.stderr
+def assert_clean(result: Interrupted, command: str, area: Path, signum: int = signal.SIGTERM) -> None:
+    """Exit 143 (SIGTERM) or 130 (SIGINT) with one line saying so; no process, temporary file or empty folder
+    left under ``area``."""
+    assert result.returncode == 128 + signum, result.stderr[-3000:]
+    said = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    assert f"coffea-ad {command}: {said}" in result.stderr
     assert result.survivors() == []
     left = sorted(area.rglob("*")) if area.exists() else []
     assert [path for path in left if path.name.startswith(".") or path.suffix == ".tmp"] == []
@@ -154,7 +159,8 @@ def fileset(generated_sample, tmp_path_factory) -> Path:
     return path
 
 
-def test_generate_stops_its_workers_and_leaves_no_temporary_file(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_generate_stops_its_workers_and_leaves_no_temporary_file(tmp_path, signum):
     pytest.importorskip("pythia8mc")
     output = tmp_path / "out"
     output.mkdir()
@@ -168,8 +174,9 @@ def test_generate_stops_its_workers_and_leaves_no_temporary_file(tmp_path):
         ["generate", "qcd_dijet", "-n", "4000", "-j", "2", "--chunk-size", "2000", "-o", str(output / "qcd.root"),
          "--no-progress"],
         generating,
+        signum=signum,
     )
-    assert_clean(result, "generate", output)
+    assert_clean(result, "generate", output, signum)
     assert len(result.descendants) >= 3  # the two workers and the resource tracker were seen, and are gone
     assert list(output.iterdir()) == []
 
