@@ -39,6 +39,7 @@ __all__ = [
     "SET",
     "STEP_SIZE",
     "MET",
+    "NO_TABLES",
     "SHARED",
 ]
 
@@ -171,10 +172,18 @@ MET = Option(
     ("--met",),
     {"default": "MET", "metavar": "COLLECTION", "help": "MET collection: MET (default) or PuppiMET (NanoAOD v15)"},
 )
+NO_TABLES = Option(
+    ("--no-tables",),
+    {
+        "action": "store_true",
+        "help": "write no per-event tables, only histograms and cutflow (default: the workers write "
+        "features/{dataset}.parquet, a folder of parquet parts)",
+    },
+)
 
 #: Every shared option (``-o/--output`` aside, whose help says what each command writes).
 SHARED: tuple[Option, ...] = (WORKERS, SCHEDULER, MODE, SEED, DEVICE, FEATURES, REGION, MASS, NO_PROGRESS, SET,
-                              STEP_SIZE, MET)
+                              STEP_SIZE, MET, NO_TABLES)
 
 
 def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> argparse.Action:

@@ -53,7 +53,7 @@ from coffea_ad.paths import write_json
 from coffea_ad.progress import progress_bar
 from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
 from coffea_ad.processing.histograms import book_histograms, write_root
-from coffea_ad.processing.tables import empty_table, sort_by_event_id, write_parquet, write_part
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS, empty_table, sort_by_event_id, write_parquet, write_part
 
 __all__ = [
     "MODES",
@@ -366,12 +366,12 @@ def run_processor(
     models of :class:`processors.AnomalyScoreProcessor`).
 
     ``tables`` (one of :data:`TABLES`): ``"memory"`` gathers each dataset's table into ``result.tables``,
-    ordered by event id; ``"workers"`` has the tasks write it under ``table_folder`` (a local folder or an
-    fsspec URL the workers can reach) as ``{dataset}.parquet/part-*.parquet``, moved into place once the run
-    succeeded (see the module docstring), and lists the folders in ``result.written``; ``"none"`` makes no
-    table. ``reduce_table`` (picklable), if given, turns each chunk's table into the rows and columns to keep
-    before it is gathered or written, on the worker (the score workflow keeps the control-region scores); a
-    table gathered in memory must keep the event-id columns.
+    ordered by event id (when it has the id columns); ``"workers"`` has the tasks write it under
+    ``table_folder`` (a local folder or an fsspec URL the workers can reach) as
+    ``{dataset}.parquet/part-*.parquet``, moved into place once the run succeeded (see the module docstring),
+    and lists the folders in ``result.written``; ``"none"`` makes no table. ``reduce_table`` (picklable), if
+    given, turns each chunk's table into the rows and columns to keep before it is gathered or written, on the
+    worker (the score workflow keeps the control-region scores).
     """
     if mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -440,7 +440,8 @@ def _collect(
         if name in computed:
             output = computed[name]
             if sink.tables == "memory":
-                gathered[name] = sort_by_event_id(output["table"])
+                table = output["table"]
+                gathered[name] = sort_by_event_id(table) if set(EVENT_ID_COLUMNS) <= set(table.fields) else table
             elif sink.tables == "workers" and sink.reduce is None:
                 _check_written(name, output["table_rows"], output["cutflow"]["n_events"])
             histograms[name] = output["histograms"]
