@@ -169,10 +169,11 @@ def test_tables_go_to_fsspec_urls(checked, files, client, tmp_path):
         assert open_table(url).num_rows == len(back)
     assert sorted(fsspec.filesystem("memory").ls("/coffea_ad_tables", detail=False)) == [
         "/coffea_ad_tables/dy.parquet", "/coffea_ad_tables/tt.parquet"]
-    # worker processes of a cluster: a file:// URL
+    # worker processes of a cluster: a file:// URL, a local folder (renamed into place as one)
     result = run(checked, mode="dask", client=client, tables="workers", table_folder=f"file://{tmp_path}/tables")
-    for name, url in result.written.items():
-        assert url.startswith("file://") and same_events(read_parquet(url), memory.tables[name])
+    assert result.written == {name: str(tmp_path / "tables" / f"{name}.parquet") for name in files}
+    for name, path in result.written.items():
+        assert same_events(read_parquet(path), memory.tables[name])
     assert hidden(tmp_path / "tables") == []
 
 
@@ -216,8 +217,8 @@ def test_score_without_a_control_region_writes_scores_and_fit_refuses_it(files, 
     fileset.write_text(json.dumps({"tt": [str(files["tt"][0])]}))
     command = ["score", str(fileset), "--model", f"ae={event_model}", "-j", "1", "--no-progress", "--features",
                ",".join(EVENT_MODEL)]
-    with pytest.raises(ConfigurationError, match="no event of control region 'mjj3500_sb' has a ae score"):
-        main([*command, "-o", str(tmp_path / "default")])
+    assert main([*command, "-o", str(tmp_path / "default")]) == 1
+    assert "no event of control region 'mjj3500_sb' has a ae score" in capsys.readouterr().err
     assert main([*command, "-o", str(tmp_path / "out"), "--control-region", "none"]) == 0
     assert "no control region, no threshold" in capsys.readouterr().out
     table = read_parquet(tmp_path / "out" / "features" / "tt.parquet")
@@ -226,11 +227,17 @@ def test_score_without_a_control_region_writes_scores_and_fit_refuses_it(files, 
     assert summary["threshold"] is None and summary["control_region"] is None
     assert sum(counts["all"] for counts in summary["events"]["tt"].values() if counts) > 0
     with uproot.open(tmp_path / "out" / "histograms.root") as file:
-        names = {key.split(";")[0] for key in file["tt/deta_missing"].keys()}
+        names = {key.split(";")[0] for key in file["tt/deta_sr"].keys()}
         assert {"ae", "ae_vs_mjj"} <= names and not any(name.endswith("_pass") for name in names)
-        assert file["tt/deta_missing/ae"].to_hist().sum(flow=True).value == table.deta_missing.to_numpy().sum()
-    with pytest.raises(ConfigurationError, match="scored without a control region.*--control-region"):
-        main(["fit", str(tmp_path / "out" / "histograms.root"), "-o", str(tmp_path / "fit")])
+        # the score histograms are score x mass: they hold the events with an mjj (two fat jets)
+        with_mass = ~ak.to_numpy(ak.is_none(table.mjj))
+        for region in ("deta_sr", "deta_cr"):
+            in_region = ak.to_numpy(table[region]) & with_mass
+            assert file[f"tt/{region}/ae"].to_hist().sum(flow=True).value == in_region.sum()
+        assert with_mass.sum() > 10
+    assert main(["fit", str(tmp_path / "out" / "histograms.root"), "-o", str(tmp_path / "fit")]) == 1
+    error = capsys.readouterr().err
+    assert "scored without a control region" in error and "no threshold for ae" in error and "--control-region" in error
 
 
 def test_thresholds_from_control_region_scores_equal_those_of_the_full_tables(files, event_model, tmp_path):
@@ -248,8 +255,15 @@ def test_thresholds_from_control_region_scores_equal_those_of_the_full_tables(fi
     )
     assert len(control) > 20
     assert summary["ae"]["edges"] == list(map(float, score_edges(control, 0.1, name="ae")))
-    assert summary["ae"]["threshold"] == float(np.quantile(control, 0.9, method="higher"))
-    assert summary["ae"]["control_region_efficiency"] == pytest.approx(np.mean(control >= summary["ae"]["threshold"]))
+    # the threshold is the edge whose efficiency, measured on the score x mjj histogram (the events with an mjj),
+    # is nearest the target
+    threshold = summary["ae"]["threshold"]
+    assert threshold in summary["ae"]["edges"]
+    with_mass = np.concatenate([
+        ak.to_numpy(ak.drop_none(table.ae[table.context_cr & ~ak.is_none(table.mjj)]))
+        for table in result.tables.values()
+    ])
+    assert summary["ae"]["control_region_efficiency"] == pytest.approx(np.mean(with_mass >= threshold))
     with pytest.raises(ConfigurationError, match="control region 'context_xx' is not a boolean column.*context_cr"):
         run_scoring(fileset, {"ae": event_model}, tmp_path / "typo", control_region="context_xx", workers=1,
                     features=EVENT_MODEL)
