@@ -144,6 +144,8 @@ def _threshold_summary(
     for histograms in result.histograms.values():  # datasets without events: zero-filled, same binning
         histograms.setdefault(name, total.copy().reset())
     flags = list(total.axes["region"].metadata)
+    if signal_region not in flags:
+        raise ConfigurationError(f"signal region {signal_region!r} is not a region flag of the run: {', '.join(flags)}")
     threshold = efficiency = None
     if control_region is not None:
         if control_region not in flags:
