@@ -75,7 +75,7 @@ def generated_samples(n_generated: int, n_events: int | None) -> tuple[pd.DataFr
         path = cached_sample(folder, "qcd_dijet", n_generated, seed=seed, settings={"fatjet_radius": 1.0})
         features = folder / f"features_{path.stem}"
         table = features / "features" / "qcd.parquet"
-        if not table.is_file():
+        if not table.exists():
             run_features({"qcd": {"files": {str(path): "Events"}}}, features, mode="virtual", workers=1)
         frame = pd.read_parquet(table)
         frame["run"] = np.uint32(seed)

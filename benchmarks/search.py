@@ -133,7 +133,7 @@ def generated_samples(n_generated: int, folder: Path, workers: int) -> tuple[Pat
                                    workers=workers)
             features = folder / "generated" / f"features_{sample.stem}"
             produced = features / "features" / f"{name}.parquet"
-            if not produced.is_file():
+            if not produced.exists():
                 run_features({name: {"files": {str(sample): "Events"}}}, features, features=["lhco"], workers=workers)
             frame = pd.read_parquet(produced, columns=COLUMNS)
             frame["run"] = np.uint32(run)

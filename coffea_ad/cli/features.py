@@ -1,6 +1,7 @@
 """``coffea-ad features``: features, region flags, histograms and cutflow of a fileset, on a dask cluster.
 
-Writes ``OUTDIR/features/{dataset}.parquet`` (the table ``coffea-ad train`` reads), ``OUTDIR/histograms.root``
+Writes ``OUTDIR/features/{dataset}.parquet`` (the table ``coffea-ad train`` reads: a folder of parquet parts
+that the workers write, unless ``--no-tables``), ``OUTDIR/histograms.root``
 (``{dataset}/{partition}_{region}/{variable}``) and ``OUTDIR/cutflow.json``; see
 :mod:`coffea_ad.workflow.features`.
 """
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     options.MET.add(parser)
     options.STEP_SIZE.add(parser)
+    options.NO_TABLES.add(parser)
     options.NO_PROGRESS.add(parser)
 
 
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             optional=optional,
             feature_config=FeatureConfig(met_collection=args.met),
             step_size=args.step_size,
+            tables="none" if args.no_tables else "workers",
         )
     print_outputs(result, paths)
     return 0

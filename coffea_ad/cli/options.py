@@ -39,6 +39,7 @@ __all__ = [
     "SET",
     "STEP_SIZE",
     "MET",
+    "NO_TABLES",
     "SHARED",
 ]
 
@@ -188,10 +189,18 @@ MET = Option(
         "error",
     },
 )
+NO_TABLES = Option(
+    ("--no-tables",),
+    {
+        "action": "store_true",
+        "help": "write no per-event tables, only histograms and cutflow (default: the workers write "
+        "features/{dataset}.parquet, a folder of parquet parts)",
+    },
+)
 
 #: Every shared option (``-o/--output`` aside, whose help says what each command writes).
 SHARED: tuple[Option, ...] = (WORKERS, SCHEDULER, MODE, SEED, DEVICE, FEATURES, FEATURE_MODULE, REGION, MASS,
-                              NO_PROGRESS, SET, STEP_SIZE, MET)
+                              NO_PROGRESS, SET, STEP_SIZE, MET, NO_TABLES)
 
 
 def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> argparse.Action:

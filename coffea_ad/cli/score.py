@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         f"{SUMMARY}. The threshold keeps --efficiency of the --control-region events (all datasets together); "
         "--region is the signal region, recorded in scores.json, that 'coffea-ad fit' then fits by default "
-        "(default: deta_sr, i.e. |deta_jj| < 1.3)."
+        "(default: deta_sr, i.e. |deta_jj| < 1.3). With --control-region none there is no threshold: the score "
+        "columns and score histograms only, which 'coffea-ad fit' refuses."
     )
     parser.add_argument("fileset", metavar="FILESET.json", type=Path, help="coffea fileset JSON")
     parser.add_argument(
@@ -41,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--control-region",
         default=None,
         metavar="FLAG",
-        help="region flag where the background efficiency of the cut is measured, any the feature tables carry "
-        "(default: mjj3500_sb, the sidebands of the 3.5 TeV window)",
+        help="region flag where the background efficiency of the cut is measured, any boolean region flag of the "
+        "tables (default: mjj3500_sb, the sidebands of the 3.5 TeV window); 'none': no threshold",
     )
     options.REGION.add(parser)
     parser.add_argument(
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.FEATURE_MODULE.add(parser)
     options.MET.add(parser)
     options.STEP_SIZE.add(parser)
+    options.NO_TABLES.add(parser)
     options.NO_PROGRESS.add(parser)
 
 
@@ -78,12 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
     options.quiet_distributed(args.verbose)
     regions = {"control_region": args.control_region, "signal_region": options.one_region(args.region)}
+    regions = {name: flag for name, flag in regions.items() if flag is not None}
+    if regions.get("control_region") == "none":
+        regions["control_region"] = None
     with skipped_features_on_stderr():
         result, summary, paths = run_scoring(
             args.fileset,
             parse_models(args.models),
             args.output,
-            **{name: flag for name, flag in regions.items() if flag is not None},
+            **regions,
             target_efficiency=args.efficiency,
             mass=args.mass or options.DEFAULT_MASS,
             features=args.features or "all",
@@ -94,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             feature_config=FeatureConfig(met_collection=args.met),
             step_size=args.step_size,
+            tables="none" if args.no_tables else "workers",
         )
     for name, model in summary.items():
+        if model["threshold"] is None:
+            print(f"{name}: no control region, no threshold: score columns and histograms only")
+            continue
         print(
             f"{name}: threshold {model['threshold']:.4g} keeps {model['control_region_efficiency']:.4f} of "
             f"{model['control_region']} (target {model['target_efficiency']})"

@@ -182,7 +182,7 @@ def load_samples(
         raise ConfigurationError(f"no file given for sample role(s) {missing}; roles: {list(SAMPLE_ROLES)}")
     fileset = {role: {"files": {str(paths[role]): "Events"}} for role in SAMPLE_ROLES}
     result, _ = run_features(
-        fileset, folder, features=["lhco"], workers=workers, scheduler=scheduler, progress=progress
+        fileset, folder, features=["lhco"], workers=workers, scheduler=scheduler, progress=progress, tables="memory"
     )
     if result.skipped:
         reasons = "; ".join(f"{skipped.path} ({skipped.dataset}): {skipped.reason}" for skipped in result.skipped)

@@ -15,23 +15,42 @@ groups' outputs are merged into the dataset's (:func:`merge_outputs`). In dask m
 ``apply_to_fileset`` builds a dataset's events from one form, the first file's, whose ``MET_pt`` a v15 file
 cannot give.
 
+The per-event tables (``tables=``) are gathered into the client (``"memory"``: what the search and the LHC
+Olympics protocol use), written by the tasks themselves (``"workers"``: the client then holds only histograms,
+cutflows and small summaries), or not made (``"none"``). Written tables are folders of parquet parts::
+
+    TABLE_FOLDER/{dataset}.parquet/part-{file:05d}-{entry start:012d}.parquet
+
+one part per chunk, named by the chunk's file (its position in the fileset) and first entry: the same names
+whenever the same files are run with the same step size. The parts are written into a hidden temporary folder
+beside the target (``.{dataset}.parquet.tmp-{token}``), which is renamed into place once the whole run
+succeeded; a failed run removes it and leaves any earlier table in place. ``TABLE_FOLDER`` may be an fsspec
+URL: there too a failed run leaves no partial table, but the final move is a copy of each part on object
+stores (it is one rename only on local disks), so a client killed during that move can leave a partial folder.
+
 Output folder layout (:func:`write_outputs`)::
 
     OUTDIR/histograms.root          {dataset}/{partition}_{region}/{variable}  (TH1D, Sumw2, flow bins)
     OUTDIR/cutflow.json             counts per region, files processed/skipped (and each file's MET
                                     collection), features computed/left out
-    OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.processing.tables)
+    OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.processing.tables): a file for
+                                        tables gathered in memory, a folder of parts for written ones
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
+from coffea import processor as coffea_processor
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, missing_branches, resolve_feature_names, select_features
@@ -40,10 +59,11 @@ from coffea_ad.paths import write_json
 from coffea_ad.progress import progress_bar
 from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
 from coffea_ad.processing.histograms import book_histograms, write_root
-from coffea_ad.processing.tables import empty_table, sort_by_event_id, write_parquet
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS, empty_table, sort_by_event_id, write_parquet, write_part
 
 __all__ = [
     "MODES",
+    "TABLES",
     "FeatureResult",
     "met_groups",
     "merge_outputs",
@@ -51,9 +71,14 @@ __all__ = [
     "write_outputs",
     "cutflow_summary",
     "dask_client",
+    "part_name",
 ]
 
+logger = logging.getLogger(__name__)
+
 MODES = ("dask", "virtual")
+#: Where the per-event tables go: gathered into the client, written by the workers, or nowhere.
+TABLES = ("memory", "workers", "none")
 
 
 @dataclasses.dataclass
@@ -61,7 +86,9 @@ class FeatureResult:
     """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files skipped.
 
     ``met_collections`` gives, per dataset and file, the MET collection its ``met``/``met_phi`` were read from
-    (None where no MET feature was computed).
+    (None where no MET feature was computed). ``tables`` holds the tables gathered into the client
+    (``tables="memory"``, else empty); ``written`` the folder (path or fsspec URL) of each table the workers wrote
+    (``tables="workers"``, else empty).
     """
 
     mode: str
@@ -73,6 +100,79 @@ class FeatureResult:
     files: dict[str, DatasetFiles]
     skipped: list[SkippedFile]
     met_collections: dict[str, dict[str, str | None]] = dataclasses.field(default_factory=dict)
+    written: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def part_name(file_index: int, entry_start: int) -> str:
+    """The file name of the table part of the chunk starting at ``entry_start`` of the dataset's file number
+    ``file_index`` (in fileset order): names sort as the chunks run."""
+    return f"part-{file_index:05d}-{entry_start:012d}.parquet"
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder.rstrip('/')}/{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _TableSink:
+    """What becomes of a dataset's per-event table in each task: reduced, then kept, written or dropped.
+
+    Picklable (it travels with the tasks); ``folder`` is the dataset's temporary folder when written.
+    """
+
+    tables: str
+    dataset: str
+    reduce: Callable[[ak.Array], ak.Array] | None = None
+    folder: str | None = None
+    file_index: tuple[tuple[str, int], ...] = ()
+
+    def chunk(self, table: ak.Array) -> ak.Array:
+        """The table as it is kept or written: passed through ``reduce`` if any."""
+        return table if self.reduce is None else self.reduce(table)
+
+    def write(self, table: ak.Array, name: str) -> ak.Array:
+        """Write one part; a one-row array of its row count (what the task returns to the client)."""
+        rows = write_part(_join(self.folder, name), self.chunk(table), self.dataset)
+        return ak.Array([rows])
+
+    def write_chunk(self, table: ak.Array, metadata: Mapping[str, Any]) -> ak.Array:
+        """Write the part of a virtual-mode chunk, named by its file and first entry."""
+        index = dict(self.file_index)[metadata["filename"]]
+        return self.write(table, part_name(index, int(metadata["entrystart"])))
+
+
+@dataclasses.dataclass(frozen=True)
+class _DaskPartWriter:
+    """The map_partitions function writing partition ``block_index`` of a dask table as part ``names[i]``."""
+
+    sink: _TableSink
+    names: tuple[str, ...]
+
+    def __call__(self, table: ak.Array, block_index: tuple[int, ...]) -> ak.Array:
+        return self.sink.write(table, self.names[block_index[0]])
+
+
+class _ChunkTables(coffea_processor.ProcessorABC):
+    """A processor around another one (virtual mode): its chunk's table kept, written by the task, or dropped."""
+
+    def __init__(self, inner: Any, sink: _TableSink) -> None:
+        self.inner = inner
+        self.sink = sink
+
+    def process(self, events: Any) -> dict[str, Any]:
+        """The inner processor's output, with each dataset's ``table`` replaced as the sink says."""
+        output = self.inner.process(events)
+        for per_dataset in output.values():
+            table = ak.concatenate(per_dataset.pop("table"))
+            if self.sink.tables == "memory":
+                per_dataset["table"] = [self.sink.chunk(table)]
+            elif self.sink.tables == "workers":
+                per_dataset["table_rows"] = int(self.sink.write_chunk(table, events.metadata)[0])
+        return output
+
+    def postprocess(self, accumulator: Any) -> Any:
+        """The inner processor's postprocess."""
+        return self.inner.postprocess(accumulator)
 
 
 @dataclasses.dataclass
@@ -146,14 +246,19 @@ def _plan_dataset(
 
 
 def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One dataset's processor output from those of its groups of files: the tables concatenated, histograms
-    and counts added (``coffea.processor.accumulate``)."""
+    """One dataset's processor output from those of its groups of files: the tables gathered in memory
+    concatenated, the rows written by the workers summed, histograms and counts added
+    (``coffea.processor.accumulate``)."""
     if len(outputs) == 1:
         return outputs[0]
     from coffea.processor import accumulate
 
-    merged = accumulate([{key: value for key, value in output.items() if key != "table"} for output in outputs])
-    merged["table"] = ak.concatenate([output["table"] for output in outputs])
+    tables = ("table", "table_rows")
+    merged = accumulate([{key: value for key, value in output.items() if key not in tables} for output in outputs])
+    if "table" in outputs[0]:
+        merged["table"] = ak.concatenate([output["table"] for output in outputs])
+    if "table_rows" in outputs[0]:
+        merged["table_rows"] = sum(int(ak.sum(output["table_rows"])) for output in outputs)
     return merged
 
 
@@ -163,9 +268,41 @@ def _step_name(processors: Mapping[str, Any]) -> str:
     return f"{type(next(iter(processors.values()))).__name__} on {count} dataset{'s' * (count != 1)}"
 
 
+def _dask_table(table: Any, sink: _TableSink, steps: Mapping[str, Any]) -> Any:
+    """The dask collection standing for a dataset's table: reduced rows, one row count per written part, or
+    None (no table: its columns are then not even read unless a histogram needs them).
+
+    ``steps`` are the dataset's preprocessed files (path -> spec with ``.steps``), in partition order.
+    """
+    import dask_awkward as dak
+    import numpy as np
+    from dask.blockwise import BlockIndex
+
+    if sink.tables == "none":
+        return None
+    if sink.tables == "memory":
+        return table if sink.reduce is None else dak.map_partitions(sink.reduce, table, label="coffea-ad-reduce-table")
+    index = dict(sink.file_index)
+    names = tuple(
+        part_name(index[path], int(start)) for path, spec in steps.items() for start, _ in spec.steps
+    )
+    if len(names) != table.npartitions:
+        raise ConfigurationError(
+            f"dataset {sink.dataset!r}: {table.npartitions} partitions for {len(names)} preprocessed steps"
+        )
+    meta = ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(forget_length=True))
+    rows = dak.map_partitions(
+        _DaskPartWriter(sink, names), table, BlockIndex((table.npartitions,)), label="coffea-ad-write-table",
+        meta=meta,
+    )
+    # The writer reads every column of the table, as dask_awkward.to_parquet does.
+    rows.dask.layers[rows.name].annotations = {"ak_output": True}
+    return rows
+
+
 def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles], step_size: int,
-              client: Any, progress: bool) -> dict[str, Any]:
-    """preprocess -> apply_to_fileset -> one compute of every dataset's outputs."""
+              client: Any, progress: bool, sinks: Mapping[str, _TableSink]) -> dict[str, Any]:
+    """preprocess -> apply_to_fileset -> one compute of every dataset's outputs (tables written in it too)."""
     import dask
     from coffea.dataset_tools import apply_to_fileset, preprocess
     from coffea.dataset_tools.filespec import DataGroupSpec
@@ -174,10 +311,12 @@ def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles]
         {name: {"files": checked[name].files, "metadata": checked[name].metadata} for name in processors}
     )
     available, _ = preprocess(spec, step_size=step_size, skip_bad_files=False, save_form=False)
-    graphs = {
-        name: apply_to_fileset(processor, DataGroupSpec.model_validate({name: available[name]}))[name][name]
-        for name, processor in processors.items()
-    }
+    graphs = {}
+    for name, processor in processors.items():
+        graphs[name] = apply_to_fileset(processor, DataGroupSpec.model_validate({name: available[name]}))[name][name]
+        table = _dask_table(graphs[name].pop("table"), sinks[name], available[name].files)
+        if table is not None:
+            graphs[name]["table" if sinks[name].tables == "memory" else "table_rows"] = table
     if client is None or not progress:
         (computed,) = dask.compute(graphs)
         return computed
@@ -195,7 +334,7 @@ def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles]
 
 
 def _run_virtual(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles], step_size: int,
-                 client: Any, progress: bool) -> dict[str, Any]:
+                 client: Any, progress: bool, sinks: Mapping[str, _TableSink]) -> dict[str, Any]:
     """coffea.processor.Runner over each dataset, virtual NanoEvents, on the client's workers if any."""
     from coffea import processor
     from coffea.nanoevents import NanoAODSchema
@@ -209,11 +348,68 @@ def _run_virtual(processors: Mapping[str, Any], checked: Mapping[str, DatasetFil
     with progress_bar(len(processors), _step_name(processors), unit="dataset", enabled=progress) as bar:
         for name, instance in processors.items():
             files = {name: {"files": checked[name].files, "metadata": checked[name].metadata}}
-            output = runner(files, processor_instance=instance)
+            output = runner(files, processor_instance=_ChunkTables(instance, sinks[name]))
             computed[name] = output[name]
-            computed[name]["table"] = ak.concatenate(output[name]["table"])
+            if sinks[name].tables == "memory":
+                computed[name]["table"] = ak.concatenate(output[name]["table"])
             bar.update(1)
     return computed
+
+
+def _is_local(folder: str | os.PathLike) -> bool:
+    return not isinstance(folder, str) or "://" not in folder or folder.startswith("file://")
+
+
+@contextlib.contextmanager
+def _staged_tables(folder: str | os.PathLike, datasets: Iterable[str]) -> Iterator[dict[str, tuple[str, str]]]:
+    """Per dataset (temporary folder, final folder) under ``folder``; moved into place if the block succeeds.
+
+    A failure inside the block removes the temporary folders and leaves any earlier table untouched.
+    """
+    from fsspec.core import url_to_fs
+
+    filesystem, root = url_to_fs(os.fspath(folder))
+    token = uuid.uuid4().hex[:12]
+    names = {dataset: f"{safe_name(dataset)}.parquet" for dataset in datasets}
+    if len(set(names.values())) != len(names):
+        raise ConfigurationError(f"dataset names collide once made file-safe: {names}")
+    staged = {
+        dataset: (_join(root, f".{name}.tmp-{token}"), _join(root, name)) for dataset, name in names.items()
+    }
+    try:
+        for temporary, _ in staged.values():
+            filesystem.makedirs(temporary, exist_ok=True)
+    except OSError as error:
+        raise InputFileError(f"cannot create table folder in {folder}: {error.strerror or error}") from error
+    # Local folders are handed to the tasks as paths, others as URLs (a path without its protocol is local).
+    location = (lambda path: path) if _is_local(folder) else filesystem.unstrip_protocol
+    try:
+        yield {dataset: (location(temporary), location(final)) for dataset, (temporary, final) in staged.items()}
+    except BaseException:
+        for temporary, _ in staged.values():
+            if filesystem.exists(temporary):
+                filesystem.rm(temporary, recursive=True)
+        raise
+    for dataset, (temporary, final) in staged.items():
+        if _is_local(folder):
+            _replace_folder(Path(temporary), Path(final))
+        else:
+            if filesystem.exists(final):
+                filesystem.rm(final, recursive=True)
+            filesystem.mv(temporary, final, recursive=True)
+        logger.info("wrote table %s of dataset %r", location(final), dataset)
+
+
+def _replace_folder(temporary: Path, final: Path) -> None:
+    """Rename ``temporary`` to ``final``; an earlier table there (file or folder) is removed only after."""
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
+    if final.exists():
+        final.rename(old)
+    os.replace(temporary, final)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def run_processor(
@@ -230,6 +426,9 @@ def run_processor(
     client: Any = None,
     step_size: int = 100_000,
     progress: bool = False,
+    tables: str = "memory",
+    table_folder: str | os.PathLike | None = None,
+    reduce_table: Callable[[ak.Array], ak.Array] | None = None,
     make_processor: Callable[..., Any],
 ) -> FeatureResult:
     """Run the feature processor over checked files (see :func:`check_fileset`) in ``mode``.
@@ -242,77 +441,136 @@ def run_processor(
     :class:`processors.AnomalyFeatureProcessor` (``features=``, ``feature_config=``...): that class, a
     subclass of it, or a ``functools.partial`` with further arguments bound (the score workflow binds the
     models of :class:`processors.AnomalyScoreProcessor`).
+
+    ``tables`` (one of :data:`TABLES`): ``"memory"`` gathers each dataset's table into ``result.tables``,
+    ordered by event id (when it has the id columns); ``"workers"`` has the tasks write it under
+    ``table_folder`` (a local folder or an fsspec URL the workers can reach) as
+    ``{dataset}.parquet/part-*.parquet``, moved into place once the run succeeded (see the module docstring),
+    and lists the folders in ``result.written``; ``"none"`` makes no table. ``reduce_table`` (picklable), if
+    given, turns each chunk's table into the rows and columns to keep before it is gathered or written, on the
+    worker (the score workflow keeps the control-region scores).
     """
     if mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if tables not in TABLES:
+        raise ConfigurationError(f"tables must be one of {', '.join(TABLES)}, got {tables!r}")
+    if (tables == "workers") != (table_folder is not None):
+        raise ConfigurationError(f"table_folder is needed with tables='workers' and only then (tables={tables!r})")
     if step_size < 1:
         raise ConfigurationError(f"step_size must be a positive number of events, got {step_size}")
     feature_config = feature_config or FeatureConfig()
     region_config = region_config or RegionConfig()
     plan = {name: _plan_dataset(name, files, features, optional, feature_config) for name, files in checked.items()}
     run = _run_dask if mode == "dask" else _run_virtual
-    parts: dict[str, list[dict[str, Any]]] = {}
-    # One run per group index: a dataset's first group of files in the first run, its second (another MET
-    # collection) in the second; a fileset without mixed MET collections runs once.
-    for index in range(max((len(dataset.groups) for dataset in plan.values()), default=0)):
-        members = {name: dataset.groups[index] for name, dataset in plan.items() if index < len(dataset.groups)}
-        processors = {
-            name: make_processor(
-                features=plan[name].features,
-                feature_config=config,
-                region_config=region_config,
-                histogram_variables=histogram_variables,
-                weight_branch=weight_branch,
+    staging = _staged_tables(table_folder, checked) if tables == "workers" else contextlib.nullcontext({})
+    with staging as folders:
+        sinks = {
+            name: _TableSink(
+                tables,
+                name,
+                reduce_table,
+                folders[name][0] if folders else None,
+                tuple((path, index) for index, path in enumerate(files.files)),
             )
-            for name, (config, _) in members.items()
+            for name, files in checked.items()
         }
-        outputs = run(processors, {name: files for name, (_, files) in members.items()}, step_size, client, progress)
-        for name, output in outputs.items():
-            parts.setdefault(name, []).append(output)
-    computed = {name: merge_outputs(outputs) for name, outputs in parts.items()}
-    tables, histograms, cutflows = {}, {}, {}
+        parts: dict[str, list[dict[str, Any]]] = {}
+        # One run per group index: a dataset's first group of files in the first run, its second (another MET
+        # collection) in the second; a fileset without mixed MET collections runs once. Part names number the
+        # files within the whole dataset, so that the groups' parts never collide.
+        for index in range(max((len(dataset.groups) for dataset in plan.values()), default=0)):
+            members = {name: dataset.groups[index] for name, dataset in plan.items() if index < len(dataset.groups)}
+            processors = {
+                name: make_processor(
+                    features=plan[name].features,
+                    feature_config=config,
+                    region_config=region_config,
+                    histogram_variables=histogram_variables,
+                    weight_branch=weight_branch,
+                )
+                for name, (config, _) in members.items()
+            }
+            group_files = {name: files for name, (_, files) in members.items()}
+            for name, output in run(processors, group_files, step_size, client, progress, sinks).items():
+                parts.setdefault(name, []).append(output)
+        computed = {name: merge_outputs(outputs) for name, outputs in parts.items()}
+        result = _collect(computed, checked, plan, sinks, histogram_variables, region_config)
+        result.mode, result.skipped = mode, list(skipped)
+    result.written = {name: final for name, (_, final) in folders.items()}
+    return result
+
+
+def _check_written(dataset: str, rows: Any, n_events: int) -> None:
+    """Refuse a written table whose parts do not hold one row per event (``rows``: a count, or one per part)."""
+    written = int(rows if isinstance(rows, int) else ak.sum(rows))
+    if written != int(n_events):
+        raise InputFileError(f"dataset {dataset!r}: the workers wrote {written} table rows for {n_events} events")
+
+
+def _collect(
+    computed: Mapping[str, Any],
+    checked: Mapping[str, DatasetFiles],
+    plan: Mapping[str, _DatasetPlan],
+    sinks: Mapping[str, _TableSink],
+    histogram_variables: Iterable[str] | None,
+    region_config: RegionConfig,
+) -> FeatureResult:
+    """The run's outputs per dataset; empty ones for datasets without readable events (written as one empty
+    part when the workers write the tables)."""
+    gathered, histograms, cutflows = {}, {}, {}
     for name, files in checked.items():
         kept = plan[name].features
         layout = partition_layout(kept, region_config)
+        sink = sinks[name]
         if name in computed:
             output = computed[name]
-            tables[name] = sort_by_event_id(output["table"])
+            if sink.tables == "memory":
+                table = output["table"]
+                gathered[name] = sort_by_event_id(table) if set(EVENT_ID_COLUMNS) <= set(table.fields) else table
+            elif sink.tables == "workers" and sink.reduce is None:
+                _check_written(name, output["table_rows"], output["cutflow"]["n_events"])
             histograms[name] = output["histograms"]
             counts = output["cutflow"]["regions"].values()
             cutflows[name] = cutflow(counts, layout, output["cutflow"]["n_events"])
         else:
             flags = flag_names(layout)
-            tables[name] = empty_table(kept, flags, gen_weight=not files.files or "genWeight" in files.branches)
+            empty = empty_table(kept, flags, gen_weight=not files.files or "genWeight" in files.branches)
+            if sink.tables == "memory":
+                gathered[name] = sink.chunk(empty)
+            elif sink.tables == "workers":
+                sink.write(empty, part_name(0, 0))
             histograms[name] = book_histograms(histogram_variables or kept, flags)
             cutflows[name] = cutflow([0] * len(flags), layout, 0)
         check_cutflow(cutflows[name], source=f"dataset {name!r}")
     return FeatureResult(
-        mode=mode,
-        tables=tables,
+        mode="",  # run_processor sets the mode and the skipped files
+        tables=gathered,
         histograms=histograms,
         cutflows=cutflows,
         features={name: plan[name].features for name in checked},
         left_out={name: plan[name].left_out for name in checked},
         files=dict(checked),
-        skipped=list(skipped),
+        skipped=[],
         met_collections={name: plan[name].met_collections for name in checked},
     )
 
 
-def write_outputs(result: FeatureResult, outdir: str | Path) -> dict[str, Path]:
-    """Write ``histograms.root``, ``cutflow.json`` and ``features/{dataset}.parquet`` under ``outdir``."""
+def write_outputs(result: FeatureResult, outdir: str | Path) -> dict[str, Path | str]:
+    """Write ``histograms.root``, ``cutflow.json`` and the tables gathered in memory as
+    ``features/{dataset}.parquet`` under ``outdir``; the returned paths also list the tables the workers wrote."""
     outdir = Path(outdir)
-    names = {dataset: safe_name(dataset) for dataset in result.tables}
+    names = {dataset: safe_name(dataset) for dataset in result.histograms}
     if len(set(names.values())) != len(names):
         raise ConfigurationError(f"dataset names collide once made file-safe: {names}")
     try:
-        (outdir / "features").mkdir(parents=True, exist_ok=True)
+        (outdir / "features" if result.tables else outdir).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputFileError(f"cannot create output folder {outdir}: {error.strerror or error}") from error
-    paths = {"histograms": outdir / "histograms.root", "cutflow": outdir / "cutflow.json"}
+    paths: dict[str, Path | str] = {"histograms": outdir / "histograms.root", "cutflow": outdir / "cutflow.json"}
     write_root(paths["histograms"], {names[dataset]: hists for dataset, hists in result.histograms.items()})
     for dataset, table in result.tables.items():
         paths[f"table:{dataset}"] = write_parquet(outdir / "features" / f"{names[dataset]}.parquet", table, dataset)
+    paths.update({f"table:{dataset}": folder for dataset, folder in result.written.items()})
     write_json(paths["cutflow"], cutflow_summary(result))
     return paths
 

@@ -1,5 +1,11 @@
 """The per-event feature table: written as parquet by the workers, read by training, scoring and the examples.
 
+On disk a table is one parquet file, or a folder of parquet parts (``features/{dataset}.parquet/part-*.parquet``,
+the layout Spark and dask write, which the workers of :func:`coffea_ad.processing.run_processor` write): every
+reader here takes either, as a local path or an fsspec URL, and reads a folder as one table, its parts in the
+order of their names. Rows are ordered by part, then as the events of the chunk were; a table gathered in
+memory is ordered by event id (:func:`sort_by_event_id`); join on :data:`EVENT_ID_COLUMNS`, never on row order.
+
 Columns, in order: ``dataset`` (added when written), the event identifiers ``run``, ``luminosityBlock``,
 ``event`` (to join rows back to the NanoAOD events), ``genWeight`` for simulation (absent for data), every
 computed feature (None where an object is missing) and every region flag ``{partition}_{region}`` (bool).
@@ -45,6 +51,7 @@ __all__ = [
     "empty_table",
     "sort_by_event_id",
     "write_parquet",
+    "write_part",
     "read_parquet",
 ]
 
@@ -56,19 +63,36 @@ Table = Any
 """A parquet path, a pyarrow Table, a pandas DataFrame, an awkward record array or a mapping column -> array."""
 
 
+def _is_url(path: str | os.PathLike) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def _read_arrow(path: str | os.PathLike) -> Any:
+    """A parquet file or folder of parts (local path or fsspec URL) as one pyarrow Table."""
+    import pyarrow.dataset as ds
+
+    if _is_url(path):
+        from fsspec.core import url_to_fs
+
+        filesystem, location = url_to_fs(path)
+        if not filesystem.exists(location):
+            raise InputFileError(f"table {path} does not exist")
+    else:
+        filesystem, location = None, Path(path)
+        if not location.exists():
+            raise InputFileError(f"table {location} does not exist")
+    try:
+        # A folder: every part not hidden (a run's temporary folder is), in the order of their names.
+        return ds.dataset(str(location), filesystem=filesystem, format="parquet").to_table()
+    except Exception as error:  # pyarrow raises several unrelated types for a bad file
+        raise InputFileError(f"cannot read table {path} as parquet: {error}") from error
+
+
 def _source(table: Table) -> tuple[Any, list[str], str]:
     """Return (column source, column names, a description of the table for error messages)."""
     if isinstance(table, str | os.PathLike):
-        path = Path(table)
-        if not path.exists():
-            raise InputFileError(f"table {path} does not exist")
-        import pyarrow.parquet as pq
-
-        try:
-            arrow = pq.read_table(path)
-        except Exception as error:  # pyarrow raises several unrelated types for a bad file
-            raise InputFileError(f"cannot read table {path} as parquet: {error}") from error
-        return arrow, list(arrow.column_names), str(path)
+        arrow = _read_arrow(table)
+        return arrow, list(arrow.column_names), str(table)
     if isinstance(table, ak.Array):
         return table, list(table.fields), "the table"
     if hasattr(table, "column_names") and hasattr(table, "column"):  # pyarrow.Table
@@ -251,17 +275,33 @@ def sort_by_event_id(table: ak.Array) -> ak.Array:
     return table[np.lexsort(keys)]
 
 
-def write_parquet(path: str | Path, table: ak.Array, dataset: str) -> Path:
-    """Write ``table`` with a leading ``dataset`` column to ``path`` atomically; return the path."""
+def _with_dataset(table: ak.Array, dataset: str) -> ak.Array:
     columns = {"dataset": np.full(len(table), dataset, dtype=object).astype(str)}
     columns.update({name: table[name] for name in table.fields})
+    return ak.zip(columns, depth_limit=1)
+
+
+def write_parquet(path: str | Path, table: ak.Array, dataset: str) -> Path:
+    """Write ``table`` with a leading ``dataset`` column to ``path`` atomically; return the path."""
     with atomic_output(path) as tmp:
-        ak.to_parquet(ak.zip(columns, depth_limit=1), tmp)
+        ak.to_parquet(_with_dataset(table, dataset), tmp)
     return Path(path)
 
 
+def write_part(destination: str, table: ak.Array, dataset: str) -> int:
+    """Write one part of a table (a local path or fsspec URL), with a leading ``dataset`` column; return its rows.
+
+    Not atomic by itself: the runner writes parts into a temporary folder that it moves into place once the
+    whole run succeeded.
+    """
+    ak.to_parquet(_with_dataset(table, dataset), destination)
+    return len(table)
+
+
 def read_parquet(path: str | Path) -> ak.Array:
-    """Read a feature table written by :func:`write_parquet`."""
+    """Read a feature table: a parquet file, or a folder of parts read as one table (local path or fsspec URL)."""
+    if not _is_url(path) and not Path(path).exists():
+        raise InputFileError(f"feature table {path} does not exist")
     try:
         return ak.from_parquet(path)
     except (OSError, ValueError) as error:

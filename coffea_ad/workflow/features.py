@@ -4,7 +4,9 @@ Output folder (see :func:`coffea_ad.processing.write_outputs`)::
 
     OUTDIR/histograms.root              {dataset}/{partition}_{region}/{variable}
     OUTDIR/cutflow.json                 counts per region, files processed/skipped, features computed/left out
-    OUTDIR/features/{dataset}.parquet   one row per event: the table ``coffea-ad train`` reads
+    OUTDIR/features/{dataset}.parquet   one row per event: the table ``coffea-ad train`` reads; a folder of
+                                        parquet parts written by the workers (``tables="workers"``, the
+                                        default), one file for ``tables="memory"``, absent for ``"none"``
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ def run_features(
     workers: int | None = None,
     progress: bool = False,
     processor: Callable[..., Any] = AnomalyFeatureProcessor,
+    tables: str = "workers",
+    table_folder: str | Path | None = None,
     **options: Any,
-) -> tuple[FeatureResult, dict[str, Path]]:
+) -> tuple[FeatureResult, dict[str, Path | str]]:
     """Check the files, run the feature processor on a distributed cluster and write the outputs.
 
     ``fileset`` is a coffea fileset JSON path or mapping; ``processor`` is
@@ -37,10 +41,17 @@ def run_features(
     :func:`coffea_ad.processing.run_processor` (``features``, ``optional``, ``feature_config``,
     ``region_config``, ``step_size``, ...). Without ``scheduler`` a LocalCluster with ``workers`` worker
     processes (default: one per core) is started.
+
+    ``tables``: ``"workers"`` (the tasks write ``features/{dataset}.parquet`` under ``outdir``, or under
+    ``table_folder``, a folder or fsspec URL the workers reach), ``"memory"`` (gathered into
+    ``result.tables`` and written by the client) or ``"none"`` (histograms and cutflow only).
     """
     checked, skipped = check_fileset(read_fileset(fileset))
+    if tables == "workers" and table_folder is None:
+        table_folder = Path(outdir) / "features"
     with dask_client(scheduler, workers) as client:
         result = run_processor(
-            checked, skipped, mode=mode, client=client, progress=progress, make_processor=processor, **options
+            checked, skipped, mode=mode, client=client, progress=progress, make_processor=processor,
+            tables=tables, table_folder=table_folder, **options,
         )
     return result, write_outputs(result, outdir)

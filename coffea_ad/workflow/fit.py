@@ -141,16 +141,34 @@ def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _score_record(histograms: Path) -> tuple[Path, dict[str, Any] | None]:
+    """``scores.json`` beside the file, and its content (None when there is none)."""
+    record = histograms.with_name("scores.json")
+    if not record.is_file():
+        return record, None
+    try:
+        return record, json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputFileError(f"cannot read {record}: {error}") from error
+
+
+def _refuse_without_threshold(histograms: Path) -> None:
+    """Refuse a file that ``coffea-ad score`` wrote without a control region: it holds no cut to fit."""
+    record, models = _score_record(histograms)
+    unset = sorted(name for name, entry in (models or {}).items() if entry.get("threshold", 0) is None)
+    if unset:
+        raise ConfigurationError(
+            f"{histograms} was scored without a control region: {record} records no threshold for "
+            f"{', '.join(unset)}, so there is no cut to fit; rerun 'coffea-ad score' with --control-region FLAG"
+        )
+
+
 def _recorded_signal_region(histograms: Path, score: str | None) -> tuple[str, str]:
     """The signal region ``coffea-ad score`` recorded beside the file, else the default; and where it came from."""
     from coffea_ad.workflow.score import DEFAULT_SIGNAL_REGION
 
-    record = histograms.with_name("scores.json")
-    if record.is_file():
-        try:
-            models = json.loads(record.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputFileError(f"cannot read {record}: {error}") from error
+    record, models = _score_record(histograms)
+    if models is not None:
         regions = [entry.get("signal_region") for name, entry in models.items() if score in (None, name)]
         regions = sorted({region for region in regions if region})
         if len(regions) == 1:
@@ -170,6 +188,7 @@ def resolve_inputs(
     score: str | None = None,
 ) -> FitInputs:
     """Fill in the defaults (see the module docstring) and check every name against the file's content."""
+    _refuse_without_threshold(content.path)
     notes = []
     observed = ()  # the datasets that are data, not simulation
     if data is None:

@@ -153,7 +153,7 @@ def _read_events(
     wanted = list(dict.fromkeys([*columns, *EVENT_ID_BRANCHES]))
     notes: list[str] = []
     if isinstance(data, (str, Path)) and Path(data).suffix == ".parquet":
-        if not Path(data).is_file():
+        if not Path(data).exists():
             raise InputFileError(f"{what} table {data} does not exist")
         table = open_table(Path(data))
         source = str(data)
@@ -161,6 +161,7 @@ def _read_events(
         names = [name for name in columns if name not in EVENT_ID_BRANCHES]
         result, _ = run_features(
             data, output / "features" / what.replace(" ", "_"), features=names, scheduler=scheduler, progress=progress,
+            tables="memory",
         )
         for skipped in result.skipped:
             notes.append(f"{what}: skipped {skipped.path} ({skipped.dataset}): {skipped.reason}")
