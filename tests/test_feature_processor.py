@@ -254,3 +254,30 @@ def test_progress_is_one_bar_of_a_few_lines_in_a_log(shared_nanoaod, client, cap
     assert "\r" not in log
     lines = log.splitlines()
     assert 1 <= len(lines) <= 3 and lines[-1].startswith("AnomalyFeatureProcessor on 1 dataset: 100%"), log
+
+
+@pytest.mark.parametrize("order", ["tt_first", "dy_first"])
+def test_a_dataset_whose_files_store_a_branch_in_different_types_keeps_every_value(shared_nanoaod, client, order):
+    """``Electron_cutBased`` is uint8 in the v12 ttbar file and int32 in the Drell-Yan file: read with one form
+    (dask mode reads a dataset with its first file's), the electron counts came out wrong (34 instead of 42) or
+    the run crashed, depending on the order. The files run as two groups now, and every count is each file's own."""
+    paths = [str(shared_nanoaod / "nano_tt_v12.root"), str(shared_nanoaod / "nano_dy.root")]
+    if order == "dy_first":
+        paths.reverse()
+    checked, _ = check_fileset(normalize_fileset({"mixed": paths}))
+    types = {path: checked["mixed"].file_types[path]["Electron_cutBased"] for path in paths}
+    assert sorted(types.values()) == ["int32_t[]", "uint8_t[]"]
+    names = ["n_electrons", "n_muons", "ht"]
+    expected = {}
+    for path in paths:
+        single, _ = check_fileset(normalize_fileset({"one": [path]}))
+        table = run_processor(single, features=names, make_processor=AnomalyFeatureProcessor).tables["one"]
+        expected.update({(path, int(event)): (int(n_e), int(n_mu)) for event, n_e, n_mu in
+                         zip(table["event"], table["n_electrons"], table["n_muons"])})
+    for mode in ("dask", "virtual"):
+        table = run_processor(checked, features=names, mode=mode, client=client,
+                              make_processor=AnomalyFeatureProcessor).tables["mixed"]
+        counts = sorted((int(event), int(n_e), int(n_mu)) for event, n_e, n_mu in
+                        zip(table["event"], table["n_electrons"], table["n_muons"]))
+        assert counts == sorted((event, *count) for (_, event), count in expected.items()), mode
+    assert len(expected) == 240 and sum(n_e for n_e, _ in expected.values()) == 42

@@ -46,8 +46,9 @@ class SkippedFile:
 class DatasetFiles:
     """The readable files of one dataset, with what they hold.
 
-    ``branches`` are the branches every file has; ``file_branches`` and ``file_entries`` hold each file's own
-    branch names and number of entries (what decides, for example, its MET collection).
+    ``branches`` are the branches every file has; ``file_branches``, ``file_types`` and ``file_entries`` hold
+    each file's own branch names, branch types (uproot's ``typename``, e.g. ``uint8_t[]``) and number of entries:
+    what decides its MET collection, and which files can share one form in dask mode.
     """
 
     files: dict[str, str]
@@ -57,6 +58,7 @@ class DatasetFiles:
     empty_files: list[str] = dataclasses.field(default_factory=list)
     file_branches: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     file_entries: dict[str, int] = dataclasses.field(default_factory=dict)
+    file_types: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def subset(self, paths: Iterable[str]) -> DatasetFiles:
         """The same dataset restricted to ``paths`` (some of its readable files), without its empty files."""
@@ -69,6 +71,7 @@ class DatasetFiles:
             n_entries=sum(self.file_entries[path] for path in paths),
             file_branches={path: self.file_branches[path] for path in paths},
             file_entries={path: self.file_entries[path] for path in paths},
+            file_types={path: self.file_types[path] for path in paths if path in self.file_types},
         )
 
 
@@ -116,8 +119,8 @@ def normalize_fileset(raw: Any, source: str = "the fileset") -> dict[str, dict[s
     return fileset
 
 
-def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str]]:
-    """(entries, branch names) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
+def _open_tree(path: str, tree_name: str) -> tuple[int, dict[str, str]]:
+    """(entries, branch name -> type name) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
     import uproot
 
     with uproot.open(path) as handle:
@@ -125,7 +128,7 @@ def _open_tree(path: str, tree_name: str) -> tuple[int, frozenset[str]]:
         if actual is not None and actual < expected:
             raise OSError(f"truncated: {actual} bytes, the ROOT header says {expected}")
         tree = handle[tree_name]
-        return tree.num_entries, frozenset(tree.keys(recursive=False))
+        return tree.num_entries, {name: tree[name].typename for name in tree.keys(recursive=False)}
 
 
 def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, DatasetFiles], list[SkippedFile]]:
@@ -135,11 +138,12 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
     for dataset, spec in fileset.items():
         files: dict[str, str] = {}
         branch_sets: dict[str, frozenset[str]] = {}
+        types_by_file: dict[str, dict[str, str]] = {}
         entries_by_file: dict[str, int] = {}
         empty: list[str] = []
         for path, tree_name in spec["files"].items():
             try:
-                entries, branches = _open_tree(path, tree_name)
+                entries, types = _open_tree(path, tree_name)
             except (OSError, ValueError, KeyError, TypeError) as error:
                 reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
                 logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
@@ -149,11 +153,19 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
                 empty.append(path)
                 continue
             files[path] = tree_name
-            branch_sets[path] = branches
+            branch_sets[path] = frozenset(types)
+            types_by_file[path] = types
             entries_by_file[path] = entries
         common = frozenset.intersection(*branch_sets.values()) if branch_sets else frozenset()
         checked[dataset] = DatasetFiles(
-            files, dict(spec["metadata"]), common, sum(entries_by_file.values()), empty, branch_sets, entries_by_file
+            files,
+            dict(spec["metadata"]),
+            common,
+            sum(entries_by_file.values()),
+            empty,
+            branch_sets,
+            entries_by_file,
+            types_by_file,
         )
     return checked, skipped
 

@@ -11,9 +11,11 @@ The processor is passed in (``make_processor``): this stage runs the classes of 
 computed is decided once per dataset from the branches all its files share, the MET collection per file
 (:func:`met_groups`): a dataset whose files have different MET collections (NanoAOD v12 ``MET``, v15
 ``PFMET``) runs as one group of files per collection, each with its own resolved ``FeatureConfig``, and the
-groups' outputs are merged into the dataset's (:func:`merge_outputs`). In dask mode this is necessary:
-``apply_to_fileset`` builds a dataset's events from one form, the first file's, whose ``MET_pt`` a v15 file
-cannot give.
+groups' outputs are merged into the dataset's (:func:`merge_outputs`). Files whose branches read have different
+types (``Electron_cutBased`` is ``uint8`` in some NanoAOD versions, ``int32`` in others) run in groups too
+(:func:`form_groups`). In dask mode both are necessary: ``apply_to_fileset`` builds a dataset's events from one
+form, the first file's, whose ``MET_pt`` a v15 file cannot give and whose ``uint8`` another file's ``int32``
+values would be misread as, silently.
 
 The per-event tables (``tables=``) are gathered into the client (``"memory"``: what the search and the LHC
 Olympics protocol use), written by the tasks themselves (``"workers"``: the client then holds only histograms,
@@ -66,6 +68,7 @@ __all__ = [
     "TABLES",
     "FeatureResult",
     "met_groups",
+    "form_groups",
     "merge_outputs",
     "run_processor",
     "write_outputs",
@@ -201,6 +204,43 @@ def met_groups(dataset: str, files: DatasetFiles, config: FeatureConfig) -> dict
     return {collection: files.subset(group) for collection, group in paths.items()}
 
 
+def _branches_read(feature_names: Iterable[str], config: FeatureConfig) -> list[str]:
+    """The branches the features read under ``config``, with the event ids and each collection's counter."""
+    branches = set(EVENT_ID_COLUMNS)
+    for name in feature_names:
+        for branch in FEATURES[name].required_branches(config):
+            branches.add(branch)
+            collection, separator, _ = branch.partition("_")
+            if separator:
+                branches.add(f"n{collection}")
+    return sorted(branches)
+
+
+def form_groups(dataset: str, files: DatasetFiles, branches: Iterable[str]) -> list[DatasetFiles]:
+    """The readable files of ``dataset`` grouped by the types of ``branches`` (uproot's typename), in file order.
+
+    In dask mode ``apply_to_fileset`` reads every file of a dataset with the first file's form: a branch stored
+    as ``uint8`` in one file and ``int32`` in another (``Electron_cutBased`` in NanoAOD v12 simulation and in
+    older files) is then misread, silently. Files that agree on every branch read form one group each.
+    """
+    branches = list(branches)
+    groups: dict[tuple, list[str]] = {}
+    for path in files.files:
+        types = files.file_types.get(path, {})
+        groups.setdefault(tuple(types.get(branch) for branch in branches), []).append(path)
+    if len(groups) == 1:
+        return [files]
+    differing = [branch for position, branch in enumerate(branches) if len({key[position] for key in groups}) > 1]
+    logger.info(
+        "dataset %r runs as %d groups of files: their branch types differ (%s)",
+        dataset,
+        len(groups),
+        ", ".join(f"{branch}: {'/'.join(sorted({str(key[branches.index(branch)]) for key in groups}))}"
+                  for branch in differing),
+    )
+    return [files.subset(paths) for paths in groups.values()]
+
+
 def _plan_dataset(
     dataset: str,
     files: DatasetFiles,
@@ -234,15 +274,17 @@ def _plan_dataset(
             if missing:
                 left_out.setdefault(name, []).extend(branch for branch in missing if branch not in left_out[name])
     kept_names = [name for name in wanted if all(name in kept for kept in kept_by_group)]
-    if not any(FEATURES[name].reads_met for name in kept_names):
-        return _DatasetPlan(kept_names, left_out, [(config, files)], dict.fromkeys(files.files))
-    met_by_file = {path: collection for collection, group in groups.items() for path in group.files}
-    return _DatasetPlan(
-        kept_names,
-        left_out,
-        [(resolved[collection], group) for collection, group in groups.items()],
-        {path: met_by_file[path] for path in files.files},
-    )
+    if any(FEATURES[name].reads_met for name in kept_names):
+        met_plan = [(resolved[collection], group) for collection, group in groups.items()]
+        met_by_file = {path: collection for collection, group in groups.items() for path in group.files}
+    else:
+        met_plan, met_by_file = [(config, files)], dict.fromkeys(files.files)
+    runs = [
+        (group_config, files_of_form)
+        for group_config, group in met_plan
+        for files_of_form in form_groups(dataset, group, _branches_read(kept_names, group_config))
+    ]
+    return _DatasetPlan(kept_names, left_out, runs, {path: met_by_file[path] for path in files.files})
 
 
 def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
