@@ -365,3 +365,27 @@ def hand_started_cluster(tmp_path):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_coffea_ad_score_on_a_cluster_whose_worker_sees_neither_the_model_nor_the_feature_module(
+    hand_started_cluster, dimuon, tmp_path, capsys
+):
+    """The issue's measurement: `dask scheduler` and `dask worker` started by hand, the worker unable to see the
+    user's folder, died with FileNotFoundError. Model and feature module now reach the worker inside the tasks."""
+    address, analysis = hand_started_cluster
+    module = analysis / "my_features.py"
+    module.write_text(EXAMPLE.read_text())
+    model = linear_model(analysis / "dimuon.onnx", ["mumu_mass", "n_muons"], [1.0, 1000.0])
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"data": {"files": {str(dimuon): "Events"}}}))
+    out = tmp_path / "scored"
+    argv = ["score", str(fileset), "--model", f"dimuon={model}", "--feature-module", str(module),
+            "--control-region", "none", "--scheduler", address, "-o", str(out), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    from coffea_ad.processing.tables import column_array, open_table
+
+    table = open_table(out / "features" / "data.parquet")
+    masses = dict(zip(uproot.open(dimuon)["Events"]["event"].array(library="np"), dimuon_mass_from_branches(dimuon)))
+    scores = column_array(table, "dimuon", dtype=float) - 1000.0 * column_array(table, "n_muons", dtype=float)
+    np.testing.assert_allclose(scores, [masses[event] for event in column_array(table, "event")], rtol=2e-5,
+                               equal_nan=True)
