@@ -168,7 +168,7 @@ def main() -> None:
             ratios[tables] = peak[large] / max(peak[small], 1.0)
             print(f"client peak above baseline, {large} / {small} events, tables {tables}: {ratios[tables]:.2f}")
     write_json(args.output, {
-        "sample": str(sample),
+        "sample": sample.name,
         "events_per_file": per_file,
         "workers": args.workers,
         "step_size": args.step_size,
