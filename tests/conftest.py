@@ -45,3 +45,16 @@ def open_events():
         return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
 
     return open_eager
+
+
+@pytest.fixture(autouse=True)
+def builtin_features_only():
+    """Every test ends with the features it started with: the user features a test defines (``define_feature``,
+    ``--feature-module``) do not leak into the next one."""
+    from coffea_ad.features import FEATURE_SETS, FEATURES
+
+    before, user = dict(FEATURES), FEATURE_SETS["user"]
+    yield
+    FEATURES.clear()
+    FEATURES.update(before)
+    FEATURE_SETS["user"] = user

@@ -27,16 +27,6 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLE = REPOSITORY / "examples" / "dimuon_user_feature.py"
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    """Every test starts and ends with the built-in features only."""
-    before, user = dict(FEATURES), FEATURE_SETS["user"]
-    yield
-    FEATURES.clear()
-    FEATURES.update(before)
-    FEATURE_SETS["user"] = user
-
-
 @pytest.fixture
 def dimuon(shared_nanoaod):
     return shared_nanoaod / "nano_dimuon.root"
