@@ -595,7 +595,8 @@ def run_search(
     ``n_signal`` inject that many of its events. ``mjj_min`` / ``mjj_max`` / ``n_parameters`` set the fit
     range and the dijet function as in :func:`~coffea_ad.stats.bumphunt.bump_hunt`. Training runs on the
     cluster at ``scheduler`` or on a new LocalCluster of ``workers`` processes. Files and chunks that the feature
-    processor skips (unreadable, read errors) are notes of the result; ``strict`` makes them an error. Returns
+    processor skips (unreadable, read errors) are notes of the result, counted in its ``inputs_skipped`` (files,
+    chunks, entries); ``strict`` makes them an error. Returns
     the content of ``search.json``.
     """
     from coffea_ad.models.ensemble import member_seed
