@@ -225,6 +225,18 @@ def test_strict_makes_the_corrupt_chunk_an_error_and_writes_nothing(command, mod
     assert not outdir.exists()
 
 
+def test_search_strict_refuses_the_corrupt_chunk_before_any_training(fileset, files, client, tmp_path, capsys):
+    """search runs the feature processor with its default step size: the bad file is one chunk, lost whole."""
+    outdir = tmp_path / "search"
+    status = main(["search", str(fileset), "-o", str(outdir), "--scheduler", client.scheduler.address, "--strict",
+                   "--no-progress"])
+    assert status == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("coffea-ad search: error: 0 file(s) and 1 chunk(s) skipped, and strict makes any")
+    assert f"entries 0-200 (200) of {files['bad']} (dataset 'ttbar'): zlib.error" in error
+    assert not outdir.exists()
+
+
 def test_the_skipped_chunk_is_one_line_on_the_real_stderr(fileset, files, client, tmp_path):
     """Outside pytest's log capture: the warning line the CLI writes, and the summary line."""
     result = subprocess.run(

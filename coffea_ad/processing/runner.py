@@ -112,7 +112,7 @@ _UPROOT_FOLDER = os.path.dirname(uproot.__file__) + os.sep
 
 @dataclasses.dataclass
 class FeatureResult:
-    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files skipped.
+    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files and chunks skipped.
 
     ``met_collections`` gives, per dataset and file, the MET collection its ``met``/``met_phi`` were read from
     (None where no MET feature was computed). ``tables`` holds the tables gathered into the client
