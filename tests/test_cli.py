@@ -21,6 +21,7 @@ EXPECTED = {
     options.REGION: {"train", "score", "fit", "search"},
     options.MASS: {"train", "score", "fit", "search"},
     options.NO_PROGRESS: {"generate", "features", "train", "score", "search"},
+    options.STRICT: {"features", "score", "search"},
 }
 
 

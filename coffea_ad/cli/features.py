@@ -4,6 +4,13 @@ Writes ``OUTDIR/features/{dataset}.parquet`` (the table ``coffea-ad train`` read
 that the workers write, unless ``--no-tables``), ``OUTDIR/histograms.root``
 (``{dataset}/{partition}_{region}/{variable}``) and ``OUTDIR/cutflow.json``; see
 :mod:`coffea_ad.workflow.features`.
+
+Which features may be left out (:func:`optional_features`): without ``--features``, every feature the input
+cannot give is left out with a warning (all the input allows). A feature or feature set named in
+``--features`` is explicitly requested: one that cannot be computed is an error (exit 1), unless ``--optional``
+names it; the set ``all`` keeps its meaning, all the input allows. A file that cannot be read or a chunk hit by
+a read error is skipped with a warning line on stderr, and the last line says how many were; a dataset left
+without a readable file is an error, and so is any skipped input under ``--strict``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from coffea_ad.cli import options
 
-__all__ = ["SUMMARY", "add_arguments", "run", "skipped_features_on_stderr", "print_outputs"]
+__all__ = ["SUMMARY", "add_arguments", "run", "optional_features", "skipped_features_on_stderr", "print_outputs"]
 
 SUMMARY = "compute features, region flags, histograms and cutflow of a fileset on a dask cluster"
 
@@ -32,14 +39,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.FEATURE_MODULE.add(parser)
     parser.add_argument(
         "--optional",
-        default="all",
+        default=None,
         metavar="NAMES",
-        help="features left out with a warning when a branch is absent: names, 'all' (default) or 'none'",
+        help="features left out with a warning when a branch is absent: names, 'all' or 'none' (default: all "
+        "without --features; with it, those reached only through the set 'all': a feature or set named in "
+        "--features that cannot be computed is an error)",
     )
     options.MET.add(parser)
     options.STEP_SIZE.add(parser)
     options.NO_TABLES.add(parser)
+    options.STRICT.add(parser)
     options.NO_PROGRESS.add(parser)
+
+
+def optional_features(features: list[str] | None, optional: str | None = None) -> bool | list[str]:
+    """The features that may be left out when the input lacks a branch (the ``optional`` of
+    :func:`coffea_ad.processing.run_processor`).
+
+    ``optional`` (``--optional``) as given: ``"all"``, ``"none"`` or comma-separated names. Otherwise it
+    follows ``features`` (``--features``): not given, every feature is optional (all the input allows); given,
+    the features it names, and those of the sets it names, are explicitly requested and never optional, while
+    those reached only through the set ``all`` stay optional (``all`` means all the input allows).
+    """
+    if optional is not None:
+        return {"all": True, "none": False}.get(optional, options.names(optional))
+    if features is None:
+        return True
+    from coffea_ad.features import resolve_feature_names
+
+    requested = set(resolve_feature_names([name for name in features if name != "all"]))
+    return [name for name in resolve_feature_names(features) if name not in requested]
 
 
 @contextlib.contextmanager
@@ -58,10 +87,12 @@ def skipped_features_on_stderr() -> Iterator[None]:
 
 
 def print_outputs(result: Any, paths: Mapping[str, Path]) -> None:
-    """Events and features per dataset, files skipped, files written."""
+    """Events and features per dataset, files and chunks skipped (always said, zero included), files written."""
     for dataset, counts in result.cutflows.items():
         print(f"{dataset}: {counts['n_events']} events, {len(result.features[dataset])} features")
-    print(f"files skipped: {len(result.skipped)}")
+    lost = sum(chunk.n_entries for chunk in result.skipped_chunks)
+    print(f"files skipped: {len(result.skipped)}, chunks skipped: {len(result.skipped_chunks)} "
+          f"({lost} entries not read)")
     for path in paths.values():
         print(f"wrote {path}")
 
@@ -72,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
     from coffea_ad.workflow.features import run_features
 
     options.quiet_distributed(args.verbose)
-    optional: bool | list[str] = {"all": True, "none": False}.get(args.optional, options.names(args.optional))
     with skipped_features_on_stderr():
         result, paths = run_features(
             args.fileset,
@@ -82,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             features=args.features or ["all", "user"],
-            optional=optional,
+            optional=optional_features(args.features, args.optional),
             feature_config=FeatureConfig(met_collection=args.met),
             step_size=args.step_size,
             tables="none" if args.no_tables else "workers",
+            strict=args.strict,
         )
     print_outputs(result, paths)
     return 0

@@ -40,6 +40,7 @@ __all__ = [
     "STEP_SIZE",
     "MET",
     "NO_TABLES",
+    "STRICT",
     "SHARED",
 ]
 
@@ -198,9 +199,19 @@ NO_TABLES = Option(
     },
 )
 
+STRICT = Option(
+    ("--strict",),
+    {
+        "action": "store_true",
+        "help": "make any skipped input an error (exit 1, nothing written): a file that cannot be read, or a chunk "
+        "of a file hit by a read error such as a corrupt basket (default: skip them, report each on stderr and in "
+        "cutflow.json, and process the rest)",
+    },
+)
+
 #: Every shared option (``-o/--output`` aside, whose help says what each command writes).
 SHARED: tuple[Option, ...] = (WORKERS, SCHEDULER, MODE, SEED, DEVICE, FEATURES, FEATURE_MODULE, REGION, MASS,
-                              NO_PROGRESS, SET, STEP_SIZE, MET, NO_TABLES)
+                              NO_PROGRESS, SET, STEP_SIZE, MET, NO_TABLES, STRICT)
 
 
 def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> argparse.Action:

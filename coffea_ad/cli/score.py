@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from coffea_ad.cli import options
-from coffea_ad.cli.features import print_outputs, skipped_features_on_stderr
+from coffea_ad.cli.features import optional_features, print_outputs, skipped_features_on_stderr
 from coffea_ad.errors import ConfigurationError
 
 __all__ = ["SUMMARY", "add_arguments", "run", "parse_models"]
@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.MET.add(parser)
     options.STEP_SIZE.add(parser)
     options.NO_TABLES.add(parser)
+    options.STRICT.add(parser)
     options.NO_PROGRESS.add(parser)
 
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             target_efficiency=args.efficiency,
             mass=args.mass or options.DEFAULT_MASS,
             features=args.features or "all",
-            optional=args.features is None,
+            optional=optional_features(args.features),
             mode=args.mode,
             scheduler=args.scheduler,
             workers=args.workers,
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             feature_config=FeatureConfig(met_collection=args.met),
             step_size=args.step_size,
             tables="none" if args.no_tables else "workers",
+            strict=args.strict,
         )
     for name, model in summary.items():
         if model["threshold"] is None:

@@ -102,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     options.SCHEDULER.add(where)
     options.WORKERS.add(where)
+    options.STRICT.add(parser)
     options.NO_PROGRESS.add(parser)
 
 
@@ -136,7 +137,11 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         workers=args.workers,
         progress=not args.no_progress,
+        strict=args.strict,
     )
     print(result["summary_text"])
+    skipped = result["inputs_skipped"]
+    print(f"files skipped: {skipped['files']}, chunks skipped: {skipped['chunks']} ({skipped['entries']} entries "
+          "not read)")
     print(f"  wrote {args.output / 'index.html'} (open it in a browser), search.json, summary.txt, plots/, windows/")
     return 0

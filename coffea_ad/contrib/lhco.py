@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.errors import ConfigurationError
 from coffea_ad.processing.tables import Table, complete_rows, concatenate_tables, take_rows
 
 __all__ = [
@@ -181,12 +181,11 @@ def load_samples(
     if missing:
         raise ConfigurationError(f"no file given for sample role(s) {missing}; roles: {list(SAMPLE_ROLES)}")
     fileset = {role: {"files": {str(paths[role]): "Events"}} for role in SAMPLE_ROLES}
+    # strict: the protocol needs every event of every sample, so a skipped file or chunk is an error
     result, _ = run_features(
-        fileset, folder, features=["lhco"], workers=workers, scheduler=scheduler, progress=progress, tables="memory"
+        fileset, folder, features=["lhco"], workers=workers, scheduler=scheduler, progress=progress, tables="memory",
+        strict=True,
     )
-    if result.skipped:
-        reasons = "; ".join(f"{skipped.path} ({skipped.dataset}): {skipped.reason}" for skipped in result.skipped)
-        raise InputFileError(f"the protocol needs every sample, but the feature processor skipped {reasons}")
     columns = ["mjj", *LHCO_FEATURES]
     tables = {role: complete_rows(result.tables[role], columns) for role in SAMPLE_ROLES}
     signal = tables["signal"]

@@ -246,7 +246,8 @@ def region_ids(partition_masks: Mapping[str, Partition]) -> Any:
         masks = list(regions.values())
         position = sum(mask * index for index, mask in enumerate(masks))
         n_regions = sum(ak.values_astype(mask, "int64") for mask in masks)
-        columns.append(ak.unflatten(ak.where(n_regions == 1, position + offset, -1), 1))
+        # [:, None], not ak.unflatten(..., 1): that fails on a chunk of no events (a chunk skipped for a read error)
+        columns.append(ak.where(n_regions == 1, position + offset, -1)[:, None])
         offset += len(masks)
     return ak.from_regular(ak.concatenate(columns, axis=1), axis=1)
 

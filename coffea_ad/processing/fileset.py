@@ -1,8 +1,10 @@
 """Coffea filesets: reading, validating and checking every file before a run.
 
 A fileset is ``{dataset: {"files": {path: tree} | [path, ...], "metadata": {...}}}`` (coffea's
-convention). Before anything runs, every file is opened: a file that cannot be read, is truncated
-(shorter than its ROOT header says) or has no ``Events`` tree is reported and skipped, never silently.
+convention). Before anything runs, every file is opened: a file that cannot be read, is empty (0 bytes), is
+truncated (shorter than its ROOT header says) or has no ``Events`` tree is reported and skipped
+(:class:`SkippedFile`), never silently. A read error found later, inside a file (a corrupt compressed basket),
+skips one chunk of it: :class:`SkippedChunk`, reported by :func:`coffea_ad.processing.run_processor`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +23,7 @@ from coffea_ad.errors import ConfigurationError, InputFileError
 __all__ = [
     "DEFAULT_TREE",
     "SkippedFile",
+    "SkippedChunk",
     "DatasetFiles",
     "load_fileset",
     "normalize_fileset",
@@ -40,6 +44,27 @@ class SkippedFile:
     dataset: str
     path: str
     reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedChunk:
+    """The entries ``[entry_start, entry_stop)`` of a file left out of the run by a read error, and why."""
+
+    dataset: str
+    path: str
+    entry_start: int
+    entry_stop: int
+    reason: str
+
+    @property
+    def n_entries(self) -> int:
+        """The number of entries (events) lost."""
+        return self.entry_stop - self.entry_start
+
+    def describe(self) -> str:
+        """``entries 50-100 (50) of FILE (dataset 'ttbar'): REASON``: the chunk in one line."""
+        return (f"entries {self.entry_start}-{self.entry_stop} ({self.n_entries}) of {self.path} "
+                f"(dataset {self.dataset!r}): {self.reason}")
 
 
 @dataclasses.dataclass
@@ -131,6 +156,13 @@ def _open_tree(path: str, tree_name: str) -> tuple[int, dict[str, str]]:
         return tree.num_entries, {name: tree[name].typename for name in tree.keys(recursive=False)}
 
 
+def _reason(path: str, error: BaseException) -> str:
+    """Why a file is skipped, in one line: the error's whole message (uproot's spans several lines)."""
+    if isinstance(error, OSError) and os.path.isfile(path) and os.path.getsize(path) == 0:
+        return "OSError: the file is empty (0 bytes), not a ROOT file"
+    return f"{type(error).__name__}: {' '.join(str(error).split())}".strip()
+
+
 def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, DatasetFiles], list[SkippedFile]]:
     """Open every file; return the readable files per dataset and the files skipped (with the reason)."""
     checked: dict[str, DatasetFiles] = {}
@@ -145,7 +177,7 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
             try:
                 entries, types = _open_tree(path, tree_name)
             except (OSError, ValueError, KeyError, TypeError) as error:
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".strip()
+                reason = _reason(path, error)
                 logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
                 skipped.append(SkippedFile(dataset, path, reason))
                 continue

@@ -17,6 +17,17 @@ types (``Electron_cutBased`` is ``uint8`` in some NanoAOD versions, ``int32`` in
 form, the first file's, whose ``MET_pt`` a v15 file cannot give and whose ``uint8`` another file's ``int32``
 values would be misread as, silently.
 
+A read error inside a file (a corrupt compressed basket, a decompression or deserialization error, a
+truncation found only while reading: :data:`READ_ERRORS`) skips the chunk it hits, in both modes, and the run
+goes on: the chunk's events are neither processed nor counted (the processor runs on no events in its place,
+so that its outputs keep their layout), and the chunk is reported with its file, entry range and reason in
+:attr:`FeatureResult.skipped_chunks` and ``cutflow.json``. In dask mode uproot catches these errors
+(``allow_read_errors_with_report``, its report gives each failed partition); in virtual mode the processor is
+wrapped, and an error counts as a read error only when it was raised while uproot was reading (a frame of
+uproot in its traceback): an error of the processor itself is never skipped. ``strict=True`` makes any skipped
+file or chunk an error, and ``require_readable=True`` a dataset without a readable file
+(:func:`check_inputs`); either leaves nothing written.
+
 The per-event tables (``tables=``) are gathered into the client (``"memory"``: what the search and the LHC
 Olympics protocol use), written by the tasks themselves (``"workers"``: the client then holds only histograms,
 cutflows and small summaries), or not made (``"none"``). Written tables are folders of parquet parts::
@@ -34,39 +45,49 @@ Output folder layout (:func:`write_outputs`)::
 
     OUTDIR/histograms.root          {dataset}/{partition}_{region}/{variable}  (TH1D, Sumw2, flow bins)
     OUTDIR/cutflow.json             counts per region, files processed/skipped (and each file's MET
-                                    collection), features computed/left out
+                                    collection), chunks skipped for read errors (file, entries, reason)
+                                    and the entries they lost, features computed/left out
     OUTDIR/features/{dataset}.parquet   one row per event (see coffea_ad.processing.tables): a file for
                                         tables gathered in memory, a folder of parts for written ones
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import logging
+import lzma
 import os
 import shutil
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import cramjam
+import uproot
 from coffea import processor as coffea_processor
+from uproot.deserialization import DeserializationError
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, missing_branches, resolve_feature_names, select_features
 from coffea_ad.features.regions import RegionConfig, check_cutflow, cutflow, flag_names, partition_layout
 from coffea_ad.paths import write_json
 from coffea_ad.progress import progress_bar
-from coffea_ad.processing.fileset import DatasetFiles, SkippedFile, safe_name
+from coffea_ad.processing.fileset import DatasetFiles, SkippedChunk, SkippedFile, safe_name
 from coffea_ad.processing.histograms import book_histograms, write_root
 from coffea_ad.processing.tables import EVENT_ID_COLUMNS, empty_table, sort_by_event_id, write_parquet, write_part
 
 __all__ = [
     "MODES",
     "TABLES",
+    "READ_ERRORS",
     "FeatureResult",
+    "check_inputs",
+    "log_skipped_chunks",
     "met_groups",
     "form_groups",
     "merge_outputs",
@@ -82,16 +103,26 @@ logger = logging.getLogger(__name__)
 MODES = ("dask", "virtual")
 #: Where the per-event tables go: gathered into the client, written by the workers, or nowhere.
 TABLES = ("memory", "workers", "none")
+#: The errors that skip the chunk they hit while it is read: I/O and truncation (OSError), a basket that does not
+#: decompress (zlib, lzma, cramjam's LZ4/ZSTD; ValueError for a bad checksum or block header) or deserialize.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, zlib.error, lzma.LZMAError, cramjam.DecompressionError, DeserializationError,
+)
+_QUALIFIED = {kind.__name__: f"{kind.__module__.lstrip('_')}.{kind.__qualname__}"
+              for kind in READ_ERRORS if kind.__module__ != "builtins"}
+_UPROOT_FOLDER = os.path.dirname(uproot.__file__) + os.sep
 
 
 @dataclasses.dataclass
 class FeatureResult:
-    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files skipped.
+    """Computed outputs of one run, per dataset: tables, histograms, cutflows; plus the files and chunks skipped.
 
     ``met_collections`` gives, per dataset and file, the MET collection its ``met``/``met_phi`` were read from
     (None where no MET feature was computed). ``tables`` holds the tables gathered into the client
     (``tables="memory"``, else empty); ``written`` the folder (path or fsspec URL) of each table the workers wrote
-    (``tables="workers"``, else empty).
+    (``tables="workers"``, else empty). ``skipped`` are the files left out before the run, ``skipped_chunks``
+    the chunks left out for a read error during it (in fileset order): their entries are in no table, histogram
+    or count.
     """
 
     mode: str
@@ -104,6 +135,7 @@ class FeatureResult:
     skipped: list[SkippedFile]
     met_collections: dict[str, dict[str, str | None]] = dataclasses.field(default_factory=dict)
     written: dict[str, str] = dataclasses.field(default_factory=dict)
+    skipped_chunks: list[SkippedChunk] = dataclasses.field(default_factory=list)
 
 
 def part_name(file_index: int, entry_start: int) -> str:
@@ -155,17 +187,65 @@ class _DaskPartWriter:
         return self.sink.write(table, self.names[block_index[0]])
 
 
+def _reason(kind: str, message: str) -> str:
+    """A read error in one line, the same in both modes: its type (qualified unless built in) and message."""
+    return f"{_QUALIFIED.get(kind, kind)}: {' '.join(str(message).split())}"
+
+
+def _raised_by_uproot(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.startswith(_UPROOT_FOLDER):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def _read_error(error: BaseException) -> BaseException | None:
+    """The read error behind ``error`` (itself or one of its causes): one of :data:`READ_ERRORS` raised while
+    uproot was reading; None for any other error, which is the processor's own and is never skipped."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, READ_ERRORS) and _raised_by_uproot(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _no_events(events: Any) -> Any:
+    """Events with the chunk's form, behaviour and metadata, and none of its entries (nothing is read): what the
+    processor runs on in place of a chunk that cannot be read, as uproot's dask reader gives it an empty array."""
+    return ak.Array(events.layout.form.length_zero_array(), behavior=events.behavior, attrs=events.attrs)
+
+
 class _ChunkTables(coffea_processor.ProcessorABC):
-    """A processor around another one (virtual mode): its chunk's table kept, written by the task, or dropped."""
+    """A processor around another one (virtual mode): a chunk that cannot be read is skipped and reported, and the
+    chunk's table is kept, written by the task, or dropped."""
 
     def __init__(self, inner: Any, sink: _TableSink) -> None:
         self.inner = inner
         self.sink = sink
 
     def process(self, events: Any) -> dict[str, Any]:
-        """The inner processor's output, with each dataset's ``table`` replaced as the sink says."""
-        output = self.inner.process(events)
+        """The inner processor's output, with each dataset's ``table`` replaced as the sink says and the chunk in
+        ``skipped_chunks`` when a read error skipped it (the output is then that of no events)."""
+        skipped: list[SkippedChunk] = []
+        try:
+            output = self.inner.process(events)
+        except Exception as error:
+            cause = _read_error(error)
+            if cause is None:
+                raise
+            metadata = events.metadata
+            skipped.append(SkippedChunk(
+                self.sink.dataset, metadata["filename"], int(metadata["entrystart"]), int(metadata["entrystop"]),
+                _reason(type(cause).__name__, str(cause)),
+            ))
+            output = self.inner.process(_no_events(events))
         for per_dataset in output.values():
+            per_dataset["skipped_chunks"] = list(skipped)
             table = ak.concatenate(per_dataset.pop("table"))
             if self.sink.tables == "memory":
                 per_dataset["table"] = [self.sink.chunk(table)]
@@ -342,9 +422,20 @@ def _dask_table(table: Any, sink: _TableSink, steps: Mapping[str, Any]) -> Any:
     return rows
 
 
+def _failed_chunks(dataset: str, report: ak.Array) -> list[SkippedChunk]:
+    """The chunks that uproot's read report (one row per partition, ``allow_read_errors_with_report``) gives as
+    failed; its ``args`` are the reprs of (file path, tree, entry start, entry stop, is_chunk)."""
+    chunks = []
+    for row in report[~ak.is_none(report.exception)].to_list():
+        path, _, start, stop = (ast.literal_eval(argument) for argument in row["args"][:4])
+        chunks.append(SkippedChunk(dataset, path, int(start), int(stop), _reason(row["exception"], row["message"])))
+    return chunks
+
+
 def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles], step_size: int,
               client: Any, progress: bool, sinks: Mapping[str, _TableSink]) -> dict[str, Any]:
-    """preprocess -> apply_to_fileset -> one compute of every dataset's outputs (tables written in it too)."""
+    """preprocess -> apply_to_fileset -> one compute of every dataset's outputs (tables written in it too, and
+    uproot's read report, which gives the chunks skipped for a read error)."""
     import dask
     from coffea.dataset_tools import apply_to_fileset, preprocess
     from coffea.dataset_tools.filespec import DataGroupSpec
@@ -354,24 +445,30 @@ def _run_dask(processors: Mapping[str, Any], checked: Mapping[str, DatasetFiles]
     )
     available, _ = preprocess(spec, step_size=step_size, skip_bad_files=False, save_form=False)
     graphs = {}
+    reading = {"allow_read_errors_with_report": READ_ERRORS}
     for name, processor in processors.items():
-        graphs[name] = apply_to_fileset(processor, DataGroupSpec.model_validate({name: available[name]}))[name][name]
+        dataset = DataGroupSpec.model_validate({name: available[name]})
+        outputs, reports = apply_to_fileset(processor, dataset, uproot_options=reading)
+        graphs[name] = outputs[name][name]
+        graphs[name]["read_report"] = reports[name]
         table = _dask_table(graphs[name].pop("table"), sinks[name], available[name].files)
         if table is not None:
             graphs[name]["table" if sinks[name].tables == "memory" else "table_rows"] = table
     if client is None or not progress:
         (computed,) = dask.compute(graphs)
-        return computed
-    from distributed import as_completed, futures_of
+    else:
+        from distributed import as_completed, futures_of
 
-    # Persist, then count the partitions as they finish: one bar for the whole step, not one line per 0.1 s.
-    collections, repack = dask.base.unpack_collections(graphs)
-    persisted = client.persist(list(collections))
-    futures = futures_of(persisted)
-    with progress_bar(len(futures), _step_name(processors), unit="partition") as bar:
-        for _ in as_completed(futures):
-            bar.update(1)
-    (computed,) = repack(client.compute(persisted, sync=True))
+        # Persist, then count the partitions as they finish: one bar for the whole step, not one line per 0.1 s.
+        collections, repack = dask.base.unpack_collections(graphs)
+        persisted = client.persist(list(collections))
+        futures = futures_of(persisted)
+        with progress_bar(len(futures), _step_name(processors), unit="partition") as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+        (computed,) = repack(client.compute(persisted, sync=True))
+    for name, output in computed.items():
+        output["skipped_chunks"] = _failed_chunks(name, output.pop("read_report"))
     return computed
 
 
@@ -471,6 +568,8 @@ def run_processor(
     tables: str = "memory",
     table_folder: str | os.PathLike | None = None,
     reduce_table: Callable[[ak.Array], ak.Array] | None = None,
+    strict: bool = False,
+    require_readable: bool = False,
     make_processor: Callable[..., Any],
 ) -> FeatureResult:
     """Run the feature processor over checked files (see :func:`check_fileset`) in ``mode``.
@@ -491,6 +590,12 @@ def run_processor(
     and lists the folders in ``result.written``; ``"none"`` makes no table. ``reduce_table`` (picklable), if
     given, turns each chunk's table into the rows and columns to keep before it is gathered or written, on the
     worker (the score workflow keeps the control-region scores).
+
+    A chunk that a read error hits (:data:`READ_ERRORS`) is skipped, listed in ``result.skipped_chunks`` with
+    its file, entries and reason, and counted nowhere; the rest of the fileset is processed. ``strict`` makes any
+    skipped file (of ``skipped``) or chunk an error, ``require_readable`` a dataset without a readable file
+    (:func:`check_inputs`): the skipped files are refused before the run, the chunks after it, and no table is
+    then moved into place.
     """
     if mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -500,6 +605,10 @@ def run_processor(
         raise ConfigurationError(f"table_folder is needed with tables='workers' and only then (tables={tables!r})")
     if step_size < 1:
         raise ConfigurationError(f"step_size must be a positive number of events, got {step_size}")
+    skipped = list(skipped)
+    checking = strict or require_readable
+    if checking:
+        check_inputs(checked, skipped, strict=strict)
     feature_config = feature_config or FeatureConfig()
     region_config = region_config or RegionConfig()
     plan = {name: _plan_dataset(name, files, features, optional, feature_config) for name, files in checked.items()}
@@ -536,10 +645,67 @@ def run_processor(
             for name, output in run(processors, group_files, step_size, client, progress, sinks).items():
                 parts.setdefault(name, []).append(output)
         computed = {name: merge_outputs(outputs) for name, outputs in parts.items()}
+        chunks = _in_fileset_order(checked, [chunk for output in computed.values()
+                                             for chunk in output.pop("skipped_chunks")])
+        if checking:
+            check_inputs(checked, skipped, chunks, strict=strict)
         result = _collect(computed, checked, plan, sinks, histogram_variables, region_config)
-        result.mode, result.skipped = mode, list(skipped)
+        result.mode, result.skipped, result.skipped_chunks = mode, skipped, chunks
     result.written = {name: final for name, (_, final) in folders.items()}
     return result
+
+
+def _in_fileset_order(checked: Mapping[str, DatasetFiles], chunks: Iterable[SkippedChunk]) -> list[SkippedChunk]:
+    datasets = {name: position for position, name in enumerate(checked)}
+    files = {(name, path): position for name, dataset in checked.items() for position, path in enumerate(dataset.files)}
+    return sorted(chunks, key=lambda chunk: (datasets[chunk.dataset], files[chunk.dataset, chunk.path],
+                                             chunk.entry_start))
+
+
+def _listed(descriptions: list[str], limit: int = 5) -> str:
+    shown = "; ".join(descriptions[:limit])
+    return shown if len(descriptions) <= limit else f"{shown}; and {len(descriptions) - limit} more"
+
+
+def check_inputs(
+    checked: Mapping[str, DatasetFiles],
+    skipped: Iterable[SkippedFile] = (),
+    skipped_chunks: Iterable[SkippedChunk] = (),
+    *,
+    strict: bool = False,
+) -> None:
+    """Refuse inputs that fell short, with :class:`~coffea_ad.errors.InputFileError` naming each file or chunk
+    and its reason: a dataset left without a readable file (every file with entries skipped, or every entry of
+    its files lost to skipped chunks); under ``strict``, any skipped file or chunk at all.
+
+    A dataset whose files are all readable and empty (a tree of 0 entries) is not refused: it has no events.
+    """
+    skipped, skipped_chunks = list(skipped), list(skipped_chunks)
+    if strict and (skipped or skipped_chunks):
+        described = [f"{entry.path} (dataset {entry.dataset!r}): {entry.reason}" for entry in skipped]
+        described += [chunk.describe() for chunk in skipped_chunks]
+        raise InputFileError(
+            f"{len(skipped)} file(s) and {len(skipped_chunks)} chunk(s) skipped, and strict makes any skipped "
+            f"input an error: {_listed(described)}"
+        )
+    for name, files in checked.items():
+        lost = [file for file in skipped if file.dataset == name]
+        if not files.files and lost:
+            reasons = _listed([f"{file.path}: {file.reason}" for file in lost])
+            raise InputFileError(f"dataset {name!r} has no readable file: {reasons}")
+        chunks = [chunk for chunk in skipped_chunks if chunk.dataset == name]
+        if files.n_entries and sum(chunk.n_entries for chunk in chunks) >= files.n_entries:
+            reasons = _listed([chunk.describe() for chunk in chunks])
+            raise InputFileError(
+                f"dataset {name!r}: none of the {files.n_entries} entries of its files could be read: {reasons}"
+            )
+
+
+def log_skipped_chunks(chunks: Iterable[SkippedChunk]) -> None:
+    """One warning per chunk skipped for a read error (file, entries, reason): on the terminal, the line that
+    :func:`~coffea_ad.processing.check_fileset` writes for each skipped file."""
+    for chunk in chunks:
+        logger.warning("skipped %s", chunk.describe())
 
 
 def _check_written(dataset: str, rows: Any, n_events: int) -> None:
@@ -618,15 +784,28 @@ def write_outputs(result: FeatureResult, outdir: str | Path) -> dict[str, Path |
 
 
 def cutflow_summary(result: FeatureResult) -> dict[str, Any]:
-    """The content of ``cutflow.json``: per dataset counts, features and files; totals of files."""
+    """The content of ``cutflow.json``: per dataset counts, features and files (skipped files and chunks with
+    their reasons, and the entries the chunks lost: ``n_events + n_entries_skipped`` is every entry of the
+    dataset's readable files); totals of files, chunks and entries skipped."""
     skipped_by_dataset: dict[str, list[dict[str, str]]] = {}
     for skipped in result.skipped:
         skipped_by_dataset.setdefault(skipped.dataset, []).append({"file": skipped.path, "reason": skipped.reason})
+    chunks_by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for chunk in result.skipped_chunks:
+        chunks_by_dataset.setdefault(chunk.dataset, []).append({
+            "file": chunk.path,
+            "entry_start": chunk.entry_start,
+            "entry_stop": chunk.entry_stop,
+            "entries": chunk.n_entries,
+            "reason": chunk.reason,
+        })
     datasets = {}
     for name, counts in result.cutflows.items():
         files = result.files[name]
+        chunks = chunks_by_dataset.get(name, [])
         datasets[name] = {
             **counts,
+            "n_entries_skipped": sum(chunk["entries"] for chunk in chunks),
             "features": result.features[name],
             "features_left_out": result.left_out[name],
             "files": {
@@ -634,12 +813,15 @@ def cutflow_summary(result: FeatureResult) -> dict[str, Any]:
                 "met_collection": result.met_collections.get(name, {}),
                 "empty": files.empty_files,
                 "skipped": skipped_by_dataset.get(name, []),
+                "skipped_chunks": chunks,
             },
         }
     return {
         "mode": result.mode,
         "n_files_processed": sum(len(files.files) + len(files.empty_files) for files in result.files.values()),
         "n_files_skipped": len(result.skipped),
+        "n_chunks_skipped": len(result.skipped_chunks),
+        "n_entries_skipped": sum(chunk.n_entries for chunk in result.skipped_chunks),
         "datasets": datasets,
     }
 

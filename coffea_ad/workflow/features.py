@@ -15,7 +15,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from coffea_ad.processing import FeatureResult, check_fileset, dask_client, read_fileset, run_processor, write_outputs
+from coffea_ad.processing import (
+    FeatureResult,
+    check_fileset,
+    check_inputs,
+    dask_client,
+    log_skipped_chunks,
+    read_fileset,
+    run_processor,
+    write_outputs,
+)
 from processors import AnomalyFeatureProcessor
 
 __all__ = ["run_features"]
@@ -32,6 +41,7 @@ def run_features(
     processor: Callable[..., Any] = AnomalyFeatureProcessor,
     tables: str = "workers",
     table_folder: str | Path | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> tuple[FeatureResult, dict[str, Path | str]]:
     """Check the files, run the feature processor on a distributed cluster and write the outputs.
@@ -45,13 +55,20 @@ def run_features(
     ``tables``: ``"workers"`` (the tasks write ``features/{dataset}.parquet`` under ``outdir``, or under
     ``table_folder``, a folder or fsspec URL the workers reach), ``"memory"`` (gathered into
     ``result.tables`` and written by the client) or ``"none"`` (histograms and cutflow only).
+
+    Unreadable files are skipped and chunks hit by a read error too (each logged as a warning, listed in
+    ``cutflow.json``), but a dataset left without a readable file raises
+    :class:`~coffea_ad.errors.InputFileError` (before the cluster starts when it is known from the files alone),
+    and so does any skipped file or chunk under ``strict``; nothing is written then.
     """
     checked, skipped = check_fileset(read_fileset(fileset))
+    check_inputs(checked, skipped, strict=strict)
     if tables == "workers" and table_folder is None:
         table_folder = Path(outdir) / "features"
     with dask_client(scheduler, workers) as client:
         result = run_processor(
             checked, skipped, mode=mode, client=client, progress=progress, make_processor=processor,
-            tables=tables, table_folder=table_folder, **options,
+            tables=tables, table_folder=table_folder, strict=strict, require_readable=True, **options,
         )
+    log_skipped_chunks(result.skipped_chunks)
     return result, write_outputs(result, outdir)

@@ -48,7 +48,16 @@ from coffea_ad.features import FEATURES, resolve_feature_names, select_features
 from coffea_ad.features.regions import RegionConfig, partition_layout
 from coffea_ad.onnx.scorer import OnnxScorer
 from coffea_ad.paths import write_json
-from coffea_ad.processing import FeatureResult, check_fileset, dask_client, read_fileset, run_processor, write_outputs
+from coffea_ad.processing import (
+    FeatureResult,
+    check_fileset,
+    check_inputs,
+    dask_client,
+    log_skipped_chunks,
+    read_fileset,
+    run_processor,
+    write_outputs,
+)
 from coffea_ad.processing.histograms import score_histogram_name
 from coffea_ad.selection.thresholds import EFFICIENCY_LADDER, passing, score_edges, threshold_at
 from processors import AnomalyScoreProcessor
@@ -105,6 +114,24 @@ def _check_model_inputs(checked: Mapping[str, Any], scorers: Mapping[str, OnnxSc
         for path, branches in files.file_branches.items():
             source = f"{path} (dataset {dataset!r})"
             select_features(list(inputs_of), branches, config=config, source=source, inputs_of=inputs_of)
+
+
+def _log_one_pass_chunks(first: Sequence[Any], second: Sequence[Any]) -> None:
+    """Warn about a chunk that a read error skipped in one of the two passes only (the second pass's chunks are
+    in the result and ``cutflow.json``; this says what the thresholds missed or kept)."""
+    def key(chunk: Any) -> tuple[str, str, int, int]:
+        return chunk.dataset, chunk.path, chunk.entry_start, chunk.entry_stop
+
+    first_keys, second_keys = {key(chunk) for chunk in first}, {key(chunk) for chunk in second}
+    for chunk in first:
+        if key(chunk) not in second_keys:
+            logger.warning("skipped %s in the first pass only: the thresholds were measured without these entries, "
+                           "which the histograms and tables hold", chunk.describe())
+    for chunk in second:
+        if key(chunk) not in first_keys:
+            logger.warning("entries %d-%d of %s were skipped in the second pass only: the thresholds were measured "
+                           "with them, the histograms and tables lack them", chunk.entry_start, chunk.entry_stop,
+                           chunk.path)
 
 
 def _boolean_fields(table: ak.Array) -> list[str]:
@@ -214,6 +241,7 @@ def run_scoring(
     tables: str = "workers",
     table_folder: str | Path | None = None,
     processor: Callable[..., Any] = AnomalyScoreProcessor,
+    strict: bool = False,
     **options: Any,
 ) -> tuple[FeatureResult, dict[str, Any], dict[str, Path | str]]:
     """Score every event of ``fileset`` with ``models`` (name -> ONNX path) and write the outputs.
@@ -229,6 +257,11 @@ def run_scoring(
     ``outdir/features``). ``options`` go to :func:`coffea_ad.processing.run_processor` (``feature_config``,
     ``region_config``, ``step_size``, ``weight_branch``...). Returns the result, the content of
     ``scores.json`` and the paths written.
+
+    Unreadable files and chunks hit by a read error are skipped and reported as by
+    :func:`coffea_ad.workflow.features.run_features` (a dataset without a readable file, or under ``strict`` any
+    skipped input, is an error and nothing is written). A chunk skipped in one pass only (a transient read
+    error) is logged with the pass it missed: the thresholds, or the histograms and tables.
     """
     fileset = read_fileset(fileset)
     scorers = {name: OnnxScorer(path) for name, path in models.items()}  # refuses bad models before any work
@@ -244,11 +277,14 @@ def run_scoring(
     wanted = resolve_feature_names([*([features] if isinstance(features, str) else features), *required])
     options["optional"] = _not_optional(optional, wanted, required)
     checked, skipped = check_fileset(fileset)
+    check_inputs(checked, skipped, strict=strict)
     _check_model_inputs(checked, scorers, options.get("feature_config"))
     if tables == "workers" and table_folder is None:
         table_folder = Path(outdir) / "features"
     with dask_client(scheduler, workers) as client:
-        run = functools.partial(run_processor, checked, skipped, mode=mode, client=client, progress=progress, **options)
+        run = functools.partial(run_processor, checked, skipped, mode=mode, client=client, progress=progress,
+                                strict=strict, require_readable=True, **options)
+        first_pass_chunks = None
         if score_edges_by_model is None:
             reduce = functools.partial(control_region_rows, models=tuple(scorers), control_region=control_region)
             first = run(
@@ -261,6 +297,7 @@ def run_scoring(
                 name: _edges(control_region_scores(first, name), name, control_region, target_efficiency)
                 for name in scorers
             }
+            first_pass_chunks = first.skipped_chunks
         result = run(
             features=wanted,
             tables=tables,
@@ -268,6 +305,9 @@ def run_scoring(
             # the scorers, not their paths: both passes score with the models read once, whatever the files become
             make_processor=functools.partial(processor, scorers, score_edges=score_edges_by_model, fit_variable=mass),
         )
+    log_skipped_chunks(result.skipped_chunks)
+    if first_pass_chunks is not None:
+        _log_one_pass_chunks(first_pass_chunks, result.skipped_chunks)
     regions = (control_region, signal_region)
     summary = {name: _threshold_summary(result, name, mass, regions, target_efficiency) for name in scorers}
     written = write_outputs(result, outdir)

@@ -145,13 +145,16 @@ def _read_events(
     scheduler: str | None,
     progress: bool,
     what: str,
-) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    strict: bool = False,
+) -> tuple[dict[str, np.ndarray], str, list[str], dict[str, int]]:
     """The complete rows of ``columns`` (and the event ids) of a feature table (``.parquet``) or of a fileset
-    run through the feature processor on the cluster; ``datasets`` selects the fileset's datasets."""
+    run through the feature processor on the cluster; ``datasets`` selects the fileset's datasets; ``strict``
+    makes a file or chunk the processor skips an error (else it is a note, and counted: the last return)."""
     from coffea_ad.workflow.features import run_features
 
     wanted = list(dict.fromkeys([*columns, *EVENT_ID_BRANCHES]))
     notes: list[str] = []
+    skipped_inputs = {"files": 0, "chunks": 0, "entries": 0}
     if isinstance(data, (str, Path)) and Path(data).suffix == ".parquet":
         if not Path(data).exists():
             raise InputFileError(f"{what} table {data} does not exist")
@@ -161,10 +164,13 @@ def _read_events(
         names = [name for name in columns if name not in EVENT_ID_BRANCHES]
         result, _ = run_features(
             data, output / "features" / what.replace(" ", "_"), features=names, scheduler=scheduler, progress=progress,
-            tables="memory",
+            tables="memory", strict=strict,
         )
         for skipped in result.skipped:
             notes.append(f"{what}: skipped {skipped.path} ({skipped.dataset}): {skipped.reason}")
+        notes.extend(f"{what}: skipped {chunk.describe()}" for chunk in result.skipped_chunks)
+        skipped_inputs = {"files": len(result.skipped), "chunks": len(result.skipped_chunks),
+                          "entries": sum(chunk.n_entries for chunk in result.skipped_chunks)}
         chosen = list(result.tables) if datasets is None else list(datasets)
         unknown = sorted(set(chosen) - set(result.tables))
         if unknown:
@@ -189,7 +195,7 @@ def _read_events(
     n_used = int(present.sum())
     if n_used < present.size:
         notes.append(f"{what}: {present.size - n_used} of {present.size} events lack a feature or the mass: not used")
-    return complete, source, notes
+    return complete, source, notes, skipped_inputs
 
 
 def _inject(
@@ -575,6 +581,7 @@ def run_search(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Run the sliding-window search (see the module docstring) and write its outputs into ``output``.
 
@@ -587,8 +594,10 @@ def run_search(
     column, e.g. ``deta_sr``) restricts the events. ``inject`` (a ROOT file, fileset or feature table) and
     ``n_signal`` inject that many of its events. ``mjj_min`` / ``mjj_max`` / ``n_parameters`` set the fit
     range and the dijet function as in :func:`~coffea_ad.stats.bumphunt.bump_hunt`. Training runs on the
-    cluster at ``scheduler`` or on a new LocalCluster of ``workers`` processes. Returns the content of
-    ``search.json``.
+    cluster at ``scheduler`` or on a new LocalCluster of ``workers`` processes. Files and chunks that the feature
+    processor skips (unreadable, read errors) are notes of the result, counted in its ``inputs_skipped`` (files,
+    chunks, entries); ``strict`` makes them an error. Returns
+    the content of ``search.json``.
     """
     from coffea_ad.models.ensemble import member_seed
     from coffea_ad.processing.runner import dask_client
@@ -616,8 +625,9 @@ def run_search(
     fit_inputs = {"mass": mass, **{name: open_table(value) for name, value in inputs.items() if value is not None}}
     with dask_client(scheduler, workers) as client:
         address = client.scheduler.address
-        table, source, notes = _read_events(
-            data, output, columns, datasets=datasets, region=region, scheduler=address, progress=progress, what="data"
+        table, source, notes, skipped_inputs = _read_events(
+            data, output, columns, datasets=datasets, region=region, scheduler=address, progress=progress, what="data",
+            strict=strict,
         )
         n_data = len(table[mass])
         signal = None
@@ -626,13 +636,14 @@ def run_search(
             signal_input = inject
             if isinstance(inject, (str, Path)) and Path(inject).suffix == ".root":
                 signal_input = {"injected": {"files": {str(inject): "Events"}}}
-            signal, injected_source, signal_notes = _read_events(
+            signal, injected_source, signal_notes, signal_skipped = _read_events(
                 signal_input, output, columns, datasets=None, region=region, scheduler=address, progress=progress,
-                what="injected signal",
+                what="injected signal", strict=strict,
             )
             if signal_input is not inject:
                 injected_source = str(inject)
             notes += signal_notes
+            skipped_inputs = {key: count + signal_skipped[key] for key, count in skipped_inputs.items()}
             n_available = len(signal[mass])
             n_signal = n_available if n_signal is None else int(n_signal)
             table, injected = _inject(table, signal, n_signal, seed)
@@ -679,7 +690,7 @@ def run_search(
     result.update(
         method=method, data=source, mass=mass, features=list(features), folds=n_folds, ensemble=ensemble,
         seed=seed, efficiencies=list(efficiencies), windows_source="auto" if explicit is None else "given",
-        notes=notes, seconds=time.perf_counter() - start,
+        notes=notes, inputs_skipped=skipped_inputs, seconds=time.perf_counter() - start,
         events={"data": n_data, "fit_range": int(((mjj >= edges[0]) & (mjj < edges[-1])).sum()),
                 "injected": int(injected.sum())},
         injection=None if inject is None else {
