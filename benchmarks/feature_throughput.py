@@ -1,36 +1,51 @@
-"""Feature-processor throughput per core, next to a bare uproot read of the same branches in the same run.
+"""Feature- and score-processor throughput per core, next to a bare uproot read of the same branches in the same run.
 
-Measured on the same files, in this order, after one untimed read that warms the page cache:
+Measured on the same events, after one untimed read that warms the page cache: a fileset of ``--copies``
+symbolic links to one sample (default 4 links to 100k generated QCD events), so that the dask runs have
+several partitions at the default chunk size.
 
-1. bare read: ``uproot`` reads exactly the branches the features need (plus the event ids), one core;
-2. processor, one core: ``AnomalyFeatureProcessor`` through ``coffea.processor.Runner`` (virtual
-   NanoEvents) in this process; the time ratio processor / bare read is the cost of the physics
-   (goal: <= 1.5);
-3. processor in dask mode (``preprocess`` -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` with 1
-   and with 2 worker processes, the events split into ``--partitions`` chunks: events/s and the speedup
-   1 -> 2 workers (each after one untimed run that warms the workers).
+1. bare read: ``uproot`` reads exactly the branches the features need (plus the event ids), one core, in
+   chunks of ``--step-size`` entries;
+2. feature processor, virtual mode, one core: ``AnomalyFeatureProcessor`` through ``coffea.processor.Runner``
+   in this process (``run_processor(mode="virtual")``, per-event tables gathered in memory); the time ratio
+   processor / bare read is the cost of the physics (goal <= 2);
+3. score processor, virtual mode, one core: ``AnomalyScoreProcessor`` with an autoencoder and a MAF (trained
+   here for 3 epochs as ``score_throughput.py`` does, exported to ONNX), each with its score x mjj histograms, on the same files: the time
+   ratio score / feature processor is the cost of adding anomaly scores (goal <= 1.10);
+4. feature processor in dask mode (``preprocess`` -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` of
+   1 and of 2 worker processes at the same chunk size, each after one untimed run that warms the workers:
+   events/s per core against the virtual mode (goal >= 0.8), the speed-up 1 -> 2 workers (goal >= 1.8), and
+   each worker's peak resident memory (``getrusage`` in the worker process).
 
-    python benchmarks/feature_throughput.py [FILE.root ...] [--fileset FILESET.json] [--events N]
+    python benchmarks/feature_throughput.py [FILE.root] [--events N] [--copies K]
 
-Without files, a QCD dijet sample of ``--events`` events (default 100000) is generated once with
-``coffea_ad.generate`` into the coffea_ad cache and reused.
+Without a file, a QCD dijet sample of ``--events`` events (default 100000) is generated once with
+``coffea_ad.generate`` into the coffea_ad cache and reused. Prints a table and writes
+``benchmarks/results/feature_throughput.json`` (``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
+import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import uproot
 
-from coffea_ad.processing import check_fileset, dask_client, load_fileset, normalize_fileset, run_processor
-from processors import AnomalyFeatureProcessor
 from coffea_ad.features import FEATURES, FeatureConfig
 from coffea_ad.paths import cache_dir
+from coffea_ad.processing import check_fileset, dask_client, normalize_fileset, run_processor
 from coffea_ad.processing.tables import EVENT_ID_COLUMNS
+from processors import AnomalyFeatureProcessor, AnomalyScoreProcessor
+
+RESULTS = Path(__file__).resolve().parent / "results" / "feature_throughput.json"
 
 
 def generated_sample(process: str, n_events: int, seed: int) -> Path:
@@ -60,59 +75,116 @@ def bare_read(files: dict[str, str], branches: list[str], step_size: int) -> flo
     return time.perf_counter() - start
 
 
-def timed_run(checked, **options) -> float:
+def timed_run(checked, make_processor, **options) -> float:
     start = time.perf_counter()
-    run_processor(checked, make_processor=AnomalyFeatureProcessor, **options)
+    run_processor(checked, make_processor=make_processor, **options)
     return time.perf_counter() - start
+
+
+def links(sample: Path, copies: int, folder: Path) -> list[str]:
+    """``copies`` symbolic links to ``sample`` under different names in ``folder``."""
+    paths = []
+    for index in range(copies):
+        path = folder / f"{sample.stem}_copy{index:02d}.root"
+        path.symlink_to(sample.resolve())
+        paths.append(str(path))
+    return paths
+
+
+def exported_models(sample: Path, folder: Path) -> dict[str, str]:
+    """The autoencoder and MAF of ``score_throughput.py`` trained on ``sample``, exported to ONNX in ``folder``."""
+    from score_throughput import events_of, trained_models
+
+    return {name: str(path) for name, (_, path) in trained_models(events_of([sample], "eager"), folder).items()}
+
+
+def peak_rss_mb(client) -> list[float]:
+    """Each worker process's peak resident memory so far, MB."""
+    import resource
+
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    return sorted(client.run(peak).values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path, help="NanoAOD files (tree Events)")
-    parser.add_argument("--fileset", type=Path, help="coffea fileset JSON instead of files")
-    parser.add_argument("--events", type=int, default=100_000, help="events to generate without files (100000)")
-    parser.add_argument("--process", default="qcd_dijet", help="process to generate without files (qcd_dijet)")
-    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk, 1-core runs (100000)")
-    parser.add_argument("--partitions", type=int, default=8, help="dask partitions for the 1 vs 2 worker runs (8)")
+    parser.add_argument("file", nargs="?", type=Path, help="NanoAOD file (tree Events); default: generated QCD")
+    parser.add_argument("--events", type=int, default=100_000, help="events to generate without a file (100000)")
+    parser.add_argument("--process", default="qcd_dijet", help="process to generate without a file (qcd_dijet)")
+    parser.add_argument("--copies", type=int, default=4, help="links to the sample in the fileset (4)")
+    parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk in every run (100000)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # coffea: absent cross-references
 
-    if args.fileset:
-        fileset = load_fileset(args.fileset)
-    else:
-        files = args.files or [generated_sample(args.process, args.events, seed=1)]
-        fileset = normalize_fileset({"benchmark": [str(path) for path in files]})
-    checked, skipped = check_fileset(fileset)
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable files: {[entry.path for entry in skipped]}")
-    n_events = sum(files.n_entries for files in checked.values())
-    all_files = {path: tree for files in checked.values() for path, tree in files.files.items()}
-    branches = needed_branches(FeatureConfig())
-    options = {"optional": True, "step_size": args.step_size}
+    sample = args.file or generated_sample(args.process, args.events, seed=1)
+    with tempfile.TemporaryDirectory(prefix="coffea_ad_throughput_") as folder:
+        fileset = normalize_fileset({"benchmark": links(sample, args.copies, Path(folder))})
+        checked, _ = check_fileset(fileset)
+        n_events = sum(files.n_entries for files in checked.values())
+        all_files = {path: tree for files in checked.values() for path, tree in files.files.items()}
+        branches = needed_branches(FeatureConfig())
+        options = {"optional": True, "step_size": args.step_size}
+        models = exported_models(sample, Path(folder))
+        edges = {name: np.linspace(-20.0, 20.0, 81) for name in models}
+        scorer = functools.partial(AnomalyScoreProcessor, models, score_edges=edges)
 
-    bare_read(all_files, branches, args.step_size)  # warm the page cache
-    bare = bare_read(all_files, branches, args.step_size)
-    one_core = timed_run(checked, mode="virtual", client=None, **options)
-    dask_options = {"optional": True, "step_size": max(1, -(-n_events // args.partitions))}
-    dask_seconds = {}
-    for workers in (1, 2):
-        with dask_client(None, workers) as client:
-            timed_run(checked, mode="dask", client=client, **dask_options)  # warm the workers' imports
-            dask_seconds[workers] = timed_run(checked, mode="dask", client=client, **dask_options)
+        bare_read(all_files, branches, args.step_size)  # warm the page cache
+        seconds = {"bare read": bare_read(all_files, branches, args.step_size)}
+        timed_run(checked, AnomalyFeatureProcessor, mode="virtual", **options)  # warm the imports
+        seconds["feature processor, virtual"] = timed_run(checked, AnomalyFeatureProcessor, mode="virtual",
+                                                          **options)
+        timed_run(checked, scorer, mode="virtual", **options)
+        seconds["score processor, virtual"] = timed_run(checked, scorer, mode="virtual", **options)
+        peaks = {}
+        for workers in (1, 2):
+            with dask_client(None, workers) as client:
+                timed_run(checked, AnomalyFeatureProcessor, mode="dask", client=client, **options)
+                seconds[f"feature processor, dask, {workers} worker(s)"] = timed_run(
+                    checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
+                )
+                peaks[workers] = peak_rss_mb(client)
 
-    print(f"{n_events} events in {len(all_files)} files, {len(branches)} branches, step size {args.step_size} "
-          f"(dask runs: {dask_options['step_size']})")
+    cores = {name: int(name.split(", ")[-1].split()[0]) if "worker" in name else 1 for name in seconds}
+    virtual = seconds["feature processor, virtual"]
+    ratios = {
+        "feature processor / bare read (goal <= 2)": virtual / seconds["bare read"],
+        "score processor / feature processor (goal <= 1.10)": seconds["score processor, virtual"] / virtual,
+        "dask 1 worker per core / virtual (goal >= 0.8)": virtual / seconds["feature processor, dask, 1 worker(s)"],
+        "dask 2 workers per core / virtual (goal >= 0.8)":
+            virtual / (2 * seconds["feature processor, dask, 2 worker(s)"]),
+        "speed-up 1 -> 2 dask workers (goal >= 1.8)":
+            seconds["feature processor, dask, 1 worker(s)"] / seconds["feature processor, dask, 2 worker(s)"],
+    }
+    print(f"{n_events} events in {len(all_files)} files ({args.copies} links to {sample.name}), "
+          f"{len(branches)} branches, {args.step_size} events per chunk")
     print("| measurement | seconds | events/s | events/s/core |")
     print("|---|---|---|---|")
-    print(f"| bare uproot read of the same branches (1 core) | {bare:.2f} | {n_events / bare:.0f} | "
-          f"{n_events / bare:.0f} |")
-    print(f"| feature processor, virtual, 1 core | {one_core:.2f} | {n_events / one_core:.0f} | "
-          f"{n_events / one_core:.0f} |")
-    for workers, seconds in dask_seconds.items():
-        print(f"| feature processor, dask, {workers} worker(s) | {seconds:.2f} | {n_events / seconds:.0f} | "
-              f"{n_events / seconds / workers:.0f} |")
-    print(f"time ratio processor / bare read (1 core): {one_core / bare:.2f}  (goal <= 1.5)")
-    print(f"speedup 1 -> 2 dask workers: {dask_seconds[1] / dask_seconds[2]:.2f}")
+    for name, value in seconds.items():
+        print(f"| {name} | {value:.2f} | {n_events / value:,.0f} | {n_events / value / cores[name]:,.0f} |")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+    for workers, values in peaks.items():
+        print(f"peak RSS per worker, {workers} worker(s): {', '.join(f'{value:.0f}' for value in values)} MB")
+    record = {
+        "date": datetime.date.today().isoformat(),
+        "sample": sample.name,
+        "events": n_events,
+        "files": len(all_files),
+        "step_size": args.step_size,
+        "cpu_count": os.cpu_count(),
+        "seconds": seconds,
+        "events_per_s_per_core": {name: n_events / value / cores[name] for name, value in seconds.items()},
+        "ratios": ratios,
+        "peak_rss_per_worker_mb": {str(workers): values for workers, values in peaks.items()},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.output.with_name(f".{args.output.name}.tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    temporary.replace(args.output)
+    print(f"written {args.output}")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ from coffea_ad.features import (
     select_features,
     user_features,
 )
+from coffea_ad.features.arrays import on_concrete
 from coffea_ad.processing.histograms import count_regions, fill_histograms, histogram_rows
 from coffea_ad.features.regions import RegionConfig, flag_names, partition_layout, partitions, region_flags, region_ids
-from coffea_ad.processing.tables import feature_table
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS, WEIGHT_BRANCH, feature_table
 
 __all__ = ["AnomalyFeatureProcessor"]
 
@@ -104,19 +105,32 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
     def event_record(self, events: Any, names: list[str], variables: list[str]) -> ak.Array:
         """Per event: ``table`` (ids, features, flags), ``region_ids`` and the histogram ``rows``.
 
-        Runs on one eager/virtual chunk, or on each partition in dask mode (one task per partition).
+        Runs on one eager/virtual chunk, or on each partition in dask mode (one task per partition; on a
+        typetracer while dask-awkward learns the columns read: :func:`coffea_ad.features.arrays.on_concrete`).
         """
         features = compute_features(events, names, config=self.feature_config)
+        fields = on_concrete(self._chunk_fields, events, self.branches_read(events), features, variables)
+        weight = None if self.weight_branch is None else events[self.weight_branch]
+        fields.update(self.extra_fields(events, features, fields["region_ids"], weight))
+        return ak.zip(fields, depth_limit=1, behavior={})
+
+    def branches_read(self, events: Any) -> list[str]:
+        """The branches :meth:`event_record` reads besides the features: the event ids, ``genWeight`` (kept in
+        the table when present) and the histogram weight."""
+        branches = [*EVENT_ID_COLUMNS, *([WEIGHT_BRANCH] if WEIGHT_BRANCH in events.fields else [])]
+        return branches + ([self.weight_branch] if self.weight_branch else [])
+
+    def _chunk_fields(self, events: Any, features: Any, variables: list[str]) -> dict[str, ak.Array]:
+        """Table, region ids and histogram rows of concrete ``events`` with their ``features``."""
+        features = ak.typetracer.length_zero_if_typetracer(features)
         masks = partitions(features, self.region_config)
         ids = region_ids(masks)
         weight = None if self.weight_branch is None else events[self.weight_branch]
-        fields = {
+        return {
             "table": feature_table(events, features, region_flags(masks)),
-            "region_ids": ids,
+            "region_ids": ak.Array(ids),
             "rows": histogram_rows(features, ids, variables, weight=weight),
         }
-        fields.update(self.extra_fields(events, features, ids, weight))
-        return ak.zip(fields, depth_limit=1, behavior={})
 
     def extra_fields(self, events: Any, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
         """Per-event fields a subclass adds to :meth:`event_record` (none here), from the chunk's ``events``,

@@ -9,41 +9,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
 
 import awkward as ak
+import numpy as np
 
 from coffea_ad.errors import ConfigurationError
+from coffea_ad.features.arrays import jagged, numeric
 from coffea_ad.features.config import MET_COLLECTIONS, FeatureGroup
-from coffea_ad.features.kinematics import as_float64
 
 __all__ = ["EventContext"]
 
 
 class EventContext(FeatureGroup):
-    """AK4 jets above threshold and the missing transverse momentum of each event."""
+    """AK4 jets above threshold and the missing transverse momentum of each event (a concrete chunk of events;
+    :func:`coffea_ad.features.compute_features` takes every mode)."""
 
     @cached_property
-    def jets(self) -> Any:
-        """AK4 jets with pT > ``jet_pt_min`` and |η| < ``jet_abs_eta_max``."""
-        jets = self.events.Jet
-        keep = (jets["pt"] > self.config.jet_pt_min) & (abs(jets["eta"]) < self.config.jet_abs_eta_max)
-        return jets[keep]
+    def _jets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Event number and pT of the jets with pT > ``jet_pt_min`` and |η| < ``jet_abs_eta_max``, and their
+        flat positions among all jets."""
+        pt, counts = jagged(self.events.Jet["pt"])
+        eta = ak.to_numpy(ak.flatten(self.events.Jet["eta"], axis=1))
+        keep = (pt > self.config.jet_pt_min) & (np.abs(eta) < self.config.jet_abs_eta_max)
+        return np.repeat(np.arange(len(counts)), counts)[keep], pt[keep], np.flatnonzero(keep)
 
     @cached_property
-    def ht(self) -> Any:
+    def ht(self) -> ak.Array:
         """Scalar sum of the selected jets' pT (GeV); 0 for an event without such jets."""
-        return ak.sum(as_float64(self.jets["pt"]), axis=1)
+        event, pt, _ = self._jets
+        return ak.Array(np.bincount(event, weights=pt, minlength=len(self.events)).astype(np.float64))
 
     @cached_property
-    def n_jets(self) -> Any:
+    def n_jets(self) -> ak.Array:
         """Number of selected jets."""
-        return ak.num(self.jets, axis=1)
+        return ak.Array(np.bincount(self._jets[0], minlength=len(self.events)).astype(np.int64))
 
     @cached_property
-    def n_bjets(self) -> Any:
+    def n_bjets(self) -> ak.Array:
         """Number of selected jets with ``btagDeepFlavB`` above ``btag_threshold``."""
-        return ak.sum(self.jets["btagDeepFlavB"] > self.config.btag_threshold, axis=1)
+        event, _, positions = self._jets
+        btag = ak.to_numpy(ak.flatten(self.events.Jet["btagDeepFlavB"], axis=1))[positions]
+        tagged = event[btag > self.config.btag_threshold]
+        return ak.Array(np.bincount(tagged, minlength=len(self.events)).astype(np.int64))
 
     def _has_branch(self, branch: str) -> bool:
         collection, _, field = branch.partition("_")
@@ -63,11 +70,11 @@ class EventContext(FeatureGroup):
         return collection
 
     @cached_property
-    def met(self) -> Any:
+    def met(self) -> ak.Array:
         """Magnitude of the missing transverse momentum of :attr:`met_collection` (GeV)."""
-        return as_float64(self.events[self.met_collection]["pt"])
+        return ak.Array(numeric(self.events[self.met_collection]["pt"]))
 
     @cached_property
-    def met_phi(self) -> Any:
+    def met_phi(self) -> ak.Array:
         """Azimuth of the missing transverse momentum of :attr:`met_collection` (rad)."""
-        return as_float64(self.events[self.met_collection]["phi"])
+        return ak.Array(numeric(self.events[self.met_collection]["phi"]))

@@ -1,7 +1,7 @@
 """Four-momentum arithmetic on awkward columns (eager, virtual and dask-awkward alike).
 
 The functions take and return plain numeric columns rather than vector records: they work the same on
-NanoEvents fields of any mode, stay in float64 (NanoAOD stores float32; invariant masses of light systems
+NanoEvents fields of any mode and on flat numpy arrays, stay in float64 (NanoAOD stores float32; invariant masses of light systems
 lose digits to cancellation in float32), and propagate None from padded objects.
 """
 
@@ -16,7 +16,9 @@ __all__ = ["as_float64", "four_momentum", "invariant_mass", "delta_phi", "delta_
 
 
 def as_float64(column: Any) -> Any:
-    """Return ``column`` with float64 values (structure, None and dask laziness kept)."""
+    """Return ``column`` with float64 values (structure, None and dask laziness kept; numpy stays numpy)."""
+    if isinstance(column, np.ndarray):
+        return column.astype(np.float64, copy=False)
     return ak.values_astype(column, np.float64)
 
 

@@ -32,8 +32,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import awkward as ak
+import numpy as np
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError
+from coffea_ad.features.arrays import numeric
 from coffea_ad.features.leptons import FLAVOUR_4L
 
 __all__ = [
@@ -105,14 +107,9 @@ def _window_name(centre: float) -> str:
     return f"mjj{centre:.0f}"
 
 
-def _defined(column: Any) -> Any:
-    """True where ``column`` is not None."""
-    return ~ak.is_none(column, axis=0)
-
-
-def _both(condition: Any, defined: Any) -> Any:
-    """``condition`` where defined, False where None: a None never passes a cut."""
-    return ak.fill_none(condition, False) & defined
+def _values(column: Any) -> np.ndarray:
+    """A feature column as float64 numpy, NaN where None (awkward or numpy input)."""
+    return numeric(column)
 
 
 def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: float | None) -> Partition:
@@ -120,45 +117,50 @@ def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: floa
 
     The sidebands are [low − sideband_width, low) and [high, high + sideband_width), or every defined mjj
     outside the signal region when ``sideband_width`` is None. Half-open intervals, so that adjacent windows
-    tile the mjj axis without overlap.
+    tile the mjj axis without overlap. Masks are numpy boolean arrays (as are those of every partition).
     """
-    defined = _defined(mjj)
+    mjj = _values(mjj)
+    defined = ~np.isnan(mjj)
     low, high = centre - half_width, centre + half_width
-    signal = _both((mjj >= low) & (mjj < high), defined)
+    signal = (mjj >= low) & (mjj < high)
     if sideband_width is None:
         sideband = defined & ~signal
     else:
-        sideband = _both((mjj >= low - sideband_width) & (mjj < high + sideband_width), defined) & ~signal
+        sideband = (mjj >= low - sideband_width) & (mjj < high + sideband_width) & ~signal
     return {"sr": signal, "sb": sideband, "outside": defined & ~signal & ~sideband, "missing": ~defined}
 
 
 def deta_split(deta_jj: Any, deta_max: float) -> Partition:
     """``sr`` |Δη_jj| < deta_max, ``cr`` |Δη_jj| ≥ deta_max, ``missing``."""
-    defined = _defined(deta_jj)
-    signal = _both(abs(deta_jj) < deta_max, defined)
+    deta_jj = _values(deta_jj)
+    defined = ~np.isnan(deta_jj)
+    signal = np.abs(deta_jj) < deta_max
     return {"sr": signal, "cr": defined & ~signal, "missing": ~defined}
 
 
 def context_split(ht: Any, met: Any, ht_min: float, met_min: float) -> Partition:
     """``sr`` HT ≥ ht_min and MET ≥ met_min, ``cr`` otherwise, ``missing`` where either is None."""
-    defined = _defined(ht) & _defined(met)
-    signal = _both((ht >= ht_min) & (met >= met_min), defined)
+    ht, met = _values(ht), _values(met)
+    defined = ~np.isnan(ht) & ~np.isnan(met)
+    signal = (ht >= ht_min) & (met >= met_min)
     return {"sr": signal, "cr": defined & ~signal, "missing": ~defined}
 
 
 def lepton_flavour_split(n_leptons: Any, flavour_4l: Any) -> Partition:
     """``lt4`` for fewer than four leptons, else one region per flavour of the four leading leptons."""
-    four = _both(n_leptons >= 4, _defined(n_leptons))
+    four = _values(n_leptons) >= 4
+    flavour_4l = _values(flavour_4l)
     regions = {"lt4": ~four}
     for muons, name in FLAVOUR_4L.items():
-        regions[name] = _both(flavour_4l == muons, four)
+        regions[name] = (flavour_4l == muons) & four
     return regions
 
 
 def lepton_charge_split(charge_4l: Any) -> Partition:
     """``neutral`` (total charge 0) or ``charged`` four-lepton events, ``missing`` for fewer than four."""
-    defined = _defined(charge_4l)
-    neutral = _both(charge_4l == 0, defined)
+    charge_4l = _values(charge_4l)
+    defined = ~np.isnan(charge_4l)
+    neutral = charge_4l == 0
     return {"neutral": neutral, "charged": defined & ~neutral, "missing": ~defined}
 
 
@@ -209,18 +211,21 @@ def partition_layout(feature_names: Iterable[str], config: RegionConfig | None =
 def partitions(features: Any, config: RegionConfig | None = None) -> dict[str, Partition]:
     """Every partition whose features are present in ``features`` (a record array or a mapping of columns).
 
-    A partition that needs an absent feature is left out (logged at INFO level).
+    A partition that needs an absent feature is left out (logged at INFO level). Each mask is a numpy boolean
+    array; each feature is converted to numpy once.
     """
     present = set(features.fields if hasattr(features, "fields") else features)
+    builders = _partition_builders(config or RegionConfig())
+    needed_by_any = {name for needed, _, _ in builders.values() for name in needed} & present
+    values = {name: _values(features[name]) for name in needed_by_any}
     result = {}
-    for name, (needed, _, build) in _partition_builders(config or RegionConfig()).items():
+    for name, (needed, _, build) in builders.items():
         if present.issuperset(needed):
-            result[name] = build(features)
+            result[name] = build(values)
         else:
             logger.info("partition %s left out: needs features %s", name, ", ".join(sorted(set(needed) - present)))
     if not result and present:
-        column = features[next(iter(present))]
-        result[INCLUSIVE] = {"all": ak.is_none(column) | ~ak.is_none(column)}
+        result[INCLUSIVE] = {"all": np.ones(len(features[next(iter(present))]), dtype=bool)}
     return result
 
 
@@ -234,8 +239,9 @@ def flag_names(layout: Mapping[str, Iterable[str]]) -> list[str]:
     return [f"{name}_{region}" for name, regions in layout.items() for region in regions]
 
 
-def region_ids(partition_masks: Mapping[str, Partition]) -> Any:
-    """Per event, the list of its flags' positions in :func:`region_flags` order, one per partition.
+def region_ids(partition_masks: Mapping[str, Partition]) -> np.ndarray:
+    """Per event, its flags' positions in :func:`region_flags` order, one per partition: an integer array of
+    shape (events, partitions).
 
     An event that a partition puts in no region or in several (a bug in a region definition) gets -1 for
     that partition instead, so that it shows up as a loss in the cutflow rather than in a wrong region.
@@ -243,13 +249,13 @@ def region_ids(partition_masks: Mapping[str, Partition]) -> Any:
     columns = []
     offset = 0
     for regions in partition_masks.values():
-        masks = list(regions.values())
-        position = sum(mask * index for index, mask in enumerate(masks))
-        n_regions = sum(ak.values_astype(mask, "int64") for mask in masks)
-        # [:, None], not ak.unflatten(..., 1): that fails on a chunk of no events (a chunk skipped for a read error)
-        columns.append(ak.where(n_regions == 1, position + offset, -1)[:, None])
+        masks = [np.asarray(ak.to_numpy(mask), dtype=bool) for mask in regions.values()]
+        position = np.argmax(np.stack(masks), axis=0)
+        n_regions = np.sum(masks, axis=0)
+        columns.append(np.where(n_regions == 1, position + offset, -1))
         offset += len(masks)
-    return ak.from_regular(ak.concatenate(columns, axis=1), axis=1)
+    n_events = len(columns[0]) if columns else 0
+    return np.stack(columns, axis=1) if columns else np.zeros((n_events, 0), dtype=np.int64)
 
 
 def cutflow(flag_counts: Sequence[Any], layout: Mapping[str, Sequence[str]], n_events: Any) -> dict[str, Any]:

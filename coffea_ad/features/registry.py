@@ -17,6 +17,7 @@ import numpy as np
 import cloudpickle
 
 from coffea_ad.errors import CoffeaADError, ConfigurationError
+from coffea_ad.features.arrays import on_concrete
 from coffea_ad.features.config import AUTO_MET, MET_COLLECTIONS, FeatureConfig, met_branches
 from coffea_ad.features.dijet import DijetSystem
 from coffea_ad.features.event import EventContext
@@ -296,12 +297,17 @@ def select_features(
 def events_have_branch(events: Any) -> Callable[[str], bool]:
     """Return a predicate telling whether NanoEvents ``events`` hold a NanoAOD branch (``Coll_field`` or flat)."""
     top_level = set(events.fields)
+    collection_fields: dict[str, set[str]] = {}
 
     def has_branch(branch: str) -> bool:
         if branch in top_level:
             return True
         collection, _, field = branch.partition("_")
-        return bool(field) and collection in top_level and field in events[collection].fields
+        if not field or collection not in top_level:
+            return False
+        if collection not in collection_fields:
+            collection_fields[collection] = set(events[collection].fields)
+        return field in collection_fields[collection]
 
     return has_branch
 
@@ -387,13 +393,34 @@ def compute_features(
     if not features:
         raise MissingBranchError(f"none of the requested features {names!r} can be computed from {source}")
     config = _met_resolved(features, has_branch, config, source)
-    groups: dict[str, Any] = {}
+    if dask.is_dask_collection(events):
+        import dask_awkward as dak
+
+        return dak.map_partitions(
+            _chunk_features, events, features, config, source, label="coffea-ad-features", traverse=False
+        )
+    return _chunk_features(events, features, config, source)
+
+
+def _chunk_features(events: Any, features: list[Feature], config: FeatureConfig, source: str) -> ak.Array:
+    """The ``features`` of one chunk (concrete or typetracer) as a record array, in the order given."""
+    built_in = [feature for feature in features if feature.function is None]
     columns = {}
+    if built_in:
+        branches = {branch for feature in built_in for branch in feature.required_branches(config)}
+        columns = on_concrete(_built_in_columns, events, sorted(branches), built_in, config)
     for feature in features:
         if feature.function is not None:
             columns[feature.name] = user_column(feature, events, source)
-            continue
+    return ak.zip({feature.name: columns[feature.name] for feature in features}, depth_limit=1)
+
+
+def _built_in_columns(events: Any, features: list[Feature], config: FeatureConfig) -> dict[str, ak.Array]:
+    """The built-in ``features`` of concrete events, computed on one object per group."""
+    groups: dict[str, Any] = {}
+    columns = {}
+    for feature in features:
         if feature.group not in groups:
             groups[feature.group] = GROUPS[feature.group](events, config)
         columns[feature.name] = ak.without_parameters(getattr(groups[feature.group], feature.name))
-    return ak.zip(columns, depth_limit=1)
+    return columns

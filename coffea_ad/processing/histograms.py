@@ -1,10 +1,15 @@
-"""Histograms of features per region: booking, filling (hist or hist.dask) and the ROOT file layout.
+"""Histograms of features per region: booking, filling (at once or per dask partition) and the ROOT file layout.
 
 In memory there is one histogram per variable with two axes: ``region`` (an integer category, the position
 of the region flag; the flag names ``{partition}_{region}`` are the axis ``metadata``) and the feature.
-Each event is filled once per partition, into the region it belongs to, so that one fill per variable
-covers every region: this keeps the dask graph small. A region counter (the same ``region`` axis, no
-variable) gives the cutflow.
+Each event counts once per partition, in the region it belongs to. A region counter (the same ``region``
+axis, no variable) gives the cutflow.
+
+Filling is numpy arithmetic, not one ``hist`` fill per event and partition: each variable is binned once
+per event, the sums of weights and of squared weights per bin are accumulated with ``numpy.bincount`` per
+combination of regions, and those are added into the regions (:func:`_fill_regions`); the result is the
+same histogram. In dask mode each partition is filled that way and the partitions' histograms are summed
+in a tree, as ``hist.dask`` does; the collections compute to ``hist.Hist`` objects.
 
 On disk (:func:`write_root`) each histogram is split into one-dimensional histograms named
 ``{dataset}/{partition}_{region}/{variable}``, with ``Weight`` storage (sum of weights and of squared weights,
@@ -17,7 +22,8 @@ while the cutflow counts every event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ import numpy as np
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import FEATURES
-from coffea_ad.features.kinematics import as_float64
+from coffea_ad.features.arrays import as_typetracer, is_typetracer, numeric
 from coffea_ad.paths import atomic_output
 
 __all__ = [
@@ -43,6 +49,9 @@ __all__ = [
     "write_root",
     "root_key",
 ]
+
+#: The fields of histogram rows that are not variables: region positions, their combination, the weight.
+_BOOKKEEPING = ("region", "combination", "weight")
 
 #: Histograms of one dataset: variable -> 2-D histogram (region × variable).
 Histograms = dict[str, Any]
@@ -66,61 +75,162 @@ def _region_axis(flags: Sequence[str]) -> hist.axis.IntCategory:
     return hist.axis.IntCategory(range(len(flags)), name="region", metadata=tuple(flags))
 
 
-def _hist_class(dask: bool) -> type:
-    if dask:
-        from hist import dask as hist_dask
-
-        return hist_dask.Hist
-    return hist.Hist
-
-
-def book_histograms(variables: Iterable[str], flags: Sequence[str], *, dask: bool = False) -> Histograms:
+def book_histograms(variables: Iterable[str], flags: Sequence[str]) -> Histograms:
     """Empty histograms (region × variable) for every variable; ``flags`` are the region flag names."""
-    kind = _hist_class(dask)
     return {
-        variable: kind(_region_axis(flags), feature_axis(variable), storage=hist.storage.Weight())
+        variable: hist.Hist(_region_axis(flags), feature_axis(variable), storage=hist.storage.Weight())
         for variable in variables
     }
 
 
-def book_region_counter(flags: Sequence[str], *, dask: bool = False) -> Any:
+def book_region_counter(flags: Sequence[str]) -> Any:
     """An empty event counter per region flag (the cutflow)."""
-    return _hist_class(dask)(_region_axis(flags), storage=hist.storage.Int64())
+    return hist.Hist(_region_axis(flags), storage=hist.storage.Int64())
 
 
-def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight: Any = None) -> Any:
-    """Per event, one row per partition: its ``region`` position, the ``variables`` and the ``weight``.
+def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight: Any = None) -> ak.Array:
+    """Per event: its ``region`` positions (one per partition), the ``variables`` and the ``weight``.
 
-    ``ids`` are the per-event region positions (:func:`coffea_ad.features.regions.region_ids`); ``weight`` is a
-    per-event weight column or None (each event counts 1). Values are float64 with NaN for None: a None
-    broadcast into the rows would remove the event's rows for every variable, not just for its own. Built
-    with one broadcast for all variables (inside one ``map_partitions`` in dask mode), which keeps both the
-    graph and the awkward overhead small.
+    ``ids`` are the per-event region positions (:func:`coffea_ad.features.regions.region_ids`, shape (events,
+    partitions)); ``weight`` is a per-event weight column or None (each event counts 1). Values are float64 with
+    NaN for None, so that an event is left out only of the histograms of its undefined variables. Built from
+    flat numpy arrays (in dask mode inside the processor's one ``map_partitions``); typetracer inputs give a
+    typetracer.
     """
-    fields = {"region": ids}
-    fields.update({variable: ak.fill_none(as_float64(features[variable]), np.nan) for variable in variables})
+    columns = {"region": ids, **{variable: features[variable] for variable in variables}}
     if weight is not None:
-        fields["weight"] = weight
-    return ak.zip(fields)
+        columns["weight"] = weight
+    if not any(is_typetracer(column) for column in columns.values()):
+        return _rows(columns)
+    return as_typetracer(_rows({name: ak.typetracer.length_zero_if_typetracer(column) if is_typetracer(column)
+                                else column for name, column in columns.items()}))
+
+
+def _rows(columns: Mapping[str, Any]) -> ak.Array:
+    ids = columns["region"]
+    region = np.asarray(ids if isinstance(ids, np.ndarray) else ak.to_numpy(ids), dtype=np.int64)
+    fields = {"region": region, "combination": _combination_index(region)}
+    fields.update({name: numeric(column) for name, column in columns.items() if name != "region"})
+    return ak.zip(fields, depth_limit=1)
+
+
+def _combination_index(region: np.ndarray) -> np.ndarray:
+    """For each event, a number 0, 1, ... for its combination of regions (its row of ``region``; -1 allowed).
+
+    Events share few combinations: each variable is binned once per event and the sums per combination are
+    then added into its regions (:func:`_fill_regions`), instead of one fill per event and partition.
+    """
+    key = np.zeros(len(region), dtype=np.int64)
+    bound = 1
+    base = int(region.max(initial=-1)) + 2
+    for column in region.T:
+        if bound * base >= 2**62:
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            bound = int(key.max(initial=0)) + 1
+        key = key * base + (column + 1)
+        bound *= base
+    return np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _region_matrix(rows: Any, n_flags: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(category, combination)``: how often each region combination fills each bin of the ``region`` axis
+    (``category[c, k]``; the overflow bin ``n_flags`` takes a partition's -1), and each row's combination."""
+    region = ak.to_numpy(rows["region"])
+    combination = ak.to_numpy(rows["combination"])
+    n_combinations = int(combination.max(initial=-1)) + 1
+    example = np.zeros(n_combinations, dtype=np.int64)
+    example[combination] = np.arange(len(combination))  # any row of a combination: they share their regions
+    bins = np.where(region[example] >= 0, region[example], n_flags)
+    category = np.zeros((n_combinations, n_flags + 1), dtype=np.int64)
+    for column in bins.T:
+        np.add.at(category, (np.arange(n_combinations), column), 1)
+    return category, combination
+
+
+def _bin_indices(axis: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flow-inclusive bin positions of ``values`` along ``axis`` (as in ``view(flow=True)``), and which values
+    land in a bin at all (an axis without under- or overflow drops what falls outside)."""
+    index = np.asarray(axis.index(values), dtype=np.int64)
+    underflow, overflow = int(axis.traits.underflow), int(axis.traits.overflow)
+    inside = (index >= -underflow) & (index < len(axis) + overflow)
+    return index + underflow, inside
+
+
+def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str]) -> Any:
+    """Fill ``histogram`` (region × the axes of ``columns``, Weight storage) from concrete ``rows``.
+
+    The same result as one ``fill`` per event and partition, computed as sums of weights and of squared
+    weights per bin with ``numpy.bincount``. A row where a column is NaN is left out.
+    """
+    category, inverse = _region_matrix(rows, len(histogram.axes["region"]))
+    keep = np.ones(len(rows), dtype=bool)
+    flat_bin = np.zeros(len(rows), dtype=np.int64)
+    for name in columns:
+        values = ak.to_numpy(rows[name]).astype(np.float64, copy=False)
+        axis = histogram.axes[name]
+        defined = ~np.isnan(values)
+        bins = np.zeros(len(values), dtype=np.int64)
+        bins[defined], inside = _bin_indices(axis, values[defined])
+        keep &= defined
+        keep[defined] &= inside
+        flat_bin = flat_bin * axis.extent + bins
+    n_bins = int(np.prod([histogram.axes[name].extent for name in columns]))
+    index = inverse[keep] * n_bins + flat_bin[keep]
+    weight = ak.to_numpy(rows["weight"])[keep] if "weight" in rows.fields else None
+    shape = (len(category), n_bins)
+    sum_w = np.bincount(index, weights=weight, minlength=shape[0] * shape[1]).reshape(shape)
+    sum_w2 = sum_w if weight is None else np.bincount(index, weights=weight**2, minlength=sum_w.size).reshape(shape)
+    view = histogram.view(flow=True)
+    region_shape = (category.shape[1], *view.shape[1:])
+    view["value"] += (category.T @ sum_w).reshape(region_shape)
+    view["variance"] += (category.T @ sum_w2).reshape(region_shape)
+    return histogram
+
+
+def _fill_partition(rows: Any, *, histogram: Any, columns: tuple[str, ...]) -> Any:
+    """One dask partition's histogram: a copy of the empty ``histogram`` filled from ``rows`` (a typetracer
+    while dask-awkward learns which columns are read: those are touched and nothing is filled)."""
+    needed = ["region", "combination", *columns, *(["weight"] if "weight" in rows.fields else [])]
+    rows = ak.typetracer.length_zero_if_typetracer(rows[needed])
+    return _fill_regions(histogram.copy(), rows, columns)
+
+
+def _booked_fill(histogram: Any, rows: Any, columns: Sequence[str], dask: bool, label: str) -> Any:
+    """``histogram`` filled from ``rows``: at once (concrete rows), or as a dask collection whose partitions are
+    filled as :func:`_fill_regions` does and summed in a tree (dask-awkward rows), which computes to a
+    ``hist.Hist``."""
+    if not dask:
+        return _fill_regions(histogram, rows, columns)
+    fill = functools.partial(_fill_partition, histogram=histogram, columns=tuple(columns))
+    return _summed_over_partitions(fill, rows, histogram, label)
+
+
+def _summed_over_partitions(fill: Callable[[Any], Any], collection: Any, histogram: Any, label: str) -> Any:
+    """A dask collection computing to ``histogram`` filled by ``fill`` on every partition of dask-awkward
+    ``collection``, the partitions' histograms summed in a tree (as ``hist.dask`` does, with our own fill)."""
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+    from dask_awkward.lib.core import partitionwise_layer
+    from dask_histogram.core import PartitionedHistogram
+
+    name = f"{label}-{tokenize(collection, histogram, fill)}"
+    layer = partitionwise_layer(fill, name, collection)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[collection])
+    return PartitionedHistogram(graph, name, collection.npartitions, histref=histogram).collapse()
 
 
 def fill_histograms(rows: Any, flags: Sequence[str], *, dask: bool = False) -> Histograms:
     """Book and fill one histogram per variable of ``rows`` (:func:`histogram_rows`); ``flags``: region names.
 
-    Rows where the variable is NaN (None in the features) are left out of that variable's histogram.
+    Rows where the variable is NaN (None in the features) are left out of that variable's histogram. With
+    ``dask=True`` (dask-awkward rows) each histogram is a dask collection that computes to a ``hist.Hist``.
     """
-    variables = [name for name in rows.fields if name not in ("region", "weight")]
-    histograms = book_histograms(variables, flags, dask=dask)
-    entries = ak.flatten(rows, axis=1)
-    for variable, histogram in histograms.items():
-        values = entries[variable]
-        defined = ~np.isnan(values)
-        weight = {"weight": entries["weight"][defined]} if "weight" in rows.fields else {}
-        values = values[defined]
-        if FEATURES[variable].dtype == "int64":
-            values = ak.values_astype(values, np.int64)
-        histogram.fill(region=entries["region"][defined], **{variable: values}, **weight)
-    return histograms
+    variables = [name for name in rows.fields if name not in _BOOKKEEPING]
+    histograms = book_histograms(variables, flags)
+    return {
+        variable: _booked_fill(histogram, rows, [variable], dask, f"coffea-ad-hist-{variable}")
+        for variable, histogram in histograms.items()
+    }
 
 
 def score_histogram_name(score: str, fit_variable: str) -> str:
@@ -141,33 +251,39 @@ def fill_score_histograms(
     ``rows`` are :func:`histogram_rows` of the scores and the fit variable; an event whose score or fit
     variable is None (NaN in the rows) is left out.
     """
-    kind = _hist_class(dask)
-    entries = ak.flatten(rows, axis=1)
-    fit_values = entries[fit_variable]
     histograms = {}
     for score, edges in score_edges.items():
-        histogram = kind(
+        histogram = hist.Hist(
             _region_axis(flags),
             hist.axis.Variable(edges, name=score, label=f"{score} anomaly score"),
             feature_axis(fit_variable),
             storage=hist.storage.Weight(),
         )
-        defined = ~np.isnan(entries[score]) & ~np.isnan(fit_values)
-        weight = {"weight": entries["weight"][defined]} if "weight" in rows.fields else {}
-        histogram.fill(
-            region=entries["region"][defined],
-            **{score: entries[score][defined], fit_variable: fit_values[defined]},
-            **weight,
-        )
-        histograms[score_histogram_name(score, fit_variable)] = histogram
+        name = score_histogram_name(score, fit_variable)
+        histograms[name] = _booked_fill(histogram, rows, [score, fit_variable], dask, f"coffea-ad-hist-{name}")
     return histograms
+
+
+def _count_partition(ids: Any, *, counter: Any) -> Any:
+    """One dask partition's region counter (see :func:`count_regions`)."""
+    ids = ak.typetracer.length_zero_if_typetracer(ids)
+    return _count(counter.copy(), ids)
+
+
+def _count(counter: Any, ids: Any) -> Any:
+    region = ak.to_numpy(ids)
+    n_flags = len(counter.axes["region"])
+    counter.view(flow=True)[:] += np.bincount(np.where(region >= 0, region, n_flags).ravel(), minlength=n_flags + 1)
+    return counter
 
 
 def count_regions(ids: Any, flags: Sequence[str], *, dask: bool = False) -> Any:
     """Count the events of every region flag; an id of -1 (a region bug) goes to the overflow bin."""
-    counter = book_region_counter(flags, dask=dask)
-    counter.fill(region=ak.flatten(ids, axis=1))
-    return counter
+    counter = book_region_counter(flags)
+    if not dask:
+        return _count(counter, ids)
+    count = functools.partial(_count_partition, counter=counter)
+    return _summed_over_partitions(count, ids, counter, "coffea-ad-region-counter")
 
 
 def region_histograms(histograms: Histograms) -> Iterator[tuple[str, str, hist.Hist]]:

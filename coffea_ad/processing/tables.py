@@ -35,6 +35,7 @@ from coffea_ad.paths import atomic_output
 
 __all__ = [
     "EVENT_ID_COLUMNS",
+    "WEIGHT_BRANCH",
     "Table",
     "open_table",
     "column_names",
@@ -57,7 +58,9 @@ __all__ = [
 
 #: The identifiers that make a row joinable to its NanoAOD event, with their NanoAOD types.
 EVENT_ID_COLUMNS: dict[str, str] = {"run": "uint32", "luminosityBlock": "uint32", "event": "uint64"}
-_WEIGHT = ("genWeight", "float32")
+#: The per-event generator weight of simulation, kept in the table when the input has it.
+WEIGHT_BRANCH = "genWeight"
+_WEIGHT = (WEIGHT_BRANCH, "float32")
 
 Table = Any
 """A parquet path, a pyarrow Table, a pandas DataFrame, an awkward record array or a mapping column -> array."""
