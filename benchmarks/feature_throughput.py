@@ -8,14 +8,17 @@ several partitions at the default chunk size.
    chunks of ``--step-size`` entries;
 2. feature processor, virtual mode, one core: ``AnomalyFeatureProcessor`` through ``coffea.processor.Runner``
    in this process (``run_processor(mode="virtual")``, per-event tables gathered in memory); the time ratio
-   processor / bare read is the cost of the physics (goal <= 2);
-3. score processor, virtual mode, one core: ``AnomalyScoreProcessor`` with an autoencoder and a MAF (trained
-   here for 3 epochs as ``score_throughput.py`` does, exported to ONNX), each with its score x mjj histograms, on the same files: the time
-   ratio score / feature processor is the cost of adding anomaly scores (goal <= 1.10);
+   processor / bare read is the cost of the physics (goal <= 2); again with the tables written as parquet by
+   the tasks (what ``coffea-ad features`` does);
+3. score processor, virtual mode, one core: ``AnomalyScoreProcessor`` with an autoencoder, then with an
+   autoencoder and a MAF (trained here for 3 epochs as ``score_throughput.py`` does, exported to ONNX), each
+   with its score x mjj histograms, on the same files: the time ratio score / feature processor is the cost of
+   adding anomaly scores (goal <= 1.10);
 4. feature processor in dask mode (``preprocess`` -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` of
-   1 and of 2 worker processes at the same chunk size, each after one untimed run that warms the workers:
-   events/s per core against the virtual mode (goal >= 0.8), the speed-up 1 -> 2 workers (goal >= 1.8), and
-   each worker's peak resident memory (``getrusage`` in the worker process).
+   1 and of 2 worker processes at the same chunk size, tables written by the workers, each after one untimed
+   run that warms the workers: events/s per core against the virtual mode with tables written (goal >= 0.8),
+   the speed-up 1 -> 2 workers (goal >= 1.8), each worker's peak resident memory (``getrusage`` in the
+   worker process); and with 1 worker and the tables gathered into the client.
 
     python benchmarks/feature_throughput.py [FILE.root] [--events N] [--copies K]
 
@@ -129,34 +132,59 @@ def main() -> None:
         options = {"optional": True, "step_size": args.step_size}
         models = exported_models(sample, Path(folder))
         edges = {name: np.linspace(-20.0, 20.0, 81) for name in models}
-        scorer = functools.partial(AnomalyScoreProcessor, models, score_edges=edges)
+        scorers = {
+            "score processor (autoencoder), virtual": functools.partial(
+                AnomalyScoreProcessor, {"autoencoder": models["autoencoder"]},
+                score_edges={"autoencoder": edges["autoencoder"]},
+            ),
+            "score processor (autoencoder + MAF), virtual": functools.partial(
+                AnomalyScoreProcessor, models, score_edges=edges
+            ),
+        }
+        written = iter(range(100))
+
+        def on_workers() -> dict:
+            return {"tables": "workers", "table_folder": str(Path(folder) / f"tables{next(written)}")}
 
         bare_read(all_files, branches, args.step_size)  # warm the page cache
         seconds = {"bare read": bare_read(all_files, branches, args.step_size)}
         timed_run(checked, AnomalyFeatureProcessor, mode="virtual", **options)  # warm the imports
         seconds["feature processor, virtual"] = timed_run(checked, AnomalyFeatureProcessor, mode="virtual",
                                                           **options)
-        timed_run(checked, scorer, mode="virtual", **options)
-        seconds["score processor, virtual"] = timed_run(checked, scorer, mode="virtual", **options)
+        seconds["feature processor, virtual, tables written"] = timed_run(
+            checked, AnomalyFeatureProcessor, mode="virtual", **options, **on_workers()
+        )
+        for name, scorer in scorers.items():
+            timed_run(checked, scorer, mode="virtual", **options)
+            seconds[name] = timed_run(checked, scorer, mode="virtual", **options)
         peaks = {}
         for workers in (1, 2):
             with dask_client(None, workers) as client:
-                timed_run(checked, AnomalyFeatureProcessor, mode="dask", client=client, **options)
-                seconds[f"feature processor, dask, {workers} worker(s)"] = timed_run(
-                    checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
+                timed_run(checked, AnomalyFeatureProcessor, mode="dask", client=client, **options, **on_workers())
+                seconds[f"feature processor, dask, tables written, {workers} worker(s)"] = timed_run(
+                    checked, AnomalyFeatureProcessor, mode="dask", client=client, **options, **on_workers()
                 )
+                if workers == 1:
+                    seconds["feature processor, dask, 1 worker(s)"] = timed_run(
+                        checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
+                    )
                 peaks[workers] = peak_rss_mb(client)
 
     cores = {name: int(name.split(", ")[-1].split()[0]) if "worker" in name else 1 for name in seconds}
     virtual = seconds["feature processor, virtual"]
+    dask_written = {workers: seconds[f"feature processor, dask, tables written, {workers} worker(s)"]
+                    for workers in (1, 2)}
+    virtual_written = seconds["feature processor, virtual, tables written"]
     ratios = {
         "feature processor / bare read (goal <= 2)": virtual / seconds["bare read"],
-        "score processor / feature processor (goal <= 1.10)": seconds["score processor, virtual"] / virtual,
-        "dask 1 worker per core / virtual (goal >= 0.8)": virtual / seconds["feature processor, dask, 1 worker(s)"],
-        "dask 2 workers per core / virtual (goal >= 0.8)":
-            virtual / (2 * seconds["feature processor, dask, 2 worker(s)"]),
-        "speed-up 1 -> 2 dask workers (goal >= 1.8)":
-            seconds["feature processor, dask, 1 worker(s)"] / seconds["feature processor, dask, 2 worker(s)"],
+        "score processor (autoencoder) / feature processor (goal <= 1.10)":
+            seconds["score processor (autoencoder), virtual"] / virtual,
+        "score processor (autoencoder + MAF) / feature processor":
+            seconds["score processor (autoencoder + MAF), virtual"] / virtual,
+        "dask per core / virtual, tables written, 1 worker (goal >= 0.8)": virtual_written / dask_written[1],
+        "dask per core / virtual, tables written, 2 workers (goal >= 0.8)": virtual_written / (2 * dask_written[2]),
+        "dask per core / virtual, tables gathered, 1 worker": virtual / seconds["feature processor, dask, 1 worker(s)"],
+        "speed-up 1 -> 2 dask workers, tables written (goal >= 1.8)": dask_written[1] / dask_written[2],
     }
     print(f"{n_events} events in {len(all_files)} files ({args.copies} links to {sample.name}), "
           f"{len(branches)} branches, {args.step_size} events per chunk")

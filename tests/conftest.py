@@ -18,6 +18,16 @@ def shared_nanoaod() -> Path:
 
 
 @pytest.fixture(scope="session")
+def client():
+    """A client of one LocalCluster of 2 worker processes, shared by the tests of the session."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as connected:
+            yield connected
+
+
+@pytest.fixture(scope="session")
 def generated_sample(tmp_path_factory):
     """``generated_sample(process, n_events, seed=1, **settings)`` -> path of a cached generated file."""
     from coffea_ad.generate import generate

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserW
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as connected:
-            yield connected
-
-
-@pytest.fixture(scope="module")
 def bad_files(tmp_path_factory, shared_nanoaod):
     """A truncated copy of a good file and a file that is not ROOT at all."""
     folder = tmp_path_factory.mktemp("bad_files")

@@ -288,3 +288,21 @@ def test_feature_names_and_sets():
         FeatureConfig(met_collection="Puppi MET")
     with pytest.raises(ConfigurationError, match="jet_pt_min"):
         FeatureConfig(jet_pt_min=-1)
+
+
+@pytest.mark.parametrize("names", ["lhco", "context", "leptons", "all"])
+def test_dask_reads_exactly_the_branches_the_features_declare(ttbar_v12, names):
+    """The numpy feature code runs on a chunk of no events while dask-awkward projects the columns: what it reads
+    is what the features declare (and the values are those of the eager computation)."""
+    import dask_awkward as dak
+
+    events = open_events(ttbar_v12, "dask")
+    features = compute_features(events, names)
+    (read,) = dak.report_necessary_columns(features).values()
+    declared = {branch for name in resolve_feature_names(names)
+                for branch in FEATURES[name].required_branches(FeatureConfig(met_collection="MET"))}
+    counters = {f"n{branch.split('_')[0]}" for branch in declared if "_" in branch and branch.split("_")[0] != "MET"}
+    assert set(read) - counters == declared
+    (computed,) = dask.compute(features)
+    eager = compute_features(open_events(ttbar_v12), names)
+    assert ak.array_equal(computed, eager, equal_nan=True)

@@ -40,6 +40,25 @@ def test_worker_count_does_not_change_the_file(tmp_path):
     content = events_content(serial)
     assert np.unique(ak.to_numpy(content.luminosityBlock)).tolist() == [1, 2, 3]
     assert ak.to_numpy(content.event).tolist() == list(range(1, 91))
+    # The three chunks are written together: one basket per branch, not one per 30-event chunk.
+    with uproot.open(serial) as file:
+        assert {file["Events"][name].num_baskets for name in ("event", "nJet", "Jet_pt", "FatJet_tau2")} == {1}
+
+
+def test_the_writer_gathers_chunks_into_baskets_of_the_asked_size(tmp_path):
+    from coffea_ad.generate.nanoaod import NanoAODWriter
+
+    path = tmp_path / "baskets.root"
+    with NanoAODWriter(path, events_per_basket=1000) as writer:
+        for start in range(0, 1500, 300):
+            event = np.arange(start, start + 300, dtype=np.uint64)
+            writer.extend({"event": event, "Jet": ak.zip({"pt": ak.unflatten(np.ones(600, np.float32), np.full(300, 2))})})
+        writer.finish({"n_events": writer.n_events}, {})
+    with uproot.open(path) as file:
+        tree = file["Events"]
+        assert tree["event"].num_baskets == 2 and tree["Jet_pt"].num_baskets == 2  # 1200 events, then 300
+        assert tree["event"].array(library="np").tolist() == list(range(1500))
+        assert ak.all(ak.num(tree["Jet_pt"].array(), axis=1) == 2)
 
 
 def test_cached_sample_is_generated_once_and_regenerated_when_its_settings_differ(tmp_path, monkeypatch):

@@ -109,15 +109,6 @@ def test_the_fault_is_one_corrupt_basket_in_a_file_that_opens(files):
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as connected:
-            yield connected
-
-
-@pytest.fixture(scope="module")
 def fileset(files, tmp_path_factory):
     path = tmp_path_factory.mktemp("fileset") / "fileset.json"
     path.write_text(json.dumps({"ttbar": [str(files["good"]), str(files["bad"])]}))

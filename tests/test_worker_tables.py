@@ -30,15 +30,6 @@ EVENT_MODEL = ["ht", "met", "n_jets"]  # inputs every event of the tt̄ and DY f
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as connected:
-            yield connected
-
-
-@pytest.fixture(scope="module")
 def files(shared_nanoaod):
     """Per dataset its files: tt̄ alone, DY with a second file (files of one dataset share their branch types:
     dask mode reads every file with the first one's form)."""

@@ -86,13 +86,17 @@ def skipped_features_on_stderr() -> Iterator[None]:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+def skipped_inputs_line(files: int, chunks: int, entries: int) -> str:
+    """The last line of a command that read NanoAOD: files and chunks skipped, zero included."""
+    return f"files skipped: {files}, chunks skipped: {chunks} ({entries} entries not read)"
+
+
 def print_outputs(result: Any, paths: Mapping[str, Path]) -> None:
     """Events and features per dataset, files and chunks skipped (always said, zero included), files written."""
     for dataset, counts in result.cutflows.items():
         print(f"{dataset}: {counts['n_events']} events, {len(result.features[dataset])} features")
-    lost = sum(chunk.n_entries for chunk in result.skipped_chunks)
-    print(f"files skipped: {len(result.skipped)}, chunks skipped: {len(result.skipped_chunks)} "
-          f"({lost} entries not read)")
+    print(skipped_inputs_line(len(result.skipped), len(result.skipped_chunks),
+                              sum(chunk.n_entries for chunk in result.skipped_chunks)))
     for path in paths.values():
         print(f"wrote {path}")
 

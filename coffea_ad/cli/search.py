@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from coffea_ad.cli import options
+from coffea_ad.cli.features import skipped_inputs_line
 
 __all__ = ["SUMMARY", "add_arguments", "run"]
 
@@ -141,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(result["summary_text"])
     skipped = result["inputs_skipped"]
-    print(f"files skipped: {skipped['files']}, chunks skipped: {skipped['chunks']} ({skipped['entries']} entries "
-          "not read)")
+    print(skipped_inputs_line(skipped["files"], skipped["chunks"], skipped["entries"]))
     print(f"  wrote {args.output / 'index.html'} (open it in a browser), search.json, summary.txt, plots/, windows/")
     return 0

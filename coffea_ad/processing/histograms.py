@@ -132,19 +132,20 @@ def _combination_index(region: np.ndarray) -> np.ndarray:
     return np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
-def _region_matrix(rows: Any, n_flags: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(category, combination)``: how often each region combination fills each bin of the ``region`` axis
-    (``category[c, k]``; the overflow bin ``n_flags`` takes a partition's -1), and each row's combination."""
-    region = ak.to_numpy(rows["region"])
-    combination = ak.to_numpy(rows["combination"])
+def _region_bins(region: np.ndarray, n_flags: int) -> np.ndarray:
+    """Region positions as bins of the ``region`` axis: a partition's -1 goes to its overflow bin ``n_flags``."""
+    return np.where(region >= 0, region, n_flags)
+
+
+def _combination_matrix(region: np.ndarray, combination: np.ndarray, n_flags: int) -> np.ndarray:
+    """``category[c, k]``: how often region combination ``c`` fills bin ``k`` of the ``region`` axis."""
     n_combinations = int(combination.max(initial=-1)) + 1
     example = np.zeros(n_combinations, dtype=np.int64)
     example[combination] = np.arange(len(combination))  # any row of a combination: they share their regions
-    bins = np.where(region[example] >= 0, region[example], n_flags)
-    category = np.zeros((n_combinations, n_flags + 1), dtype=np.int64)
-    for column in bins.T:
-        np.add.at(category, (np.arange(n_combinations), column), 1)
-    return category, combination
+    category = np.zeros((n_combinations, n_flags + 1))
+    for column in _region_bins(region[example], n_flags).T:
+        np.add.at(category, (np.arange(n_combinations), column), 1.0)
+    return category
 
 
 def _bin_indices(axis: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +161,13 @@ def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str]) -> Any:
     """Fill ``histogram`` (region × the axes of ``columns``, Weight storage) from concrete ``rows``.
 
     The same result as one ``fill`` per event and partition, computed as sums of weights and of squared
-    weights per bin with ``numpy.bincount``. A row where a column is NaN is left out.
+    weights per bin with ``numpy.bincount``: per combination of regions, then added into the regions, when
+    the histogram is small next to the events (one bincount over the events); else directly per event and
+    partition (one bincount over events × partitions). A row where a column is NaN is left out.
     """
-    category, inverse = _region_matrix(rows, len(histogram.axes["region"]))
+    n_flags = len(histogram.axes["region"])
+    region = ak.to_numpy(rows["region"])
+    combination = ak.to_numpy(rows["combination"])
     keep = np.ones(len(rows), dtype=bool)
     flat_bin = np.zeros(len(rows), dtype=np.int64)
     for name in columns:
@@ -175,15 +180,28 @@ def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str]) -> Any:
         keep[defined] &= inside
         flat_bin = flat_bin * axis.extent + bins
     n_bins = int(np.prod([histogram.axes[name].extent for name in columns]))
-    index = inverse[keep] * n_bins + flat_bin[keep]
-    weight = ak.to_numpy(rows["weight"])[keep] if "weight" in rows.fields else None
-    shape = (len(category), n_bins)
-    sum_w = np.bincount(index, weights=weight, minlength=shape[0] * shape[1]).reshape(shape)
-    sum_w2 = sum_w if weight is None else np.bincount(index, weights=weight**2, minlength=sum_w.size).reshape(shape)
+    weight = ak.to_numpy(rows["weight"]).astype(np.float64)[keep] if "weight" in rows.fields else None
+    region, combination, flat_bin = region[keep], combination[keep], flat_bin[keep]
+    n_combinations = int(combination.max(initial=-1)) + 1
+    if (n_flags + 1) * n_combinations * n_bins <= region.size:
+        category = _combination_matrix(region, combination, n_flags)
+        index = combination * n_bins + flat_bin
+
+        def accumulate(weights: np.ndarray | None) -> np.ndarray:
+            per_combination = np.bincount(index, weights=weights, minlength=n_combinations * n_bins)
+            return category.T @ per_combination.reshape(n_combinations, n_bins)
+    else:
+        n_partitions = region.shape[1]
+        index = (_region_bins(region, n_flags) * n_bins + flat_bin[:, None]).ravel()
+
+        def accumulate(weights: np.ndarray | None) -> np.ndarray:
+            repeated = None if weights is None else np.repeat(weights, n_partitions)
+            return np.bincount(index, weights=repeated, minlength=(n_flags + 1) * n_bins)
+    sum_w = accumulate(weight)
+    sum_w2 = sum_w if weight is None else accumulate(weight**2)
     view = histogram.view(flow=True)
-    region_shape = (category.shape[1], *view.shape[1:])
-    view["value"] += (category.T @ sum_w).reshape(region_shape)
-    view["variance"] += (category.T @ sum_w2).reshape(region_shape)
+    view["value"] += np.reshape(sum_w, view.shape)
+    view["variance"] += np.reshape(sum_w2, view.shape)
     return histogram
 
 
