@@ -1,6 +1,8 @@
 """Feature- and score-processor throughput per core, next to a bare uproot read of the same branches in the same run.
 
-Measured on the same events, after one untimed read that warms the page cache: a fileset of ``--copies``
+Measured on the same events, each measurement the fastest of ``--repeat`` runs (3) after an untimed one
+(page cache, imports, workers warm), the runs of the in-process measurements interleaved, then those of each
+cluster: a fileset of ``--copies``
 symbolic links to one sample (default 4 links to 100k generated QCD events), so that the dask runs have
 several partitions at the default chunk size.
 
@@ -47,6 +49,7 @@ from coffea_ad.paths import cache_dir
 from coffea_ad.processing import check_fileset, dask_client, normalize_fileset, run_processor
 from coffea_ad.processing.tables import EVENT_ID_COLUMNS
 from processors import AnomalyFeatureProcessor, AnomalyScoreProcessor
+from timing import best_of
 
 RESULTS = Path(__file__).resolve().parent / "results" / "feature_throughput.json"
 
@@ -78,10 +81,20 @@ def bare_read(files: dict[str, str], branches: list[str], step_size: int) -> flo
     return time.perf_counter() - start
 
 
-def timed_run(checked, make_processor, **options) -> float:
-    start = time.perf_counter()
+def timed_run(checked, make_processor, **options) -> None:
     run_processor(checked, make_processor=make_processor, **options)
-    return time.perf_counter() - start
+
+
+def interleaved(measurements: dict, repeat: int) -> dict[str, float]:
+    """The fastest of ``repeat`` runs of each measurement, after one untimed run of each (page cache, imports,
+    workers warm); the runs interleaved, so that a slower spell of the machine slows every measurement alike."""
+    for run in measurements.values():
+        run()
+    seconds = {name: float("inf") for name in measurements}
+    for _ in range(repeat):
+        for name, run in measurements.items():
+            seconds[name] = min(seconds[name], best_of(run, 1))
+    return seconds
 
 
 def links(sample: Path, copies: int, folder: Path) -> list[str]:
@@ -118,6 +131,7 @@ def main() -> None:
     parser.add_argument("--process", default="qcd_dijet", help="process to generate without a file (qcd_dijet)")
     parser.add_argument("--copies", type=int, default=4, help="links to the sample in the fileset (4)")
     parser.add_argument("--step-size", type=int, default=100_000, help="events per chunk in every run (100000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement, the fastest kept (3)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # coffea: absent cross-references
@@ -146,28 +160,31 @@ def main() -> None:
         def on_workers() -> dict:
             return {"tables": "workers", "table_folder": str(Path(folder) / f"tables{next(written)}")}
 
-        bare_read(all_files, branches, args.step_size)  # warm the page cache
-        seconds = {"bare read": bare_read(all_files, branches, args.step_size)}
-        timed_run(checked, AnomalyFeatureProcessor, mode="virtual", **options)  # warm the imports
-        seconds["feature processor, virtual"] = timed_run(checked, AnomalyFeatureProcessor, mode="virtual",
-                                                          **options)
-        seconds["feature processor, virtual, tables written"] = timed_run(
-            checked, AnomalyFeatureProcessor, mode="virtual", **options, **on_workers()
-        )
-        for name, scorer in scorers.items():
-            timed_run(checked, scorer, mode="virtual", **options)
-            seconds[name] = timed_run(checked, scorer, mode="virtual", **options)
+        in_process = {
+            "bare read": lambda: bare_read(all_files, branches, args.step_size),
+            "feature processor, virtual": lambda: timed_run(checked, AnomalyFeatureProcessor, mode="virtual",
+                                                            **options),
+            "feature processor, virtual, tables written": lambda: timed_run(
+                checked, AnomalyFeatureProcessor, mode="virtual", **options, **on_workers()
+            ),
+            **{name: functools.partial(timed_run, checked, scorer, mode="virtual", **options)
+               for name, scorer in scorers.items()},
+        }
+        seconds = interleaved(in_process, args.repeat)
         peaks = {}
+        # One cluster at a time: a LocalCluster's scheduler runs in this process and would slow the others.
         for workers in (1, 2):
             with dask_client(None, workers) as client:
-                timed_run(checked, AnomalyFeatureProcessor, mode="dask", client=client, **options, **on_workers())
-                seconds[f"feature processor, dask, tables written, {workers} worker(s)"] = timed_run(
-                    checked, AnomalyFeatureProcessor, mode="dask", client=client, **options, **on_workers()
-                )
+                runs = {
+                    f"feature processor, dask, tables written, {workers} worker(s)": functools.partial(
+                        lambda client: timed_run(checked, AnomalyFeatureProcessor, mode="dask", client=client,
+                                                 **options, **on_workers()), client)
+                }
                 if workers == 1:
-                    seconds["feature processor, dask, 1 worker(s)"] = timed_run(
-                        checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
+                    runs["feature processor, dask, 1 worker(s)"] = functools.partial(
+                        timed_run, checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
                     )
+                seconds.update(interleaved(runs, args.repeat))
                 peaks[workers] = peak_rss_mb(client)
 
     cores = {name: int(name.split(", ")[-1].split()[0]) if "worker" in name else 1 for name in seconds}
@@ -202,6 +219,7 @@ def main() -> None:
         "events": n_events,
         "files": len(all_files),
         "step_size": args.step_size,
+        "repeat": args.repeat,
         "cpu_count": os.cpu_count(),
         "seconds": seconds,
         "events_per_s_per_core": {name: n_events / value / cores[name] for name, value in seconds.items()},

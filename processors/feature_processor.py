@@ -93,14 +93,19 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
 
     def outputs(self, per_event: Any, flags: list[str], dask_mode: bool) -> dict[str, Any]:
         """The chunk's outputs from its per-event record (:meth:`event_record`)."""
+        table = self.chunk_table(per_event)
         return {
-            "table": per_event["table"] if dask_mode else [ak.materialize(per_event["table"])],
+            "table": table if dask_mode else [ak.materialize(table)],
             "histograms": fill_histograms(per_event["rows"], flags, dask=dask_mode),
             "cutflow": {
                 "n_events": ak.num(per_event, axis=0),
                 "regions": count_regions(per_event["region_ids"], flags, dask=dask_mode),
             },
         }
+
+    def chunk_table(self, per_event: Any) -> Any:
+        """The per-event table of a chunk from its :meth:`event_record` (a subclass adds columns here)."""
+        return per_event["table"]
 
     def event_record(self, events: Any, names: list[str], variables: list[str]) -> ak.Array:
         """Per event: ``table`` (ids, features, flags), ``region_ids`` and the histogram ``rows``.

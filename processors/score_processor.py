@@ -84,12 +84,15 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
             "score_rows": histogram_rows(columns, ids, list(columns), weight=weight),
         }
 
-    def outputs(self, per_event: Any, flags: list[str], dask_mode: bool) -> dict[str, Any]:
-        output = super().outputs(per_event, flags, dask_mode)
+    def chunk_table(self, per_event: Any) -> Any:
+        """The feature table with one score column per model."""
         table = per_event["table"]
         for name in self.scorers:
             table = ak.with_field(table, per_event["scores"][name], name)
-        output["table"] = table if dask_mode else [ak.materialize(table)]
+        return table
+
+    def outputs(self, per_event: Any, flags: list[str], dask_mode: bool) -> dict[str, Any]:
+        output = super().outputs(per_event, flags, dask_mode)
         if self.score_edges:
             output["histograms"].update(
                 fill_score_histograms(
