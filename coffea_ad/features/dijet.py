@@ -66,19 +66,18 @@ class DijetSystem(FeatureGroup):
     """
 
     @cached_property
-    def _selected(self) -> tuple[np.ndarray, np.ndarray]:
-        """Flat positions (among all fat jets) and event numbers of the selected fat jets."""
+    def _selected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat positions (among all fat jets), event numbers and pT of the selected fat jets."""
         pt, counts = jagged(self.events.FatJet["pt"])
         eta = ak.to_numpy(ak.flatten(self.events.FatJet["eta"], axis=1))
         keep = (pt > self.config.fatjet_pt_min) & (np.abs(eta) < self.config.fatjet_abs_eta_max)
         event = np.repeat(np.arange(len(counts)), counts)
-        return np.flatnonzero(keep), event[keep]
+        return np.flatnonzero(keep), event[keep], pt[keep]
 
     @cached_property
     def _pair(self) -> tuple[np.ndarray, np.ndarray]:
         """Flat positions of the leading and subleading selected fat jets, -1 where absent."""
-        positions, event = self._selected
-        pt = ak.to_numpy(ak.flatten(self.events.FatJet["pt"], axis=1))[positions]
+        positions, event, pt = self._selected
         ranked = leading_objects(pt, event, len(self.events), 2)
         return tuple(np.where(rank >= 0, positions[np.maximum(rank, 0)], -1) if len(positions) else rank
                      for rank in ranked)

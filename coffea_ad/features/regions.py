@@ -107,11 +107,6 @@ def _window_name(centre: float) -> str:
     return f"mjj{centre:.0f}"
 
 
-def _values(column: Any) -> np.ndarray:
-    """A feature column as float64 numpy, NaN where None (awkward or numpy input)."""
-    return numeric(column)
-
-
 def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: float | None) -> Partition:
     """Signal region ``sr`` [centre − half_width, centre + half_width), sidebands ``sb``, ``outside``, ``missing``.
 
@@ -119,7 +114,7 @@ def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: floa
     outside the signal region when ``sideband_width`` is None. Half-open intervals, so that adjacent windows
     tile the mjj axis without overlap. Masks are numpy boolean arrays (as are those of every partition).
     """
-    mjj = _values(mjj)
+    mjj = numeric(mjj)
     defined = ~np.isnan(mjj)
     low, high = centre - half_width, centre + half_width
     signal = (mjj >= low) & (mjj < high)
@@ -132,7 +127,7 @@ def mass_window(mjj: Any, centre: float, half_width: float, sideband_width: floa
 
 def deta_split(deta_jj: Any, deta_max: float) -> Partition:
     """``sr`` |Δη_jj| < deta_max, ``cr`` |Δη_jj| ≥ deta_max, ``missing``."""
-    deta_jj = _values(deta_jj)
+    deta_jj = numeric(deta_jj)
     defined = ~np.isnan(deta_jj)
     signal = np.abs(deta_jj) < deta_max
     return {"sr": signal, "cr": defined & ~signal, "missing": ~defined}
@@ -140,7 +135,7 @@ def deta_split(deta_jj: Any, deta_max: float) -> Partition:
 
 def context_split(ht: Any, met: Any, ht_min: float, met_min: float) -> Partition:
     """``sr`` HT ≥ ht_min and MET ≥ met_min, ``cr`` otherwise, ``missing`` where either is None."""
-    ht, met = _values(ht), _values(met)
+    ht, met = numeric(ht), numeric(met)
     defined = ~np.isnan(ht) & ~np.isnan(met)
     signal = (ht >= ht_min) & (met >= met_min)
     return {"sr": signal, "cr": defined & ~signal, "missing": ~defined}
@@ -148,8 +143,8 @@ def context_split(ht: Any, met: Any, ht_min: float, met_min: float) -> Partition
 
 def lepton_flavour_split(n_leptons: Any, flavour_4l: Any) -> Partition:
     """``lt4`` for fewer than four leptons, else one region per flavour of the four leading leptons."""
-    four = _values(n_leptons) >= 4
-    flavour_4l = _values(flavour_4l)
+    four = numeric(n_leptons) >= 4
+    flavour_4l = numeric(flavour_4l)
     regions = {"lt4": ~four}
     for muons, name in FLAVOUR_4L.items():
         regions[name] = (flavour_4l == muons) & four
@@ -158,7 +153,7 @@ def lepton_flavour_split(n_leptons: Any, flavour_4l: Any) -> Partition:
 
 def lepton_charge_split(charge_4l: Any) -> Partition:
     """``neutral`` (total charge 0) or ``charged`` four-lepton events, ``missing`` for fewer than four."""
-    charge_4l = _values(charge_4l)
+    charge_4l = numeric(charge_4l)
     defined = ~np.isnan(charge_4l)
     neutral = charge_4l == 0
     return {"neutral": neutral, "charged": defined & ~neutral, "missing": ~defined}
@@ -217,7 +212,7 @@ def partitions(features: Any, config: RegionConfig | None = None) -> dict[str, P
     present = set(features.fields if hasattr(features, "fields") else features)
     builders = _partition_builders(config or RegionConfig())
     needed_by_any = {name for needed, _, _ in builders.values() for name in needed} & present
-    values = {name: _values(features[name]) for name in needed_by_any}
+    values = {name: numeric(features[name]) for name in needed_by_any}
     result = {}
     for name, (needed, _, build) in builders.items():
         if present.issuperset(needed):
@@ -254,8 +249,7 @@ def region_ids(partition_masks: Mapping[str, Partition]) -> np.ndarray:
         n_regions = np.sum(masks, axis=0)
         columns.append(np.where(n_regions == 1, position + offset, -1))
         offset += len(masks)
-    n_events = len(columns[0]) if columns else 0
-    return np.stack(columns, axis=1) if columns else np.zeros((n_events, 0), dtype=np.int64)
+    return np.stack(columns, axis=1) if columns else np.zeros((0, 0), dtype=np.int64)
 
 
 def cutflow(flag_counts: Sequence[Any], layout: Mapping[str, Sequence[str]], n_events: Any) -> dict[str, Any]:

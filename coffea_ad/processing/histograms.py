@@ -108,7 +108,7 @@ def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight:
 
 def _rows(columns: Mapping[str, Any]) -> ak.Array:
     ids = columns["region"]
-    region = np.asarray(ids if isinstance(ids, np.ndarray) else ak.to_numpy(ids), dtype=np.int64)
+    region = np.asarray(ak.to_numpy(ids), dtype=np.int64)
     fields = {"region": region, "combination": _combination_index(region)}
     fields.update({name: numeric(column) for name, column in columns.items() if name != "region"})
     return ak.zip(fields, depth_limit=1)

@@ -74,6 +74,7 @@ from uproot.deserialization import DeserializationError
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, missing_branches, resolve_feature_names, select_features
+from coffea_ad.features.arrays import no_events
 from coffea_ad.features.regions import RegionConfig, check_cutflow, cutflow, flag_names, partition_layout
 from coffea_ad.paths import write_json
 from coffea_ad.progress import progress_bar
@@ -214,12 +215,6 @@ def _read_error(error: BaseException) -> BaseException | None:
     return None
 
 
-def _no_events(events: Any) -> Any:
-    """Events with the chunk's form, behaviour and metadata, and none of its entries (nothing is read): what the
-    processor runs on in place of a chunk that cannot be read, as uproot's dask reader gives it an empty array."""
-    return ak.Array(events.layout.form.length_zero_array(), behavior=events.behavior, attrs=events.attrs)
-
-
 class _ChunkTables(coffea_processor.ProcessorABC):
     """A processor around another one (virtual mode): a chunk that cannot be read is skipped and reported, and the
     chunk's table is kept, written by the task, or dropped."""
@@ -243,7 +238,7 @@ class _ChunkTables(coffea_processor.ProcessorABC):
                 self.sink.dataset, metadata["filename"], int(metadata["entrystart"]), int(metadata["entrystop"]),
                 _reason(type(cause).__name__, str(cause)),
             ))
-            output = self.inner.process(_no_events(events))
+            output = self.inner.process(no_events(events))
         for per_dataset in output.values():
             per_dataset["skipped_chunks"] = list(skipped)
             table = ak.concatenate(per_dataset.pop("table"))
