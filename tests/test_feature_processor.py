@@ -272,3 +272,27 @@ def test_a_dataset_whose_files_store_a_branch_in_different_types_keeps_every_val
                         zip(table["event"], table["n_electrons"], table["n_muons"]))
         assert counts == sorted((event, *count) for (_, event), count in expected.items()), mode
     assert len(expected) == 240 and sum(n_e for n_e, _ in expected.values()) == 42
+
+
+@pytest.mark.parametrize("step_size", [7, 100, 333, 1_000_000])
+def test_steps_are_those_of_coffea_preprocess_without_reopening_the_files(generated_sample, step_size):
+    """Dask mode splits the files as coffea's preprocess does, from the entries and UUIDs the file check read;
+    in steps of 7, where preprocess makes steps past the end of these files (and coffea refuses them), each file is
+    still covered once, in steps of at most 8."""
+    from coffea.dataset_tools import preprocess
+
+    files = {str(generated_sample("qcd_dijet", 120, seed=31)): "Events", str(generated_sample("zz4l", 400)): "Events"}
+    checked, _ = check_fileset(normalize_fileset({"data": {"files": files}}))
+    ours = checked["data"].steps(step_size)
+    for described in ours.values():
+        steps = np.array(described["steps"])
+        assert steps[0, 0] == 0 and steps[-1, 1] == described["num_entries"]
+        assert np.all(steps[1:, 0] == steps[:-1, 1]) and np.all(steps[:, 1] > steps[:, 0])
+    if step_size == 7:
+        assert max(stop - start for described in ours.values() for start, stop in described["steps"]) == 8
+        return
+    available, _ = preprocess({"data": {"files": files}}, step_size=step_size, skip_bad_files=False)
+    theirs = available["data"]["files"]
+    assert list(ours) == list(theirs)
+    for path, described in ours.items():
+        assert described == {key: theirs[path][key] for key in ("object_path", "steps", "num_entries", "uuid")}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,8 @@ class DatasetFiles:
 
     ``branches`` are the branches every file has; ``file_branches``, ``file_types`` and ``file_entries`` hold
     each file's own branch names, branch types (uproot's ``typename``, e.g. ``uint8_t[]``) and number of entries:
-    what decides its MET collection, and which files can share one form in dask mode.
+    what decides its MET collection, and which files can share one form in dask mode. ``file_uuids`` are the
+    ROOT files' UUIDs, which with the entries let dask mode split the files into steps without opening them again.
     """
 
     files: dict[str, str]
@@ -84,6 +86,7 @@ class DatasetFiles:
     file_branches: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     file_entries: dict[str, int] = dataclasses.field(default_factory=dict)
     file_types: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    file_uuids: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def subset(self, paths: Iterable[str]) -> DatasetFiles:
         """The same dataset restricted to ``paths`` (some of its readable files), without its empty files."""
@@ -97,7 +100,26 @@ class DatasetFiles:
             file_branches={path: self.file_branches[path] for path in paths},
             file_entries={path: self.file_entries[path] for path in paths},
             file_types={path: self.file_types[path] for path in paths if path in self.file_types},
+            file_uuids={path: self.file_uuids[path] for path in paths if path in self.file_uuids},
         )
+
+    def steps(self, step_size: int) -> dict[str, dict[str, Any]]:
+        """The files as coffea's ``preprocess`` describes them (object path, steps, entries, UUID), from what
+        :func:`check_fileset` read: the steps that ``preprocess(..., step_size)`` makes (each file cut into
+        ``round(entries / step_size)`` steps, at least one, of equal size but the last), without reopening it.
+        Where that size overshoots (120 entries in steps of 7: 17 steps of 8), preprocess ends with steps that
+        start past the file's end, which coffea then refuses; here the file simply ends the last step."""
+        described = {}
+        for path, tree in self.files.items():
+            entries = self.file_entries[path]
+            size = math.ceil(entries / max(round(entries / step_size), 1))
+            described[path] = {
+                "object_path": tree,
+                "steps": [[start, min(start + size, entries)] for start in range(0, entries, size)],
+                "num_entries": entries,
+                "uuid": self.file_uuids[path],
+            }
+        return described
 
 
 def safe_name(dataset: str) -> str:
@@ -144,8 +166,9 @@ def normalize_fileset(raw: Any, source: str = "the fileset") -> dict[str, dict[s
     return fileset
 
 
-def _open_tree(path: str, tree_name: str) -> tuple[int, dict[str, str]]:
-    """(entries, branch name -> type name) of a readable tree; raises OSError/ValueError/KeyError otherwise."""
+def _open_tree(path: str, tree_name: str) -> tuple[int, dict[str, str], str]:
+    """(entries, branch name -> type name, file UUID) of a readable tree; raises OSError/ValueError/KeyError
+    otherwise."""
     import uproot
 
     with uproot.open(path) as handle:
@@ -153,7 +176,8 @@ def _open_tree(path: str, tree_name: str) -> tuple[int, dict[str, str]]:
         if actual is not None and actual < expected:
             raise OSError(f"truncated: {actual} bytes, the ROOT header says {expected}")
         tree = handle[tree_name]
-        return tree.num_entries, {name: tree[name].typename for name in tree.keys(recursive=False)}
+        types = {name: tree[name].typename for name in tree.keys(recursive=False)}
+        return tree.num_entries, types, str(handle.file.uuid)
 
 
 def _reason(path: str, error: BaseException) -> str:
@@ -172,10 +196,11 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
         branch_sets: dict[str, frozenset[str]] = {}
         types_by_file: dict[str, dict[str, str]] = {}
         entries_by_file: dict[str, int] = {}
+        uuids: dict[str, str] = {}
         empty: list[str] = []
         for path, tree_name in spec["files"].items():
             try:
-                entries, types = _open_tree(path, tree_name)
+                entries, types, uuids[path] = _open_tree(path, tree_name)
             except (OSError, ValueError, KeyError, TypeError) as error:
                 reason = _reason(path, error)
                 logger.warning("skipping %s (dataset %s): %s", path, dataset, reason)
@@ -198,6 +223,7 @@ def check_fileset(fileset: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, D
             branch_sets,
             entries_by_file,
             types_by_file,
+            {path: uuids[path] for path in files},
         )
     return checked, skipped
 
