@@ -39,7 +39,8 @@ def generated_sample(tmp_path_factory):
         key = (process, n_events, seed, tuple(sorted(settings.items())))
         if key not in cache:
             path = folder / f"{process}_{n_events}_{seed}_{len(cache)}.root"
-            generate(process, n_events, path, seed=seed, settings=settings, workers=2, progress=False)
+            # chunks of 500 (the default is 2000) so that the small samples of the tests use both cores
+            generate(process, n_events, path, seed=seed, settings=settings, workers=2, chunk_size=500, progress=False)
             cache[key] = path
         return cache[key]
 

@@ -45,6 +45,24 @@ def test_worker_count_does_not_change_the_file(tmp_path):
         assert {file["Events"][name].num_baskets for name in ("event", "nJet", "Jet_pt", "FatJet_tau2")} == {1}
 
 
+def test_batches_within_a_chunk_continue_one_pythia(tmp_path, monkeypatch):
+    """A chunk generated in batches is one Pythia run: the same hard processes as the chunk in one batch, events
+    numbered on, and the detector smearing drawn on from the chunk's one random stream."""
+    from coffea_ad.generate import sample
+
+    whole, batched = tmp_path / "whole.root", tmp_path / "batched.root"
+    generate("zz4l", 60, whole, seed=5, workers=1, chunk_size=60, progress=False)
+    monkeypatch.setattr(sample, "EVENTS_PER_BATCH", 25)
+    generate("zz4l", 60, batched, seed=5, workers=1, chunk_size=60, progress=False)
+    one, three = events_content(whole), events_content(batched)
+    assert ak.to_numpy(three.event).tolist() == list(range(1, 61))
+    assert ak.array_equal(one.GenPart_pdgId, three.GenPart_pdgId)
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(one.GenPart_pt)), ak.to_numpy(ak.flatten(three.GenPart_pt)))
+    # the first batch draws the same smearing; later batches draw on, in another order than one batch would
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(one.Jet_pt[:25])), ak.to_numpy(ak.flatten(three.Jet_pt[:25])))
+    assert not ak.array_equal(one.Jet_pt[25:], three.Jet_pt[25:])
+
+
 def test_the_writer_gathers_chunks_into_baskets_of_the_asked_size(tmp_path):
     from coffea_ad.generate.nanoaod import NanoAODWriter
 

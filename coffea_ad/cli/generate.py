@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=options.positive_int,
         default=None,
         metavar="N",
-        help="events per independently seeded chunk (default: 500); the file depends on it, not on --workers",
+        help="events per independently seeded chunk (default: 2000); the file depends on it, not on --workers",
     )
     options.NO_PROGRESS.add(parser)
 

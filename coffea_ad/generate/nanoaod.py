@@ -141,7 +141,7 @@ class NanoAODWriter:
 
     Use as a context manager; :meth:`finish` writes ``Runs``, ``Metadata`` and ``generation_settings``.
     Chunks are gathered until ``events_per_basket`` events before they are written, so that each branch's
-    baskets hold that many events: generation chunks are small (500 events), and a file of 500-event baskets
+    baskets hold that many events: generation batches are small (500 events), and a file of 500-event baskets
     reads about twice as slowly as one of 10,000-event baskets (the per-basket cost of uproot).
     """
 

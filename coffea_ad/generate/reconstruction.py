@@ -9,6 +9,7 @@ The numbers it applies are those of a :class:`~coffea_ad.generate.detector.Detec
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -355,13 +356,84 @@ def _fat_jets(rng, calo, card) -> tuple[ak.Array, ak.Array]:
     return _sorted_by_pt(ak.zip(fields)), _kinematics(raw)
 
 
-def _isolation(leptons: ak.Array, particles: ak.Array, card: DetectorCard) -> ak.Array:
+@dataclasses.dataclass(frozen=True)
+class _Particles:
+    """Particles of a batch of events as flat numpy columns in event order, with the event each belongs to."""
+
+    n_events: int
+    event: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def select(self, mask: np.ndarray) -> _Particles:
+        return _Particles(self.n_events, self.event[mask], {name: values[mask] for name, values in self.columns.items()})
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.event, minlength=self.n_events)
+
+    def per_event(self, names: tuple[str, ...], with_name: str | None = None) -> ak.Array:
+        """The chosen columns as one jagged record array (a list of particles per event)."""
+        offsets = np.concatenate([[0], np.cumsum(self.counts())])
+        content = ak.contents.RecordArray(
+            [ak.contents.NumpyArray(self.columns[name]) for name in names],
+            list(names),
+            parameters={"__record__": with_name} if with_name else None,
+        )
+        return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
+
+    def sum_per_event(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.event, weights=values, minlength=self.n_events)
+
+
+def _final_state(record: ak.Array, properties: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> _Particles:
+    """The final-state particles of a Pythia event record, with pT, eta, phi, charge and visibility."""
+    counts = ak.to_numpy(ak.num(record.id, axis=1))
+    final = ak.to_numpy(ak.flatten(record.status)) > 0
+    event = np.repeat(np.arange(len(counts)), counts)[final]
+    momentum = record.p
+    px, py, pz, energy = (ak.to_numpy(ak.flatten(momentum[name]))[final] for name in ("px", "py", "pz", "e"))
+    pdg_id = ak.to_numpy(ak.flatten(record.id))[final]
+    visible, charge = properties(pdg_id)
+    pt = np.hypot(px, py)
+    transverse = pt > 0
+    first_of_event = np.concatenate([[0], np.cumsum(np.bincount(event, minlength=len(counts)))[:-1]])
+    columns = {
+        "px": px,
+        "py": py,
+        "pz": pz,
+        "E": energy,
+        "pt": pt,
+        "eta": np.where(transverse, np.arcsinh(pz / np.where(transverse, pt, 1.0)), 0.0),
+        "phi": np.arctan2(py, px),
+        "pdgId": pdg_id,
+        "index": np.arange(len(event)) - first_of_event[event],
+        "charge": charge,
+        "visible": visible,
+    }
+    return _Particles(len(counts), event, columns)
+
+
+def _isolation(leptons: ak.Array, particles: _Particles, card: DetectorCard) -> ak.Array:
     """pfRelIso03_all: scalar pT sum of other visible particles in the cone, over the lepton pT."""
-    pairs = ak.cartesian({"lepton": leptons, "particle": particles}, axis=1, nested=True)
+    counts = ak.to_numpy(ak.num(leptons, axis=1))
+    event = np.repeat(np.arange(len(counts)), counts)
+    eta, phi, pt, index = (ak.to_numpy(ak.flatten(leptons[name])) for name in ("eta", "phi", "pt", "index"))
+    # every (lepton, particle of its event) pair, in flat arrays
+    per_event = particles.counts()
+    first = np.concatenate([[0], np.cumsum(per_event)[:-1]])
+    n_pairs = per_event[event]
+    pair_lepton = np.repeat(np.arange(len(event)), n_pairs)
+    pair_particle = np.arange(n_pairs.sum()) - np.repeat(np.cumsum(n_pairs) - n_pairs - first[event], n_pairs)
     in_cone = (
-        _delta_r(pairs.lepton.eta, pairs.lepton.phi, pairs.particle.eta, pairs.particle.phi) < card.isolation_cone
-    ) & (pairs.lepton.index != pairs.particle.index)
-    return ak.sum(ak.where(in_cone, pairs.particle.pt, 0.0), axis=2) / leptons.pt
+        _delta_r(eta[pair_lepton], phi[pair_lepton], particles["eta"][pair_particle], particles["phi"][pair_particle])
+        < card.isolation_cone
+    ) & (index[pair_lepton] != particles["index"][pair_particle])
+    cone_pt = np.bincount(
+        pair_lepton, weights=np.where(in_cone, particles["pt"][pair_particle], 0.0), minlength=len(event)
+    )
+    return ak.unflatten(cone_pt / pt, counts)
 
 
 def _leptons(rng, candidates, isolation_particles, card, flavour: int) -> ak.Array:
@@ -464,9 +536,9 @@ def _hard_process(record: ak.Array) -> ak.Array:
     )
 
 
-def _missing_momentum(particles, jet_shift, keep) -> tuple[ak.Array, ak.Array]:
-    met_x = -(ak.sum(particles.px[keep], axis=1) + jet_shift[0])
-    met_y = -(ak.sum(particles.py[keep], axis=1) + jet_shift[1])
+def _missing_momentum(particles: _Particles, jet_shift, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    met_x = -(particles.sum_per_event(np.where(keep, particles["px"], 0.0)) + ak.to_numpy(jet_shift[0]))
+    met_y = -(particles.sum_per_event(np.where(keep, particles["py"], 0.0)) + ak.to_numpy(jet_shift[1]))
     return np.hypot(met_x, met_y), np.arctan2(met_y, met_x)
 
 
@@ -491,43 +563,31 @@ def reconstruct(
         detector response; each reconstructed jet points to its own through ``genJetIdx``.
     """
     record = events.prt
-    final = record[["id", "p"]][record.status > 0]
-    counts = ak.num(final, axis=1)
-    visible, charge = properties(ak.to_numpy(ak.flatten(final.id)))
-    visible = ak.unflatten(visible, counts)
-    charge = ak.unflatten(charge, counts)
-    momentum = final.p
-    particles = ak.zip(
-        {
-            "px": momentum.px,
-            "py": momentum.py,
-            "pz": momentum.pz,
-            "E": momentum.e,
-            "pt": np.hypot(momentum.px, momentum.py),
-            "pdgId": final.id,
-            "index": ak.local_index(final.id, axis=1),
-        }
-    )
-    transverse = particles.pt > 0
-    particles = ak.with_field(
-        particles, ak.where(transverse, np.arcsinh(particles.pz / ak.where(transverse, particles.pt, 1.0)), 0.0), "eta"
-    )
-    particles = ak.with_field(particles, np.arctan2(particles.py, particles.px), "phi")
-    in_calorimeter = visible & transverse & (abs(particles.eta) < card.calorimeter_eta_max)
-    calo = particles[in_calorimeter]
-    calo_vectors = _four_vectors(calo.px, calo.py, calo.pz, calo.E)
+    particles = _final_state(record, properties)
+    transverse = particles["pt"] > 0
+    in_calorimeter = particles["visible"] & transverse & (np.abs(particles["eta"]) < card.calorimeter_eta_max)
+    calo_vectors = particles.select(in_calorimeter).per_event(("px", "py", "pz", "E"), with_name="Momentum4D")
 
     jets, gen_jets, jet_shift = _ak4_jets(rng, calo_vectors, record, card)
     fat_jets, gen_fat_jets = _fat_jets(rng, calo_vectors, card)
     gen_particles = _hard_process(record)
 
-    isolation_particles = particles[in_calorimeter & (particles.pt > card.isolation_particle_pt_min)]
-    in_tracker = transverse & (abs(particles.eta) < card.tracker_eta_max)
-    electrons = _leptons(rng, particles[in_tracker & (abs(particles.pdgId) == 11)], isolation_particles, card, 11)
-    muons = _leptons(rng, particles[in_tracker & (abs(particles.pdgId) == 13)], isolation_particles, card, 13)
+    isolation_particles = particles.select(in_calorimeter & (particles["pt"] > card.isolation_particle_pt_min))
+    in_tracker = transverse & (np.abs(particles["eta"]) < card.tracker_eta_max)
+    lepton_fields = ("pt", "eta", "phi", "pdgId", "index")
+    electrons, muons = (
+        _leptons(
+            rng,
+            particles.select(in_tracker & (np.abs(particles["pdgId"]) == flavour)).per_event(lepton_fields),
+            isolation_particles,
+            card,
+            flavour,
+        )
+        for flavour in (11, 13)
+    )
 
     met = _missing_momentum(particles, jet_shift, in_calorimeter)
-    puppi = in_calorimeter & ~((charge == 0) & (particles.pt < card.puppi_neutral_pt_min))
+    puppi = in_calorimeter & ~((particles["charge"] == 0) & (particles["pt"] < card.puppi_neutral_pt_min))
     puppi_met = _missing_momentum(particles, jet_shift, puppi)
 
     # NanoAOD cross-references: leptons to their jet and to the hard-process lepton, jets to their leptons.
