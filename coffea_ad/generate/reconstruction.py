@@ -206,28 +206,37 @@ def _first_two_members(jets: ak.Array, member_jet_index: ak.Array) -> tuple[ak.A
     return padded[:, :, 0], padded[:, :, 1]
 
 
-def _history_parents(order: list[int], n_leaves: list[int], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _history_parents(order: np.ndarray, n_leaves: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two parents of every pseudojet of a set of C/A clustering histories, as flat indices (-1 for a particle).
 
     ``order`` is fastjet's ``unique_history_order`` of each clustering, concatenated: a post-order walk of the
-    tree (both parents' subtrees, then the pseudojet they merge into), so a stack gives each merge its parents.
-    Every clustering merges its ``n`` particles into one jet: entries ``0 .. n-1`` are the particles, ``n .. 2n-2``
-    the merges (history index = index in ``jets()``), ``2n-1`` the final recombination with the beam.
+    tree (both parents' subtrees, then the pseudojet they merge into). Every clustering merges its ``n``
+    particles into one jet: entries ``0 .. n-1`` are the particles, ``n .. 2n-2`` the merges (history index =
+    index in ``jets()``, which ``offsets`` place in the flat arrays), ``2n-1`` the final recombination with the
+    beam. Read with a stack, a particle is pushed and a merge pops its two parents and is pushed; so a merge's
+    second parent is the entry just before it, and its first parent the last earlier entry that left the stack
+    as deep as the merge itself leaves it: found for all merges at once by sorting the entries by (clustering,
+    depth), which keeps their order within each group.
     """
-    parent1 = [-1] * int(offsets[-1])
-    parent2 = [-1] * int(offsets[-1])
-    position = 0
-    for base, n in zip(offsets[:-1].tolist(), n_leaves):
-        stack: list[int] = []
-        for entry in order[position : position + 2 * n]:
-            if entry < n:
-                stack.append(entry)
-            elif entry < 2 * n - 1:
-                second, first = stack.pop(), stack.pop()
-                parent1[base + entry], parent2[base + entry] = base + first, base + second
-                stack.append(entry)
-        position += 2 * n
-    return np.asarray(parent1, dtype=np.int64), np.asarray(parent2, dtype=np.int64)
+    n_per_entry = np.repeat(n_leaves, 2 * n_leaves)
+    clustering = np.repeat(np.arange(len(n_leaves)), 2 * n_leaves)
+    kept = order < 2 * n_per_entry - 1  # the beam recombinations leave the stack as it is
+    order, n_per_entry, clustering = order[kept], n_per_entry[kept], clustering[kept]
+    is_merge = order >= n_per_entry
+    depth = np.cumsum(np.where(is_merge, -1, 1))
+    first_of_clustering = np.concatenate([[0], np.cumsum(2 * n_leaves - 1)[:-1]])
+    depth -= np.concatenate([[0], depth])[first_of_clustering][clustering]
+    grouped = np.lexsort((depth, clustering))
+    previous_in_group = np.full(len(order), -1)
+    same_group = (clustering[grouped[1:]] == clustering[grouped[:-1]]) & (depth[grouped[1:]] == depth[grouped[:-1]])
+    previous_in_group[grouped[1:][same_group]] = grouped[:-1][same_group]
+    merges = np.flatnonzero(is_merge)
+    base = offsets[:-1][clustering[merges]]
+    parent1 = np.full(int(offsets[-1]), -1, dtype=np.int64)
+    parent2 = np.full(int(offsets[-1]), -1, dtype=np.int64)
+    parent1[base + order[merges]] = base + order[previous_in_group[merges]]
+    parent2[base + order[merges]] = base + order[merges - 1]
+    return parent1, parent2
 
 
 def _softdrop_mass(reclustered, n_constituents: np.ndarray, beta: float, zcut: float, radius: float) -> np.ndarray:
@@ -246,8 +255,8 @@ def _softdrop_mass(reclustered, n_constituents: np.ndarray, beta: float, zcut: f
     jets = reclustered.jets()
     counts = ak.to_numpy(ak.num(jets, axis=1))
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    order = ak.to_numpy(ak.flatten(reclustered.unique_history_order())).tolist()
-    parent1, parent2 = _history_parents(order, n_constituents.tolist(), offsets)
+    order = ak.to_numpy(ak.flatten(reclustered.unique_history_order())).astype(np.int64)
+    parent1, parent2 = _history_parents(order, n_constituents.astype(np.int64), offsets)
     flat = ak.flatten(jets)
     px, py, pz, energy = (ak.to_numpy(flat[name]) for name in ("px", "py", "pz", "E"))
     pt = np.hypot(px, py)
@@ -305,14 +314,19 @@ def _nsubjettiness(per_jet: ak.Array, n_max: int, beta: float, radius: float) ->
             # algorithm enums, so it warns for kT too
             warnings.filterwarnings("ignore", message="dcut and exclusive jets", category=UserWarning)
             axes = kt_clustering.exclusive_jets_up_to(n)
-        axis_rapidity, axis_phi = (
-            ak.to_numpy(ak.fill_none(ak.pad_none(ak.unflatten(values, ak.num(axes, axis=1)), n, axis=1), np.nan))
-            for values in _rapidity_phi(*(ak.to_numpy(ak.flatten(axes[name])) for name in ("px", "py", "pz", "E")))
+        # (jets, n) arrays of the axes; a jet of fewer than n constituents has fewer axes, each constituent being
+        # one of them, and its missing axes are infinitely far
+        n_axes = ak.to_numpy(ak.num(axes, axis=1))
+        rows = np.repeat(np.arange(len(n_axes)), n_axes)
+        columns = np.arange(len(rows)) - np.repeat(np.cumsum(n_axes) - n_axes, n_axes)
+        flat_axes = ak.flatten(axes)
+        axis_rapidity, axis_phi = np.full((len(n_axes), n), np.inf), np.zeros((len(n_axes), n))
+        axis_rapidity[rows, columns], axis_phi[rows, columns] = _rapidity_phi(
+            *(ak.to_numpy(flat_axes[name]) for name in ("px", "py", "pz", "E"))
         )
         delta_phi = np.abs(phi[:, None] - axis_phi[jet_of])
         delta_phi = np.where(delta_phi > np.pi, 2 * np.pi - delta_phi, delta_phi)
-        # a jet of fewer than n constituents has fewer axes (NaN here): each constituent is one of them
-        nearest = np.nanmin(np.hypot(rapidity[:, None] - axis_rapidity[jet_of], delta_phi), axis=1)
+        nearest = np.min(np.hypot(rapidity[:, None] - axis_rapidity[jet_of], delta_phi), axis=1)
         taus[:, n - 1] = np.bincount(jet_of, weights=pt * nearest**beta, minlength=len(counts)) / denominator
     return taus
 
