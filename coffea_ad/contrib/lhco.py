@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,7 +328,7 @@ def load_tables(
 
     ``run`` of every row is its file's seed, so that no event identity appears twice. Rows with a null or NaN
     in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
-    ``provenance`` (the files and event ranges of every role).
+    ``provenance`` (the folder relative to the repository, the files and event ranges of every role).
     """
     folder = Path(folder) if folder is not None else default_tables_folder()
     if not folder.is_dir():
@@ -356,7 +357,7 @@ def load_tables(
     }
     signal_parts = _split_signal(signal)
     provenance = {
-        "folder": str(folder.resolve()),
+        "folder": os.path.relpath(folder.resolve(), Path(__file__).resolve().parents[2]),
         "run": "the file's generator seed (every file numbers its events 1 ... N in run 1)",
         "dropped_rows_with_null": dropped,
         **{role: _event_ranges(table) for role, table in roles.items()},
@@ -571,6 +572,8 @@ class MethodResult:
     n_background_signal_region: int
     #: The features every method trained on.
     features: list[str]
+    #: Per trained network, the epochs it ran (boosted trees: the boosting iterations of each member).
+    epochs: dict[str, Any]
     max_sic: float
     auc: float
     #: SIC at the signal efficiencies :data:`TPR_GRID` (NaN where FPR <= 1/N_bkg).
@@ -625,6 +628,7 @@ def run_method(
         n_signal_injected=injection.n_signal,
         n_background_signal_region=injection.n_background_signal_region,
         features=list(samples.features),
+        epochs={name: run.get("epochs_run", run.get("trees")) for name, run in estimator.history_.items()},
         max_sic=metrics.max_sic(roc),
         auc=metrics.auc(roc),
         sic_curve=[float(value) for value in metrics.sic_at(roc, TPR_GRID)],

@@ -199,8 +199,8 @@ def _fit_tree_ensemble(
     ``i // k`` (a new random split every ``k`` members), trains on the other folds and stops early on the
     held-out one (``patience`` iterations without a better weighted loss, at most ``epochs`` iterations), so
     every event trains ``k - 1`` of every ``k`` members and the members differ by their events as well as their
-    seeds (``seed + 1000 * salt + i``). ``validation_auc`` is the out-of-fold AUC: each held-out event scored by
-    the members that did not train on it.
+    seeds (``seed + 1000 * salt + i``). History: ``validation_auc``, the out-of-fold AUC (each held-out event
+    scored by the members that did not train on it), ``trees`` (boosting iterations per member), ``folds`` (k).
 
     References:
         Finke et al., "Back To The Roots: Tree-Based Algorithms for Weakly Supervised Anomaly Detection",
@@ -210,7 +210,7 @@ def _fit_tree_ensemble(
 
     settings = estimator.training[network]
     n_folds = max(2, round(1.0 / settings.validation_fraction))
-    members, shapes, scores = [], [], []
+    members, shapes, scores, trees = [], [], [], []
     out_of_fold, n_scores = np.zeros(len(x)), np.zeros(len(x))
     description = estimator._progress_label(name)
     with progress_bar(estimator.ensemble, description, unit="model", enabled=settings.progress) as bar:
@@ -235,12 +235,13 @@ def _fit_tree_ensemble(
             members.append(TreeEnsemble.from_sklearn(model))
             shapes.append(list(TreeEnsemble.shape_of(model)))
             scores.append([float(s) for s in model.validation_score_])
+            trees.append(int(model.n_iter_))
             logger.info("%s member %d: %d trees", description, member, model.n_iter_)
             bar.update()
     scored = n_scores > 0
     auc = _weighted_auc(labels[scored], out_of_fold[scored] / n_scores[scored], weights[scored])
     fitted = ClassifierEnsemble(Preprocessor(x.shape[1]), members).eval()
-    return fitted, shapes, {"validation_score": scores, "validation_auc": auc, "folds": n_folds}
+    return fitted, shapes, {"validation_score": scores, "validation_auc": auc, "folds": n_folds, "trees": trees}
 
 
 def build_classifier(
