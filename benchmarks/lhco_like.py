@@ -1,4 +1,4 @@
-"""The LHC Olympics R&D comparison of weakly supervised methods, on coffea_ad's generated samples.
+"""The LHC Olympics R&D comparison of weakly supervised methods, on coffea_ad's samples.
 
 Follows the CATHODE study's protocol (Hallin et al., arXiv:2109.00546; see :mod:`coffea_ad.contrib.lhco`): W' events
 injected into QCD at a chosen S/B in the 3.3-3.7 TeV signal region, features mj_min, Delta mj, tau21 of both
@@ -10,12 +10,24 @@ made to depend on mjj.
 The published numbers (LHC Olympics R&D, S/B = 0.6 %) are printed beside ours as ratios to the supervised
 classifier of the same study, since the samples differ.
 
-    python benchmarks/lhco_like.py                      # everything, as in the README table
-    python benchmarks/lhco_like.py --seeds 1 --s-over-b 0.024 --scan --correlated-seeds 0   # one quick pass
+Two sample sources:
 
-Results are kept in OUTPUT/results.json after every training, so an interrupted run resumes where it stopped.
-Generating the default samples (60k + 60k + 40k QCD, 20k W') takes about 18 minutes on 2 free cores the first time
-(QCD above pTHat = 1.2 TeV runs at about 80 events/s/core with the reconstruction); they are cached.
+* published scale (the default when ``../shared/data/lhco_like/`` holds the feature tables, or ``--tables FOLDER``):
+  the data hold the published 121,352 QCD events in the signal region (:func:`coffea_ad.contrib.lhco.load_tables`),
+  the S/B points are the published 772/121,352 = 0.64 % (3 seeds) and the scan 0.4, 0.25, 0.1 % (3 seeds each),
+  and the results go to ``benchmarks/results/lhco_published_scale.json`` in the repository;
+* generated (``--generated``, or when the tables are absent): smaller samples generated and cached on first use
+  (60k + 60k + 40k QCD, 20k W': about 18 minutes on 2 free cores), S/B 0.6 and 2.4 %, results in
+  ``OUTPUT/results.json``.
+
+    python benchmarks/lhco_like.py                      # everything, as in the README table
+    python benchmarks/lhco_like.py --classifier hgb --methods supervised iad cwola --seeds 1 --scan \
+        --correlated-seeds 0                            # boosted-tree ensembles, one quick pass
+    python benchmarks/lhco_like.py --classifier hgb --noise-features 10   # with 10 Gaussian noise features
+
+One record per training (method, classifier, noise features, S/B, seed, max SIC, ratio to the supervised
+classifier of the same setup, S/B and seed, ...) is written after every training, atomically, so an interrupted
+run resumes where it stopped and a record already present is never retrained.
 """
 
 from __future__ import annotations
@@ -29,29 +41,88 @@ from pathlib import Path
 import numpy as np
 
 from coffea_ad.contrib import lhco
+from coffea_ad.models import get_estimator
 from coffea_ad.paths import cache_dir, write_json
 
 #: LHC Olympics R&D, S/B = 0.6 %: max SIC medians of the CATHODE study (arXiv:2109.00546).
 PUBLISHED_MAX_SIC = {"supervised": 17.6, "iad": 15.1, "cathode": 14.0, "cwola": 10.8, "anode": 6.5}
+#: The results of the published-scale runs, committed with the repository.
+PUBLISHED_SCALE_RESULTS = Path(__file__).parent / "results" / "lhco_published_scale.json"
+#: Defaults of the options that depend on the sample source: published-scale tables or generated samples.
+MODE_DEFAULTS = {
+    "tables": {
+        "s_over_b": [lhco.PUBLISHED_S_OVER_B], "seeds": 3, "scan": list(lhco.PUBLISHED_SCAN), "scan_seeds": 3,
+        "correlated_s_over_b": [lhco.PUBLISHED_S_OVER_B],
+    },
+    "generated": {
+        "s_over_b": [0.006, 0.024], "seeds": 5, "scan": [0.003, 0.001, 0.012, 0.048], "scan_seeds": 3,
+        "correlated_s_over_b": [0.024],
+    },
+}
 
 
-def _key(variant: str, s_over_b: float, seed: int, method: str) -> str:
-    return f"{variant}/{s_over_b:g}/{seed}/{method}"
+def setup(variant: str, method: str, classifier: str, noise_features: int) -> str:
+    """The name of a training setup: the variant, the classifier of a classifier-based method unless the
+    default MLP, and the number of noise features unless 0 (``nominal``, ``nominal/hgb/noise10``, ...)."""
+    parts = [variant]
+    if classifier != "mlp" and "classifier" in get_estimator(method).networks:
+        parts.append(classifier)
+    if noise_features:
+        parts.append(f"noise{noise_features}")
+    return "/".join(parts)
+
+
+def _key(setup_name: str, s_over_b: float, seed: int, method: str) -> str:
+    return f"{setup_name}/{s_over_b:g}/{seed}/{method}"
+
+
+def fill_ratios(records: dict) -> None:
+    """Set ``ratio_to_supervised`` of every record: its max SIC over that of the supervised classifier of the
+    same setup (variant, noise features, classifier; the MLP for ANODE), requested S/B and seed (``None`` while
+    that one is not trained)."""
+    supervised = {
+        (r.get("setup", r["variant"]), r["requested_s_over_b"], r["seed"]): r["max_sic"]
+        for r in records.values() if r["method"] == "supervised"
+    }
+    for record in records.values():
+        reference_setup = record.get("setup", record["variant"])
+        if record["method"] == "anode":
+            reference_setup = setup(record["variant"], "supervised", "mlp", record.get("noise_features", 0))
+        reference = supervised.get((reference_setup, record["requested_s_over_b"], record["seed"]))
+        record["ratio_to_supervised"] = record["max_sic"] / reference if reference else None
+
+
+def _samples(arguments: argparse.Namespace) -> lhco.LHCOSamples:
+    """The nominal samples: the published-scale tables, or generated samples (``arguments.tables`` is None)."""
+    start = time.perf_counter()
+    if arguments.tables is not None:
+        samples = lhco.load_tables(arguments.tables)
+        print(f"published-scale tables from {arguments.tables} read in {time.perf_counter() - start:.0f} s")
+    else:
+        folder = Path(arguments.output)
+        paths = lhco.generate_samples(arguments.sample_folder, lhco.sample_sizes(arguments), workers=arguments.workers)
+        print(f"samples ready in {time.perf_counter() - start:.0f} s: " + ", ".join(p.name for p in paths.values()))
+        start = time.perf_counter()
+        samples = lhco.load_samples(paths, folder / "features", workers=arguments.workers, progress=True)
+        print(f"features in {time.perf_counter() - start:.0f} s")
+    print(json.dumps(samples.describe()))
+    return samples
+
+
+def read_results(path: Path) -> dict:
+    """The records of a results file (``{}`` when it does not exist yet)."""
+    if not path.exists():
+        return {}
+    content = json.loads(path.read_text())
+    return content.get("records", content)  # results files before the published scale held the records only
 
 
 def run(arguments: argparse.Namespace) -> dict:
-    """Train every (variant, S/B, seed, method) not yet in ``results.json`` and return all results."""
-    folder = Path(arguments.output)
-    folder.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    paths = lhco.generate_samples(
-        arguments.sample_folder, lhco.sample_sizes(arguments), workers=arguments.workers,
-    )
-    print(f"samples ready in {time.perf_counter() - start:.0f} s: " + ", ".join(p.name for p in paths.values()))
-    start = time.perf_counter()
-    nominal = lhco.load_samples(paths, folder / "features", workers=arguments.workers, progress=True)
-    print(f"features in {time.perf_counter() - start:.0f} s")
-    print(json.dumps(nominal.describe()))
+    """Train every (setup, S/B, seed, method) not yet in the results file and return all records."""
+    Path(arguments.output).mkdir(parents=True, exist_ok=True)
+    nominal = _samples(arguments)
+    if arguments.noise_features:
+        nominal = lhco.add_noise_features(nominal, arguments.noise_features)
     runs = [("nominal", s, seed) for s in arguments.s_over_b for seed in range(1, arguments.seeds + 1)]
     runs += [
         ("correlated", s, seed)
@@ -60,56 +131,75 @@ def run(arguments: argparse.Namespace) -> dict:
     ]
     runs += [("nominal", s, seed) for s in arguments.scan for seed in range(1, arguments.scan_seeds + 1)]
     variants = {"nominal": nominal, "correlated": lhco.correlate_with_mjj(nominal)}
-    results_path = folder / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results_path = Path(arguments.results)
+    results = read_results(results_path)
+    # the supervised reference first, so that every later record gets its ratio when it is written
+    methods = sorted(arguments.methods, key=lambda method: method != "supervised")
     todo = [
         (variant, s_over_b, seed, method)
         for variant, s_over_b, seed in runs
-        for method in arguments.methods
-        if _key(variant, s_over_b, seed, method) not in results
+        for method in methods
+        if _key(setup(variant, method, arguments.classifier, arguments.noise_features), s_over_b, seed, method)
+        not in results
     ]
     print(f"{len(todo)} trainings to run ({len(results)} already in {results_path})")
+    header = {
+        "description": "LHC Olympics R&D protocol (coffea_ad.contrib.lhco, benchmarks/lhco_like.py): one record per "
+        "training; max SIC on the test events of 3.3-3.7 TeV with FPR > 1/N_bkg,test",
+        "samples": nominal.describe(),
+        "provenance": nominal.provenance,
+    }
     for index, (variant, s_over_b, seed, method) in enumerate(todo, 1):
+        name = setup(variant, method, arguments.classifier, arguments.noise_features)
         result = lhco.run_method(
             method, variants[variant], s_over_b, seed, epochs=arguments.epochs,
-            classifier_epochs=arguments.classifier_epochs,
+            classifier_epochs=arguments.classifier_epochs, classifier=arguments.classifier,
         )
-        record = {"variant": variant, "requested_s_over_b": s_over_b, **result.to_dict()}
-        results[_key(variant, s_over_b, seed, method)] = record
-        write_json(results_path, results)
+        record = {
+            "setup": name, "variant": variant, "noise_features": arguments.noise_features,
+            "requested_s_over_b": s_over_b, "flow_epochs": arguments.epochs,
+            **{key: value for key, value in result.to_dict().items() if key != "sic_curve"},
+        }
+        results[_key(name, s_over_b, seed, method)] = record
+        fill_ratios(results)
+        write_json(results_path, {**header, "records": results})
+        ratio = record["ratio_to_supervised"]
         print(
-            f"[{index}/{len(todo)}] {variant:10s} S/B {s_over_b:.4f} seed {seed} {method:10s} max SIC "
-            f"{result.max_sic:6.2f}  AUC {result.auc:.3f}  ({result.n_signal_signal_region} W' in SR, "
-            f"S/sqrt(B) {result.s_over_sqrt_b:.2f}; {result.seconds:.0f} s)",
+            f"[{index}/{len(todo)}] {name:18s} S/B {s_over_b:.4f} seed {seed} {method:10s} max SIC "
+            f"{result.max_sic:6.2f}  AUC {result.auc:.3f}  ratio {'—' if ratio is None else f'{ratio:.2f}'}  "
+            f"({result.n_signal_signal_region} W' in SR, S/sqrt(B) {result.s_over_sqrt_b:.2f}; {result.seconds:.0f} s)",
             flush=True,
         )
     return results
 
 
 def summarise(results: dict, methods: list[str]) -> dict:
-    """Median and 68 % band of the max SIC per (variant, S/B, method)."""
+    """Median and 68 % band of the max SIC, and the median ratio to supervised, per (setup, S/B, method)."""
     from coffea_ad.selection.metrics import seed_band
 
     groups: dict[tuple[str, float, str], list[dict]] = {}
     for record in results.values():
-        groups.setdefault((record["variant"], record["requested_s_over_b"], record["method"]), []).append(record)
+        key = (record.get("setup", record["variant"]), record["requested_s_over_b"], record["method"])
+        groups.setdefault(key, []).append(record)
     summary = {}
-    for (variant, s_over_b, method), records in sorted(groups.items()):
+    for (name, s_over_b, method), records in sorted(groups.items()):
         if method not in methods:
             continue
         band = seed_band([record["max_sic"] for record in records])
-        summary[(variant, s_over_b, method)] = {
+        ratios = [r["ratio_to_supervised"] for r in records if r.get("ratio_to_supervised") is not None]
+        summary[(name, s_over_b, method)] = {
             "median": float(band.median), "lower": float(band.lower), "upper": float(band.upper),
+            "ratio_to_supervised": float(np.median(ratios)) if ratios else None,
             "seeds": len(records), "s_over_sqrt_b": float(np.mean([r["s_over_sqrt_b"] for r in records])),
             "n_signal_signal_region": int(np.mean([r["n_signal_signal_region"] for r in records])),
         }
     return summary
 
 
-def table(summary: dict, methods: list[str], variant: str, s_over_b: float) -> str:
-    """The README table: ours (median, 68 % band, ratio to our supervised) next to the published numbers."""
-    rows = {method: summary.get((variant, s_over_b, method)) for method in methods}
-    supervised = rows.get("supervised")
+def table(summary: dict, methods: list[str], setup_name: str, s_over_b: float) -> str:
+    """The README table: ours (median, 68 % band, median ratio to our supervised of the same seed) next to the
+    published numbers."""
+    rows = {method: summary.get((setup_name, s_over_b, method)) for method in methods}
     lines = [
         "| method | max SIC, median [68 % band] | seeds | ratio to our supervised | published max SIC "
         "| published ratio to supervised |",
@@ -118,71 +208,102 @@ def table(summary: dict, methods: list[str], variant: str, s_over_b: float) -> s
     for method, row in rows.items():
         if row is None:
             continue
-        ratio = f"{row['median'] / supervised['median']:.2f}" if supervised else "—"
+        ratio = "—" if row["ratio_to_supervised"] is None else f"{row['ratio_to_supervised']:.2f}"
         published = PUBLISHED_MAX_SIC.get(method)
         published_columns = (
             f"{published} | {published / PUBLISHED_MAX_SIC['supervised']:.2f}" if published else "— | —"
         )
         lines.append(
             f"| {lhco.METHOD_LABELS[method]} | {row['median']:.2f} [{row['lower']:.2f}, {row['upper']:.2f}] | "
-            f"{row['seeds']} | "
-            f"{ratio} | {published_columns} |"
+            f"{row['seeds']} | {ratio} | {published_columns} |"
         )
     return "\n".join(lines)
 
 
 def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
-    """Max SIC (median and 68 % band over seeds) against the injected S/B, one line per method."""
+    """Max SIC (median and 68 % band over seeds) against the injected S/B, one line per method and setup with
+    the nominal features."""
     from coffea_ad import plotting
     from coffea_ad.selection.metrics import SeedBand
 
-    scan = {
-        lhco.METHOD_LABELS[method]: {
-            s: SeedBand(median=row["median"], lower=row["lower"], upper=row["upper"])
-            for (v, s, m), row in summary.items() if v == "nominal" and m == method
-        }
-        for method in methods
-    }
+    scan: dict[str, dict[float, SeedBand]] = {}
+    for (name, s_over_b, method), row in summary.items():
+        variant, _, rest = name.partition("/")
+        if variant != "nominal" or method not in methods:
+            continue
+        label = lhco.METHOD_LABELS[method] + (f" [{rest}]" if rest else "")
+        scan.setdefault(label, {})[s_over_b] = SeedBand(median=row["median"], lower=row["lower"], upper=row["upper"])
     figure = plotting.plot_max_sic_scan(
         scan, xlabel="S/B in the signal region [%]", ylabel="max SIC (FPR > 1/N$_{bkg}$)"
     )
     plotting.save_figure(figure, path)
 
 
+def resolve_mode(arguments: argparse.Namespace) -> str:
+    """``"tables"`` (published scale) or ``"generated"``; fills in ``arguments.tables``, ``arguments.results`` and
+    the mode-dependent defaults (:data:`MODE_DEFAULTS`) left at ``None``."""
+    if arguments.generated:
+        arguments.tables = None
+    elif arguments.tables is None and lhco.tables_present():
+        arguments.tables = lhco.default_tables_folder()
+    mode = "generated" if arguments.tables is None else "tables"
+    for name, value in MODE_DEFAULTS[mode].items():
+        if getattr(arguments, name) is None:
+            setattr(arguments, name, value)
+    if arguments.results is None:
+        arguments.results = PUBLISHED_SCALE_RESULTS if mode == "tables" else Path(arguments.output) / "results.json"
+    return mode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--output", default=cache_dir() / "lhco_like", help="results and plots")
+    parser.add_argument("-o", "--output", default=cache_dir() / "lhco_like", help="plots and summary")
+    parser.add_argument("--tables", type=Path, default=None,
+                        help="folder of the published-scale feature tables (default ../shared/data/lhco_like when "
+                        "present)")
+    parser.add_argument("--generated", action="store_true",
+                        help="use generated samples (--*-events) even when the feature tables are present")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the results file (default: benchmarks/results/lhco_published_scale.json with the "
+                        "tables, OUTPUT/results.json with generated samples)")
     lhco.add_sample_options(parser)
-    parser.add_argument("--s-over-b", type=float, nargs="+", default=[0.006, 0.024],
-                        help="S/B in the signal region with --seeds seeds each: 0.6 %% (the published comparison's) "
-                        "and 2.4 %% (the published S/sqrt(B) of about 2.2 with our smaller background)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per --s-over-b point (>= 5 for the band)")
-    parser.add_argument("--scan", type=float, nargs="*", default=[0.003, 0.001, 0.012, 0.048],
-                        help="further S/B points")
-    parser.add_argument("--scan-seeds", type=int, default=3, help="seeds per --scan point")
-    parser.add_argument("--correlated-s-over-b", type=float, nargs="*", default=[0.024],
-                        help="S/B of the run with mjj-correlated features")
+    parser.add_argument("--s-over-b", type=float, nargs="+", default=None,
+                        help="S/B in the signal region with --seeds seeds each (tables: the published 0.64 %%; "
+                        "generated: 0.6 %% and 2.4 %%, the published S/sqrt(B) with the smaller background)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per --s-over-b point (tables: 3, generated: 5)")
+    parser.add_argument("--scan", type=float, nargs="*", default=None,
+                        help="further S/B points (tables: 0.004 0.0025 0.001; generated: 0.003 0.001 0.012 0.048)")
+    parser.add_argument("--scan-seeds", type=int, default=None, help="seeds per --scan point (3)")
+    parser.add_argument("--correlated-s-over-b", type=float, nargs="*", default=None,
+                        help="S/B of the run with mjj-correlated features (tables: 0.64 %%, generated: 2.4 %%)")
     parser.add_argument("--correlated-seeds", type=int, default=3, help="seeds of the correlated run (0: skip)")
     parser.add_argument("--methods", nargs="+", default=list(lhco.PROTOCOL_METHODS), choices=lhco.PROTOCOL_METHODS)
+    parser.add_argument("--classifier", default="mlp", choices=lhco.PROTOCOL_CLASSIFIERS,
+                        help="classifier of the classifier-based methods: the MLP of the CATHODE study or an "
+                        "ensemble of boosted trees (arXiv:2309.13111)")
+    parser.add_argument("--noise-features", type=int, default=0,
+                        help="append this many Gaussian noise features to the features (arXiv:2309.13111 uses 10)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")
     parser.add_argument("--classifier-epochs", type=int, default=100,
-                        help="epochs of every classifier (the 10 best are averaged)")
+                        help="epochs of every MLP classifier (the 10 best are averaged)")
     parser.add_argument("-j", "--workers", type=int, default=None, help="generation and dask workers")
     parser.add_argument("--summary-only", action="store_true",
-                        help="train nothing: summarise the results already in OUTPUT/results.json")
+                        help="train nothing: summarise the records already in the results file")
     arguments = parser.parse_args(argv)
-    if arguments.summary_only:
-        results = json.loads((Path(arguments.output) / "results.json").read_text())
-    else:
-        results = run(arguments)
+    mode = resolve_mode(arguments)
+    print(f"samples: {'published-scale tables in ' + str(arguments.tables) if mode == 'tables' else 'generated'}; "
+          f"results in {arguments.results}")
+    results = read_results(Path(arguments.results)) if arguments.summary_only else run(arguments)
     summary = summarise(results, arguments.methods)
     folder = Path(arguments.output)
+    folder.mkdir(parents=True, exist_ok=True)
     plot_scan(summary, arguments.methods, folder / "max_sic_vs_s_over_b.png")
-    for variant, s_over_b in sorted({(v, s) for v, s, _ in summary}, key=lambda k: (k[0] != "nominal", -k[1])):
-        any_row = next(row for (v, s, _), row in summary.items() if (v, s) == (variant, s_over_b))
-        print(f"\n{variant} features, S/B = {100 * s_over_b:.2f} % in the signal region "
+    points = sorted({(n, s) for n, s, _ in summary}, key=lambda k: (not k[0].startswith("nominal"), k[0], -k[1]))
+    for name, s_over_b in points:
+        any_row = next(row for (n, s, _), row in summary.items() if (n, s) == (name, s_over_b))
+        print(f"\n{name}, S/B = {100 * s_over_b:.2f} % in the signal region "
               f"({any_row['n_signal_signal_region']} W' events, S/sqrt(B) = {any_row['s_over_sqrt_b']:.2f}):")
-        print(table(summary, arguments.methods, variant, s_over_b))
+        print(table(summary, arguments.methods, name, s_over_b))
     write_json(folder / "summary.json", {"/".join(map(str, k)): v for k, v in summary.items()})
     print(f"\nplots and summary in {folder}")
     return 0

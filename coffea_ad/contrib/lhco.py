@@ -1,4 +1,4 @@
-"""The LHC Olympics R&D protocol on coffea_ad's generated samples: weakly supervised resonant searches compared.
+"""The LHC Olympics R&D protocol on coffea_ad's samples: weakly supervised resonant searches compared.
 
 The CATHODE study (Hallin et al., arXiv:2109.00546) compares methods on the LHC Olympics R&D dataset:
 QCD dijets with W' -> X(qq) Y(qq) events injected at a chosen S/B in the 3.3-3.7 TeV signal region, the
@@ -17,41 +17,61 @@ features come from the feature processor on a ``distributed`` cluster, and every
 * ``signal``: W' events, split in three fixed parts: the test signal, the supervised classifier's signal and
   the pool the injected events are drawn from (a different draw for every seed).
 
+At the published scale the same roles come from the feature tables in ``../shared/data/lhco_like/`` (ten files
+of 100k QCD events, seeds 401-410, and 30k W' events, seed 451; see :func:`load_tables`): the data hold the
+published 121,352 QCD events in the signal region, the test QCD is the last file, and the idealized background is
+the rest. Without the tables the samples are generated (:func:`generate_samples`, :func:`load_samples`).
+
 ``examples/lhco_method_comparison.py`` and ``benchmarks/lhco_like.py`` are built on this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coffea_ad.errors import ConfigurationError
-from coffea_ad.processing.tables import Table, complete_rows, concatenate_tables, take_rows
+from coffea_ad.errors import ConfigurationError, InputFileError
+from coffea_ad.features.folds import EVENT_ID_BRANCHES
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS, Table, complete_rows, concatenate_tables, take_rows
 
 __all__ = [
     "LHCO_FEATURES",
     "PROTOCOL_METHODS",
+    "PROTOCOL_CLASSIFIERS",
     "METHOD_LABELS",
     "SAMPLE_SETTINGS",
     "SIGNAL_REGION",
+    "PUBLISHED_BACKGROUND_SR",
+    "PUBLISHED_SIGNAL_SR",
+    "PUBLISHED_S_OVER_B",
+    "PUBLISHED_SCAN",
     "Injection",
     "LHCOSamples",
     "MethodResult",
+    "add_noise_features",
     "add_sample_options",
     "correlate_with_mjj",
+    "default_tables_folder",
     "evaluate",
     "fit_method",
     "generate_samples",
     "inject_signal",
     "load_samples",
+    "load_tables",
     "run_method",
     "sample_sizes",
+    "tables_present",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The R&D comparison's features (mjj is the resonant variable, not a feature).
 LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
@@ -88,6 +108,34 @@ DEFAULT_EVENTS: dict[str, int] = {
 CWOLA_SIDEBAND_WIDTH = 200.0
 #: The SIC curves are stored on this grid of signal efficiencies.
 TPR_GRID = np.linspace(0.02, 1.0, 50)
+#: The classifiers a classifier-based method can use in the protocol: the MLP of the CATHODE study, or an
+#: ensemble of boosted trees (arXiv:2309.13111).
+PROTOCOL_CLASSIFIERS: tuple[str, ...] = ("mlp", "hgb")
+#: The tree ensemble of ``classifier="hgb"``: members (repeated 5-fold splits, see
+#: :func:`coffea_ad.models.classifiers.fit_classifier`), maximum boosting iterations and early-stopping patience.
+TREE_ENSEMBLE = 10
+TREE_MAX_ITERATIONS = 200
+TREE_PATIENCE = 10
+
+#: LHC Olympics R&D signal region (arXiv:2109.00546): 121,352 QCD and 772 W' events, S/B = 0.64 %.
+PUBLISHED_BACKGROUND_SR = 121_352
+PUBLISHED_SIGNAL_SR = 772
+PUBLISHED_S_OVER_B = PUBLISHED_SIGNAL_SR / PUBLISHED_BACKGROUND_SR
+#: The S/B scan below the published point, down to 0.1 %.
+PUBLISHED_SCAN: tuple[float, ...] = (0.004, 0.0025, 0.001)
+#: The feature tables of ``../shared/data/lhco_like/``: QCD files by seed (in the order the data take them;
+#: the last ``TABLE_TEST_FILES`` are the test QCD) and the W' file.
+TABLE_QCD_SEEDS: tuple[int, ...] = tuple(range(401, 411))
+TABLE_SIGNAL_SEED = 451
+TABLE_TEST_FILES = 1
+
+
+def _qcd_table_name(seed: int) -> str:
+    return f"qcd_100k_seed{seed}.parquet"
+
+
+def _signal_table_name(seed: int) -> str:
+    return f"wprime_30k_seed{seed}.parquet"
 
 def _in_window(table: Table, window: Sequence[float]) -> np.ndarray:
     return (table["mjj"] >= window[0]) & (table["mjj"] < window[1])
@@ -132,6 +180,11 @@ def generate_samples(
     }
 
 
+_ROLE_TABLES = (
+    "background", "idealized_background", "test_background", "supervised_signal", "test_signal", "injection_pool"
+)
+
+
 @dataclass(frozen=True)
 class LHCOSamples:
     """Feature tables (column name -> array; events with two fat jets) of the protocol's samples, split into
@@ -144,20 +197,18 @@ class LHCOSamples:
     test_signal: Table
     injection_pool: Table
     features: tuple[str, ...] = LHCO_FEATURES
+    #: Where each role's events come from (files and event ranges), for the results files.
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, Table]:
+        """The six role tables by name."""
+        return {name: getattr(self, name) for name in _ROLE_TABLES}
 
     def describe(self, signal_region: Sequence[float] = SIGNAL_REGION) -> dict[str, dict[str, int]]:
         """Events per table: all, and inside ``signal_region``."""
-        tables = {
-            "background": self.background,
-            "idealized_background": self.idealized_background,
-            "test_background": self.test_background,
-            "supervised_signal": self.supervised_signal,
-            "test_signal": self.test_signal,
-            "injection_pool": self.injection_pool,
-        }
         return {
             name: {"events": len(table["mjj"]), "signal_region": int(_in_window(table, signal_region).sum())}
-            for name, table in tables.items()
+            for name, table in self.tables().items()
         }
 
 
@@ -188,17 +239,132 @@ def load_samples(
     )
     columns = ["mjj", *LHCO_FEATURES]
     tables = {role: complete_rows(result.tables[role], columns) for role in SAMPLE_ROLES}
-    signal = tables["signal"]
-    order = np.random.default_rng(0).permutation(len(signal["mjj"]))
-    test, supervised, pool = np.split(order, [int(0.4 * len(order)), int(0.7 * len(order))])
     return LHCOSamples(
         background=tables["background"],
         idealized_background=tables["idealized_background"],
         test_background=tables["test_background"],
-        supervised_signal=take_rows(signal, np.sort(supervised)),
-        test_signal=take_rows(signal, np.sort(test)),
-        injection_pool=take_rows(signal, np.sort(pool)),
+        **_split_signal(tables["signal"]),
     )
+
+
+def _split_signal(signal: Table) -> dict[str, Table]:
+    """The fixed split of the W' events (independent of any training seed): 40 % test, 30 % supervised
+    training, 30 % injection pool."""
+    order = np.random.default_rng(0).permutation(len(signal["mjj"]))
+    test, supervised, pool = np.split(order, [int(0.4 * len(order)), int(0.7 * len(order))])
+    return {
+        "supervised_signal": take_rows(signal, np.sort(supervised)),
+        "test_signal": take_rows(signal, np.sort(test)),
+        "injection_pool": take_rows(signal, np.sort(pool)),
+    }
+
+
+def default_tables_folder() -> Path:
+    """``../shared/data/lhco_like`` next to the repository (it may not exist)."""
+    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lhco_like"
+
+
+def tables_present(folder: str | Path | None = None) -> bool:
+    """True when ``folder`` (default :func:`default_tables_folder`) holds every feature table :func:`load_tables`
+    reads."""
+    folder = Path(folder) if folder is not None else default_tables_folder()
+    names = [*map(_qcd_table_name, TABLE_QCD_SEEDS), _signal_table_name(TABLE_SIGNAL_SEED)]
+    return all((folder / name).is_file() for name in names)
+
+
+def _read_table(path: Path, seed: int, columns: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The complete rows of ``columns`` (plus the event identity) of one feature table, and how many rows had a
+    null or NaN in one of ``columns`` (events without two fat jets, or a zero tau1): those are dropped, never
+    filled. ``run`` becomes the file's generator ``seed`` (every file numbers its events 1 ... N in run 1), so
+    that ``(run, luminosityBlock, event)`` names one event across files, as the folds and the checks need."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InputFileError(f"LHCO feature table {path} does not exist")
+    try:
+        arrow = pq.read_table(path, columns=[*EVENT_ID_BRANCHES, *columns])
+    except (OSError, ValueError, KeyError) as error:  # pyarrow: unreadable file, or a column it lacks
+        raise InputFileError(f"cannot read columns {[*EVENT_ID_BRANCHES, *columns]} of {path}: {error}") from error
+    table = complete_rows(arrow, [*EVENT_ID_BRANCHES, *columns])
+    n_dropped = arrow.num_rows - len(table["mjj"])
+    table["run"] = np.full(len(table["mjj"]), seed, dtype=EVENT_ID_COLUMNS["run"])
+    for name in EVENT_ID_BRANCHES[1:]:
+        table[name] = table[name].astype(EVENT_ID_COLUMNS[name])
+    return table, n_dropped
+
+
+def _event_ranges(table: Table) -> list[dict[str, int]]:
+    """Per file (``run`` = seed) of a table read by :func:`load_tables`: its first and last event and row count."""
+    return [
+        {
+            "seed": int(seed),
+            "first_event": int(table["event"][table["run"] == seed].min()),
+            "last_event": int(table["event"][table["run"] == seed].max()),
+            "events": int((table["run"] == seed).sum()),
+        }
+        for seed in np.unique(table["run"])
+    ]
+
+
+def load_tables(
+    folder: str | Path | None = None,
+    *,
+    features: Sequence[str] = LHCO_FEATURES,
+    n_background_signal_region: int = PUBLISHED_BACKGROUND_SR,
+    signal_region: Sequence[float] = SIGNAL_REGION,
+) -> LHCOSamples:
+    """The protocol's samples at the published scale, from the feature tables in ``folder`` (default
+    :func:`default_tables_folder`; see its README).
+
+    Deterministic roles, with the QCD files in seed order 401, 402, ... 410 and each file in event order:
+
+    * ``background`` (the data's QCD): the first events, up to and including the ``n_background_signal_region``-th
+      one in ``signal_region`` (default the published 121,352): files 401-407 and the first ~66 % of 408;
+    * ``test_background``: the last :data:`TABLE_TEST_FILES` file(s) (410: 100k events, ~15.8k in the signal
+      region);
+    * ``idealized_background``: everything in between (the rest of 408 and all of 409: ~134k events, ~21.2k in
+      the signal region);
+    * the W' file (seed 451) split as :func:`load_samples` does: 40 % test, 30 % supervised, 30 % injection pool.
+
+    ``run`` of every row is its file's seed, so that no event identity appears twice. Rows with a null or NaN
+    in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
+    ``provenance`` (the folder relative to the repository, the files and event ranges of every role).
+    """
+    folder = Path(folder) if folder is not None else default_tables_folder()
+    if not folder.is_dir():
+        raise InputFileError(f"LHCO feature-table folder {folder} does not exist")
+    columns = ["mjj", *(name for name in features if name != "mjj")]
+    qcd, dropped = [], {}
+    for seed in TABLE_QCD_SEEDS:
+        table, dropped[_qcd_table_name(seed)] = _read_table(folder / _qcd_table_name(seed), seed, columns)
+        qcd.append(table)
+    signal, dropped[_signal_table_name(TABLE_SIGNAL_SEED)] = _read_table(
+        folder / _signal_table_name(TABLE_SIGNAL_SEED), TABLE_SIGNAL_SEED, columns
+    )
+    test_files = len(TABLE_QCD_SEEDS) - TABLE_TEST_FILES
+    before_test = concatenate_tables(*qcd[:test_files])
+    in_sr = np.flatnonzero(_in_window(before_test, signal_region))
+    if len(in_sr) < n_background_signal_region:
+        raise ConfigurationError(
+            f"n_background_signal_region = {n_background_signal_region}: the QCD files before the test file(s) of "
+            f"{folder} hold {len(in_sr)} signal-region events"
+        )
+    cut = in_sr[n_background_signal_region - 1] + 1
+    roles = {
+        "background": take_rows(before_test, slice(0, cut)),
+        "idealized_background": take_rows(before_test, slice(cut, None)),
+        "test_background": concatenate_tables(*qcd[test_files:]),
+    }
+    signal_parts = _split_signal(signal)
+    provenance = {
+        "folder": os.path.relpath(folder.resolve(), Path(__file__).resolve().parents[2]),
+        "run": "the file's generator seed (every file numbers its events 1 ... N in run 1)",
+        "dropped_rows_with_null": dropped,
+        **{role: _event_ranges(table) for role, table in roles.items()},
+        "signal": _event_ranges(signal),
+    }
+    logger.info("LHCO tables from %s: %s", folder, {role: len(t["mjj"]) for role, t in roles.items()})
+    return LHCOSamples(**roles, **signal_parts, features=tuple(features), provenance=provenance)
 
 
 def correlate_with_mjj(samples: LHCOSamples, slope: float = 0.1) -> LHCOSamples:
@@ -209,22 +375,43 @@ def correlate_with_mjj(samples: LHCOSamples, slope: float = 0.1) -> LHCOSamples:
     features even without signal, which a sideband-vs-signal-region classifier (CWoLa) learns, while a
     density conditioned on mjj (CATHODE, ANODE) follows it.
     """
-    def shift(table: Table) -> Table:
+    def shift(role: str, table: Table) -> Table:
         shifted = dict(table)
         for name in ("mj_min", "delta_mj"):
             shifted[f"{name}_shifted"] = table[name] + slope * table["mjj"]
         return shifted
 
     features = tuple(f"{name}_shifted" if name in ("mj_min", "delta_mj") else name for name in samples.features)
-    return LHCOSamples(
-        background=shift(samples.background),
-        idealized_background=shift(samples.idealized_background),
-        test_background=shift(samples.test_background),
-        supervised_signal=shift(samples.supervised_signal),
-        test_signal=shift(samples.test_signal),
-        injection_pool=shift(samples.injection_pool),
-        features=features,
-    )
+    return _map_tables(samples, shift, features)
+
+
+def _map_tables(samples: LHCOSamples, change: Callable[[str, Table], Table], features: Sequence[str]) -> LHCOSamples:
+    """``samples`` with every role table replaced by ``change(role, table)`` and the features ``features``."""
+    changed = {role: change(role, table) for role, table in samples.tables().items()}
+    return dataclasses.replace(samples, **changed, features=tuple(features))
+
+
+def add_noise_features(samples: LHCOSamples, n_features: int, seed: int = 0) -> LHCOSamples:
+    """The same samples with ``n_features`` uninformative features ``noise_0`` ... appended: independent standard
+    normal values per event (fixed by ``seed`` and the role, so every training sees the same noise).
+
+    The robustness test of arXiv:2309.13111: boosted-tree ensembles keep their sensitivity with 10 such
+    features, where neural classifiers lose most of theirs. An injected W' event carries the noise of its pool row.
+
+    References:
+        Finke et al., "Back To The Roots: Tree-Based Algorithms for Weakly Supervised Anomaly Detection",
+        arXiv:2309.13111.
+    """
+    if n_features < 0:
+        raise ConfigurationError(f"the number of noise features must be >= 0, got {n_features}")
+    names = [f"noise_{index}" for index in range(n_features)]
+
+    def add_noise(role: str, table: Table) -> Table:
+        rng = np.random.default_rng([seed, _ROLE_TABLES.index(role)])
+        noise = rng.standard_normal((len(table["mjj"]), n_features))
+        return {**table, **{name: noise[:, index] for index, name in enumerate(names)}}
+
+    return _map_tables(samples, add_noise, (*samples.features, *names))
 
 
 @dataclass(frozen=True)
@@ -311,6 +498,7 @@ def fit_method(
     seed: int,
     epochs: int = 30,
     classifier_epochs: int = 100,
+    classifier: str = "mlp",
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ):
@@ -326,24 +514,43 @@ def fit_method(
     test events, which no model saw, so one model trained on all the data is what the published comparison
     measures.
 
-    As in the CATHODE study every classifier trains for ``classifier_epochs`` epochs without early stopping
-    and is the average of its 10 best epochs by validation loss; the flows train for at most ``epochs``
-    epochs with early stopping (patience 5). Batches of 512 events. The estimator comes from the registry
+    ``classifier`` (one of :data:`PROTOCOL_CLASSIFIERS`; ANODE has none and ignores it) is the classifier of
+    every classifier-based method. ``"mlp"``, as in the CATHODE study: trains for ``classifier_epochs`` epochs
+    without early stopping and is the average of its 10 best epochs by validation loss, batches of 512 events.
+    ``"hgb"``, as in arXiv:2309.13111: the average of :data:`TREE_ENSEMBLE` histogram gradient-boosted tree
+    models, each trained on 4/5 of the events and early-stopped (:data:`TREE_PATIENCE` iterations, at most
+    :data:`TREE_MAX_ITERATIONS`) on the other fifth, the fifths of repeated 5-fold splits. The flows train for
+    at most ``epochs`` epochs with early stopping (patience 5). The estimator comes from the registry
     (:func:`coffea_ad.models.get_estimator`).
+
+    References:
+        Hallin et al., arXiv:2109.00546; Finke et al., arXiv:2309.13111.
     """
     from coffea_ad.models import get_estimator
 
     if method not in PROTOCOL_METHODS:
         raise ConfigurationError(f"unknown method {method!r}; the protocol compares {', '.join(PROTOCOL_METHODS)}")
+    if classifier not in PROTOCOL_CLASSIFIERS:
+        raise ConfigurationError(
+            f"unknown classifier {classifier!r}; the protocol's classifiers are {', '.join(PROTOCOL_CLASSIFIERS)}"
+        )
+    classifiers = {
+        "mlp": ({}, {"epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10}),
+        "hgb": (
+            {"classifier": "hgb", "ensemble": TREE_ENSEMBLE},
+            {"epochs": TREE_MAX_ITERATIONS, "patience": TREE_PATIENCE, "validation_fraction": 0.2},
+        ),
+    }
+    classifier_init, classifier_training = classifiers[classifier]
     settings = {
         "flow": {"epochs": epochs, "batch_size": 512, "patience": 5, "progress": progress},
-        "classifier": {
-            "epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10, "progress": progress
-        },
+        "classifier": {**classifier_training, "progress": progress},
     }
     estimator_class = get_estimator(method)
     training = {network: settings[network] for network in estimator_class.networks}
     init, table, inputs = _protocol_arguments(method, injection, samples, tuple(signal_region))
+    if "classifier" in estimator_class.networks:
+        init = {**init, **classifier_init}
     # folds=1: evaluated on the independent test events only (see the docstring), like the published numbers
     estimator = estimator_class(**init, folds=1, training=training, seed=seed)
     return estimator.fit(table, list(samples.features), **inputs)
@@ -354,10 +561,19 @@ class MethodResult:
     """One method trained once: its test performance in the signal region."""
 
     method: str
+    #: The classifier of a classifier-based method (``None`` for ANODE).
+    classifier: str | None
     seed: int
     s_over_b: float
     s_over_sqrt_b: float
     n_signal_signal_region: int
+    #: Injected W' events in all (some fall in the sidebands) and QCD events of the data's signal region.
+    n_signal_injected: int
+    n_background_signal_region: int
+    #: The features every method trained on.
+    features: list[str]
+    #: Per trained network, the epochs it ran (boosted trees: the boosting iterations of each member).
+    epochs: dict[str, Any]
     max_sic: float
     auc: float
     #: SIC at the signal efficiencies :data:`TPR_GRID` (NaN where FPR <= 1/N_bkg).
@@ -386,25 +602,33 @@ def run_method(
     *,
     epochs: int = 30,
     classifier_epochs: int = 100,
+    classifier: str = "mlp",
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ) -> MethodResult:
-    """Inject W' at ``s_over_b`` (draw ``seed``), train ``method`` (seed ``seed``) and evaluate it."""
+    """Inject W' at ``s_over_b`` (draw ``seed``), train ``method`` (seed ``seed``, ``classifier``, see
+    :func:`fit_method`) and evaluate it."""
+    from coffea_ad.models import get_estimator
     from coffea_ad.selection import metrics
 
     start = time.perf_counter()
     injection = inject_signal(samples, s_over_b, seed, signal_region)
     estimator = fit_method(
         method, injection, samples, seed=seed, epochs=epochs, classifier_epochs=classifier_epochs,
-        signal_region=signal_region, progress=progress,
+        classifier=classifier, signal_region=signal_region, progress=progress,
     )
     roc = evaluate(estimator, samples, signal_region)
     return MethodResult(
         method=method,
+        classifier=classifier if "classifier" in get_estimator(method).networks else None,
         seed=seed,
         s_over_b=injection.s_over_b,
         s_over_sqrt_b=injection.s_over_sqrt_b,
         n_signal_signal_region=injection.n_signal_signal_region,
+        n_signal_injected=injection.n_signal,
+        n_background_signal_region=injection.n_background_signal_region,
+        features=list(samples.features),
+        epochs={name: run.get("epochs_run", run.get("trees")) for name, run in estimator.history_.items()},
         max_sic=metrics.max_sic(roc),
         auc=metrics.auc(roc),
         sic_curve=[float(value) for value in metrics.sic_at(roc, TPR_GRID)],

@@ -151,7 +151,8 @@ class Training:
         patience: stop after this many epochs without a better validation loss, ``None``: never (hgb: boosting
             iterations without a better validation score). Default 10.
         validation_fraction: fraction of the training events held out for validation and early stopping
-            (the same for hgb). Default 0.2.
+            (hgb: the members train on repeated k-fold splits with k = round(1 / validation_fraction), each
+            stopping early on its held-out fold). Default 0.2.
         keep_best: number of best epochs kept; classifiers average them, an ensemble of best epochs (hgb:
             unused, the ``ensemble`` argument of the method sets the number of tree models). Default 1.
         progress: show one progress bar per network (display only: it never changes the result). Default True.

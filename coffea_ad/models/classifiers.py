@@ -166,11 +166,82 @@ def balanced_weights(labels: np.ndarray, sample_weight: np.ndarray | None = None
 
 def _auc(classifier: ClassifierEnsemble, x: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Weighted ROC AUC of a fitted classifier on held-out events (0.5: the classes are indistinguishable)."""
-    from sklearn.metrics import roc_auc_score
-
     with torch.no_grad():
         scores = classifier(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    return _weighted_auc(labels, scores, weights)
+
+
+def _weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, scores, sample_weight=weights))
+
+
+def _member_folds(n: int, n_folds: int, seed: int, salt: int, repeat: int) -> np.ndarray:
+    """The fold (0 .. ``n_folds`` - 1) of each of ``n`` events in the ``repeat``-th random k-fold split."""
+    folds = np.empty(n, dtype=np.int64)
+    folds[np.random.default_rng([seed, salt, repeat]).permutation(n)] = np.arange(n) % n_folds
+    return folds
+
+
+def _fit_tree_ensemble(
+    estimator: Estimator,
+    x: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    network: str,
+    name: str,
+    salt: int,
+) -> tuple[ClassifierEnsemble, list[list[int]], dict]:
+    """``estimator.ensemble`` boosted-tree models on repeated k-fold splits, averaged: (ensemble, shapes, history).
+
+    ``k = round(1 / validation_fraction)`` (5 by default). Member ``i`` holds out fold ``i mod k`` of split
+    ``i // k`` (a new random split every ``k`` members), trains on the other folds and stops early on the
+    held-out one (``patience`` iterations without a better weighted loss, at most ``epochs`` iterations), so
+    every event trains ``k - 1`` of every ``k`` members and the members differ by their events as well as their
+    seeds (``seed + 1000 * salt + i``). History: ``validation_auc``, the out-of-fold AUC (each held-out event
+    scored by the members that did not train on it), ``trees`` (boosting iterations per member), ``folds`` (k).
+
+    References:
+        Finke et al., "Back To The Roots: Tree-Based Algorithms for Weakly Supervised Anomaly Detection",
+        arXiv:2309.13111.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    settings = estimator.training[network]
+    n_folds = max(2, round(1.0 / settings.validation_fraction))
+    members, shapes, scores, trees = [], [], [], []
+    out_of_fold, n_scores = np.zeros(len(x)), np.zeros(len(x))
+    description = estimator._progress_label(name)
+    with progress_bar(estimator.ensemble, description, unit="model", enabled=settings.progress) as bar:
+        for member in range(estimator.ensemble):
+            held_out = _member_folds(len(x), n_folds, estimator.seed, salt, member // n_folds) == member % n_folds
+            model = HistGradientBoostingClassifier(
+                max_iter=settings.epochs,
+                learning_rate=0.1,
+                early_stopping=True,
+                n_iter_no_change=settings.patience or settings.epochs,
+                random_state=estimator.seed + 1000 * salt + member,
+            ).fit(
+                x[~held_out],
+                labels[~held_out].astype(np.int64),
+                sample_weight=weights[~held_out],
+                X_val=x[held_out],
+                y_val=labels[held_out].astype(np.int64),
+                sample_weight_val=weights[held_out],
+            )
+            out_of_fold[held_out] += model.predict_proba(x[held_out])[:, 1]
+            n_scores[held_out] += 1
+            members.append(TreeEnsemble.from_sklearn(model))
+            shapes.append(list(TreeEnsemble.shape_of(model)))
+            scores.append([float(s) for s in model.validation_score_])
+            trees.append(int(model.n_iter_))
+            logger.info("%s member %d: %d trees", description, member, model.n_iter_)
+            bar.update()
+    scored = n_scores > 0
+    auc = _weighted_auc(labels[scored], out_of_fold[scored] / n_scores[scored], weights[scored])
+    fitted = ClassifierEnsemble(Preprocessor(x.shape[1]), members).eval()
+    return fitted, shapes, {"validation_score": scores, "validation_auc": auc, "folds": n_folds, "trees": trees}
 
 
 def build_classifier(
@@ -203,10 +274,9 @@ def fit_classifier(
 
     The back-end is ``estimator.classifier`` and the settings ``estimator.training[network]``.
     ``"mlp"`` (widths ``estimator.hidden``) trains one network with the shared loop and keeps its
-    ``keep_best`` best epochs; ``"hgb"`` fits ``estimator.ensemble`` boosted-tree models with seeds
-    ``seed + i`` (each split sees 70 % of the features when the ensemble has more than one, so that the
-    members differ), ``epochs`` as the maximum number of boosting iterations and ``patience`` as
-    scikit-learn's ``n_iter_no_change`` on the same validation split (``validation_fraction``).
+    ``keep_best`` best epochs; ``"hgb"`` fits ``estimator.ensemble`` boosted-tree models on repeated k-fold
+    splits (:func:`_fit_tree_ensemble`: ``k = round(1 / validation_fraction)``, ``epochs`` as the maximum number
+    of boosting iterations and ``patience`` as scikit-learn's ``n_iter_no_change`` on the held-out fold).
     ``disco`` > 0 adds the DisCo term between the MLP output and ``decorrelate`` (the resonant variable) on
     background events. ``sample_weight`` multiplies the balanced class weights (reweighted templates, SALAD).
     """
@@ -235,39 +305,11 @@ def fit_classifier(
             members.append(member)
         fitted = ClassifierEnsemble(classifier.pre.cpu(), members).eval()
         shapes = [[0]] * len(members)
+        _, val = estimator._split(len(x), network, salt)
+        estimator.history_[name]["validation_auc"] = _auc(fitted, x[val], labels[val], weights[val])
     elif kind == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        settings = estimator.training[network]
-        train, val = estimator._split(len(x), network, salt)
-        members, shapes, scores = [], [], []
-        description = estimator._progress_label(name)
-        with progress_bar(estimator.ensemble, description, unit="model", enabled=settings.progress) as bar:
-            for member in range(estimator.ensemble):
-                model = HistGradientBoostingClassifier(
-                    max_iter=settings.epochs,
-                    learning_rate=0.1,
-                    early_stopping=True,
-                    n_iter_no_change=settings.patience or settings.epochs,
-                    max_features=0.7 if estimator.ensemble > 1 else 1.0,
-                    random_state=estimator.seed + 1000 * salt + member,
-                ).fit(
-                    x[train],
-                    labels[train].astype(np.int64),
-                    sample_weight=weights[train],
-                    X_val=x[val],
-                    y_val=labels[val].astype(np.int64),
-                    sample_weight_val=weights[val],
-                )
-                members.append(TreeEnsemble.from_sklearn(model))
-                shapes.append(list(TreeEnsemble.shape_of(model)))
-                scores.append([float(s) for s in model.validation_score_])
-                logger.info("%s member %d: %d trees", description, member, model.n_iter_)
-                bar.update()
-        fitted = ClassifierEnsemble(Preprocessor(x.shape[1]), members).eval()
-        estimator.history_[name] = {"validation_score": scores}
+        fitted, shapes, history = _fit_tree_ensemble(estimator, x, labels, weights, network, name, salt)
+        estimator.history_[name] = history
     else:
         raise ConfigurationError(f"unknown classifier {kind!r}; valid ones: {', '.join(CLASSIFIERS)}")
-    _, val = estimator._split(len(x), network, salt)
-    estimator.history_[name]["validation_auc"] = _auc(fitted, x[val], labels[val], weights[val])
     return fitted, shapes

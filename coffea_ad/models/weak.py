@@ -37,7 +37,8 @@ class ClassifierMethod(Estimator):
     Arguments:
         classifier: ``"mlp"`` or ``"hgb"`` (scikit-learn HistGradientBoostingClassifier, converted to tensors).
         hidden: hidden layer widths of the MLP.
-        ensemble: number of boosted-tree models averaged (MLPs average their ``keep_best`` best epochs).
+        ensemble: number of boosted-tree models averaged, each trained on its own fold split of repeated
+            k-fold splits (MLPs average their ``keep_best`` best epochs).
         training: :class:`~coffea_ad.models.base.Training` of the network ``"classifier"`` (for ``hgb``:
             ``epochs`` = maximum boosting iterations, ``patience`` = iterations without improvement,
             ``validation_fraction``).
@@ -217,7 +218,8 @@ class CWoLa(ClassifierMethod):
 
 
 class BDT(CWoLa):
-    """CWoLa hunting with boosted decision trees (HistGradientBoosting, ensemble of 5 seeds) as classifier.
+    """CWoLa hunting with boosted decision trees as classifier: 5 HistGradientBoosting models, one per fold of a
+    5-fold split (each trained on four folds, early-stopped on the fifth), averaged.
 
     References:
         Finke et al., arXiv:2309.13111; Collins, Howe, Nachman, arXiv:1805.02664.
