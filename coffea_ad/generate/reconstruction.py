@@ -325,8 +325,8 @@ def _nsubjettiness(per_jet: ak.Array, n_max: int, beta: float, radius: float) ->
             *(ak.to_numpy(flat_axes[name]) for name in ("px", "py", "pz", "E"))
         )
         delta_phi = np.abs(phi[:, None] - axis_phi[jet_of])
-        delta_phi = np.where(delta_phi > np.pi, 2 * np.pi - delta_phi, delta_phi)
-        nearest = np.min(np.hypot(rapidity[:, None] - axis_rapidity[jet_of], delta_phi), axis=1)
+        delta_phi = np.minimum(delta_phi, 2 * np.pi - delta_phi)
+        nearest = np.sqrt(np.min((rapidity[:, None] - axis_rapidity[jet_of]) ** 2 + delta_phi**2, axis=1))
         taus[:, n - 1] = np.bincount(jet_of, weights=pt * nearest**beta, minlength=len(counts)) / denominator
     return taus
 
@@ -498,23 +498,22 @@ def _leptons(rng, candidates, isolation_particles, card, flavour: int) -> ak.Arr
 
 def _hard_process(record: ak.Array) -> ak.Array:
     """GenPart: the hard-process particles (Pythia status 22-29) with their last-copy kinematics."""
-    status = abs(record.status)
-    index = ak.local_index(record.id, axis=1)
-    hard = (status >= 22) & (status <= 29)
-    first = index[hard]
+    # Flat numpy arrays of the whole record; indices into them are the record's own plus the event's offset.
+    counts = ak.to_numpy(ak.num(record.id, axis=1))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    flat_status = np.abs(ak.to_numpy(ak.flatten(record.status)))
+    first_flat = np.flatnonzero((flat_status >= 22) & (flat_status <= 29))
+    n_hard = np.bincount(np.repeat(np.arange(len(counts)), counts)[first_flat], minlength=len(counts))
+    event_offset = np.repeat(offsets, n_hard)
+    flat_id = ak.to_numpy(ak.flatten(record.id))
+    flat_daughter1 = ak.to_numpy(ak.flatten(record.daughter1))
+    flat_daughter2 = ak.to_numpy(ak.flatten(record.daughter2))
     # Follow each particle through its copies to its last copy, whose momentum includes the recoil
     # against initial-state radiation (the first copy of a resonance has pT = 0): carbon copies (one
     # daughter, same id) for every particle, and for resonances also their own radiation (two daughters,
     # one of them the resonance again), so that the decay products' mother is reached.
-    # The walk runs on flat numpy arrays with event offsets added to the indices.
-    counts = ak.num(record.id, axis=1)
-    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(counts))[:-1]])
-    flat_id = ak.to_numpy(ak.flatten(record.id))
-    flat_daughter1 = ak.to_numpy(ak.flatten(record.daughter1))
-    flat_daughter2 = ak.to_numpy(ak.flatten(record.daughter2))
-    event_offset = ak.to_numpy(ak.flatten(ak.broadcast_arrays(offsets, first)[0]))
-    is_resonance = ak.to_numpy(ak.flatten(status[first] == 22))
-    last_flat = ak.to_numpy(ak.flatten(first)) + event_offset
+    is_resonance = flat_status[first_flat] == 22
+    last_flat = first_flat
     while True:
         identity = flat_id[last_flat]
         daughter1, daughter2 = flat_daughter1[last_flat], flat_daughter2[last_flat]
@@ -528,26 +527,28 @@ def _hard_process(record: ak.Array) -> ak.Array:
         last_flat = np.where(
             first_continues, daughter1 + event_offset, np.where(second_continues, daughter2 + event_offset, last_flat)
         )
-    last = ak.unflatten(last_flat - event_offset, ak.num(first, axis=1))
-    momentum = record.p[last]
+    first = ak.unflatten(first_flat - event_offset, n_hard)
+    last = ak.unflatten(last_flat - event_offset, n_hard)
     # A decay product points to the last copy of its resonance (after the recoil), a copy to the first.
-    mother = record.mother1[first]
+    mother = ak.unflatten(ak.to_numpy(ak.flatten(record.mother1))[first_flat], n_hard)
     stored = ak.zip({"first": first, "last": last})
     pairs = ak.cartesian({"mother": mother, "stored": stored}, axis=1, nested=True)
     same = (pairs.mother == pairs.stored.first) | (pairs.mother == pairs.stored.last)
     mother_index = ak.fill_none(ak.where(ak.any(same, axis=2), ak.argmax(same, axis=2), -1), -1)
-    return ak.zip(
-        {
-            "pt": np.hypot(momentum.px, momentum.py),
-            "eta": np.arcsinh(momentum.pz / np.hypot(momentum.px, momentum.py)),
-            "phi": np.arctan2(momentum.py, momentum.px),
-            "mass": record.m[last],
-            "pdgId": record.id[first],
-            "status": status[first],
-            "statusFlags": ak.full_like(status[first], HARD_PROCESS_FLAGS),
-            "genPartIdxMother": mother_index,
-        }
-    )
+    momentum = record.p
+    px, py, pz = (ak.to_numpy(ak.flatten(momentum[name]))[last_flat] for name in ("px", "py", "pz"))
+    pt = np.hypot(px, py)
+    columns = {
+        "pt": pt,
+        "eta": np.arcsinh(pz / pt),
+        "phi": np.arctan2(py, px),
+        "mass": ak.to_numpy(ak.flatten(record.m))[last_flat],
+        "pdgId": flat_id[first_flat],
+        "status": flat_status[first_flat],
+        "statusFlags": np.full(len(first_flat), HARD_PROCESS_FLAGS, dtype=flat_status.dtype),
+    }
+    return ak.zip({**{name: ak.unflatten(values, n_hard) for name, values in columns.items()},
+                   "genPartIdxMother": mother_index})
 
 
 def _missing_momentum(particles: _Particles, jet_shift, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
