@@ -16,11 +16,12 @@ several partitions at the default chunk size.
    autoencoder and a MAF (trained here for 3 epochs as ``score_throughput.py`` does, exported to ONNX), each
    with its score x mjj histograms, on the same files: the time ratio score / feature processor is the cost of
    adding anomaly scores (goal <= 1.10);
-4. feature processor in dask mode (``preprocess`` -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` of
+4. feature processor in dask mode (steps -> ``apply_to_fileset`` -> compute) on a ``LocalCluster`` of
    1 and of 2 worker processes at the same chunk size, tables written by the workers, each after one untimed
    run that warms the workers: events/s per core against the virtual mode with tables written (goal >= 0.8),
-   the speed-up 1 -> 2 workers (goal >= 1.8), each worker's peak resident memory (``getrusage`` in the
-   worker process); and with 1 worker and the tables gathered into the client.
+   the speed-up 1 -> 2 workers (goal >= 1.8), each worker's resident memory when idle and its peak during one
+   more such run (Linux ``VmHWM``, reset before the run); and with 1 worker and the tables gathered into the
+   client.
 
     python benchmarks/feature_throughput.py [FILE.root] [--events N] [--copies K]
 
@@ -114,14 +115,26 @@ def exported_models(sample: Path, folder: Path) -> dict[str, str]:
     return {name: str(path) for name, (_, path) in trained_models(events_of([sample], "eager"), folder).items()}
 
 
-def peak_rss_mb(client) -> list[float]:
-    """Each worker process's peak resident memory so far, MB."""
-    import resource
+def _reset_peak_rss() -> float:
+    """Reset this process's peak resident memory (Linux: ``clear_refs`` 5) and return its resident memory, MB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
 
-    def peak() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    return sorted(client.run(peak).values())
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def worker_memory_mb(client, run) -> dict[str, list[float]]:
+    """Each worker's resident memory before ``run()`` and its peak during it (MB; the peak is reset first, so
+    earlier runs on the same workers do not count)."""
+    before = client.run(_reset_peak_rss)
+    run()
+    peak = client.run(_status_mb, "VmHWM")
+    return {"idle": [before[worker] for worker in sorted(before)], "peak": [peak[worker] for worker in sorted(peak)]}
 
 
 def main() -> None:
@@ -185,7 +198,8 @@ def main() -> None:
                         timed_run, checked, AnomalyFeatureProcessor, mode="dask", client=client, **options
                     )
                 seconds.update(interleaved(runs, args.repeat))
-                peaks[workers] = peak_rss_mb(client)
+                written_run = runs[f"feature processor, dask, tables written, {workers} worker(s)"]
+                peaks[workers] = worker_memory_mb(client, written_run)
 
     cores = {name: int(name.split(", ")[-1].split()[0]) if "worker" in name else 1 for name in seconds}
     virtual = seconds["feature processor, virtual"]
@@ -211,8 +225,9 @@ def main() -> None:
         print(f"| {name} | {value:.2f} | {n_events / value:,.0f} | {n_events / value / cores[name]:,.0f} |")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")
-    for workers, values in peaks.items():
-        print(f"peak RSS per worker, {workers} worker(s): {', '.join(f'{value:.0f}' for value in values)} MB")
+    for workers, memory in peaks.items():
+        print(f"worker memory, {workers} worker(s), tables written: idle {', '.join(f'{v:.0f}' for v in memory['idle'])} "
+              f"MB, peak during one run {', '.join(f'{v:.0f}' for v in memory['peak'])} MB")
     record = {
         "date": datetime.date.today().isoformat(),
         "sample": sample.name,
@@ -224,7 +239,7 @@ def main() -> None:
         "seconds": seconds,
         "events_per_s_per_core": {name: n_events / value / cores[name] for name, value in seconds.items()},
         "ratios": ratios,
-        "peak_rss_per_worker_mb": {str(workers): values for workers, values in peaks.items()},
+        "worker_memory_mb": {str(workers): memory for workers, memory in peaks.items()},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.output.with_name(f".{args.output.name}.tmp")
