@@ -40,12 +40,21 @@ import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features.folds import EVENT_ID_BRANCHES
-from coffea_ad.processing.tables import EVENT_ID_COLUMNS, Table, complete_rows, concatenate_tables, take_rows
+from coffea_ad.features.dijet import safe_ratio
+from coffea_ad.processing.tables import (
+    EVENT_ID_COLUMNS,
+    Table,
+    complete_rows,
+    concatenate_tables,
+    float_column,
+    take_rows,
+)
 
 __all__ = [
     "LHCO_FEATURES",
     "PROTOCOL_METHODS",
     "PROTOCOL_CLASSIFIERS",
+    "PROTOCOL_FEATURE_SETS",
     "METHOD_LABELS",
     "SAMPLE_SETTINGS",
     "SIGNAL_REGION",
@@ -75,6 +84,17 @@ logger = logging.getLogger(__name__)
 
 #: The R&D comparison's features (mjj is the resonant variable, not a feature).
 LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
+#: The protocol's feature sets: the R&D comparison's (``nominal``) and the extended substructure set of
+#: arXiv:2309.13111 (``extended``: plus τ32 and τ43 of both jets).
+PROTOCOL_FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "nominal": LHCO_FEATURES,
+    "extended": (*LHCO_FEATURES, "tau32_j1", "tau32_j2", "tau43_j1", "tau43_j2"),
+}
+#: Features the tables of :func:`load_tables` do not store, formed from their raw N-subjettiness columns as the
+#: feature registry forms them (:func:`coffea_ad.features.dijet.safe_ratio`): name -> (numerator, denominator).
+TABLE_DERIVED_COLUMNS: dict[str, tuple[str, str]] = {
+    f"tau43_{jet}": (f"tau4_{jet}", f"tau3_{jet}") for jet in ("j1", "j2")
+}
 #: The signal region in mjj (GeV) around the 3.5 TeV W'.
 SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 #: The methods compared, from the fully supervised reference to the pure density-ratio method.
@@ -281,11 +301,17 @@ def _read_table(path: Path, seed: int, columns: Sequence[str]) -> tuple[dict[str
 
     if not path.is_file():
         raise InputFileError(f"LHCO feature table {path} does not exist")
+    derived = {name: TABLE_DERIVED_COLUMNS[name] for name in columns if name in TABLE_DERIVED_COLUMNS}
+    stored = [name for name in columns if name not in derived]
+    read = list(dict.fromkeys([*EVENT_ID_BRANCHES, *stored, *(raw for pair in derived.values() for raw in pair)]))
     try:
-        arrow = pq.read_table(path, columns=[*EVENT_ID_BRANCHES, *columns])
+        arrow = pq.read_table(path, columns=read)
     except (OSError, ValueError, KeyError) as error:  # pyarrow: unreadable file, or a column it lacks
-        raise InputFileError(f"cannot read columns {[*EVENT_ID_BRANCHES, *columns]} of {path}: {error}") from error
-    table = complete_rows(arrow, [*EVENT_ID_BRANCHES, *columns])
+        raise InputFileError(f"cannot read columns {read} of {path}: {error}") from error
+    values = {name: float_column(arrow, name) for name in read}
+    for name, (numerator, denominator) in derived.items():
+        values[name] = safe_ratio(values[numerator], values[denominator])
+    table = complete_rows(values, [*EVENT_ID_BRANCHES, *columns])
     n_dropped = arrow.num_rows - len(table["mjj"])
     table["run"] = np.full(len(table["mjj"]), seed, dtype=EVENT_ID_COLUMNS["run"])
     for name in EVENT_ID_BRANCHES[1:]:
