@@ -25,6 +25,7 @@ Two sample sources:
         --correlated-seeds 0                            # boosted-tree ensembles, one quick pass
     python benchmarks/lhco_like.py --classifier hgb --noise-features 10   # with 10 Gaussian noise features
     python benchmarks/lhco_like.py --classifier hgb --features extended   # plus tau32, tau43 of both jets
+    python benchmarks/lhco_like.py --classifier hgb --tree-ensemble 50    # the paper's 50 tree models
 
 One record per training (method, classifier, feature set, noise features, S/B, seed, max SIC, ratio to the supervised
 classifier of the same setup, S/B and seed, ...) is written after every training, atomically, so an interrupted
@@ -63,13 +64,21 @@ MODE_DEFAULTS = {
 }
 
 
-def setup(variant: str, method: str, classifier: str, noise_features: int, feature_set: str = "nominal") -> str:
+def setup(
+    variant: str,
+    method: str,
+    classifier: str,
+    noise_features: int,
+    feature_set: str = "nominal",
+    tree_ensemble: int = lhco.TREE_ENSEMBLE,
+) -> str:
     """The name of a training setup: the variant, the classifier of a classifier-based method unless the
-    default MLP, the feature set unless ``nominal`` and the number of noise features unless 0 (``nominal``,
-    ``nominal/hgb/noise10``, ``nominal/hgb/extended``, ...)."""
+    default MLP (with its number of tree models unless :data:`~coffea_ad.contrib.lhco.TREE_ENSEMBLE`), the feature
+    set unless ``nominal`` and the number of noise features unless 0 (``nominal``, ``nominal/hgb/noise10``,
+    ``nominal/hgb50``, ``nominal/hgb/extended``, ...)."""
     parts = [variant]
     if classifier != "mlp" and "classifier" in get_estimator(method).networks:
-        parts.append(classifier)
+        parts.append(classifier if tree_ensemble == lhco.TREE_ENSEMBLE else f"{classifier}{tree_ensemble}")
     if feature_set != "nominal":
         parts.append(feature_set)
     if noise_features:
@@ -166,7 +175,7 @@ def run(arguments: argparse.Namespace) -> dict:
     results = read_results(results_path)
     # the supervised reference first, so that every later record gets its ratio when it is written
     methods = sorted(arguments.methods, key=lambda method: method != "supervised")
-    options = (arguments.classifier, arguments.noise_features, arguments.features)
+    options = (arguments.classifier, arguments.noise_features, arguments.features, arguments.tree_ensemble)
     todo = [
         (variant, s_over_b, seed, method)
         for variant, s_over_b, seed in runs
@@ -180,10 +189,11 @@ def run(arguments: argparse.Namespace) -> dict:
         result = lhco.run_method(
             method, variants[variant], s_over_b, seed, epochs=arguments.epochs,
             classifier_epochs=arguments.classifier_epochs, classifier=arguments.classifier,
+            tree_ensemble=arguments.tree_ensemble,
         )
         record = {
             "setup": name, "variant": variant, "feature_set": arguments.features,
-            "noise_features": arguments.noise_features,
+            "noise_features": arguments.noise_features, "tree_ensemble": arguments.tree_ensemble,
             "requested_s_over_b": s_over_b, "flow_epochs": arguments.epochs,
             **{key: value for key, value in result.to_dict().items() if key != "sic_curve"},
         }
@@ -311,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default="nominal", choices=list(lhco.PROTOCOL_FEATURE_SETS),
                         help="feature set (tables only): nominal = mj_min, delta_mj, tau21 of both jets (the R&D "
                         "comparison); extended = plus tau32 and tau43 of both jets (arXiv:2309.13111)")
+    parser.add_argument("--tree-ensemble", type=int, default=lhco.TREE_ENSEMBLE,
+                        help=f"boosted-tree models averaged per classifier with --classifier hgb (default "
+                        f"{lhco.TREE_ENSEMBLE}; arXiv:2309.13111 averages 50)")
     parser.add_argument("--noise-features", type=int, default=0,
                         help="append this many Gaussian noise features to the features (arXiv:2309.13111 uses 10)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")

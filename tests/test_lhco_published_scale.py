@@ -195,7 +195,7 @@ def test_results_file_resumes_and_holds_ratios(synthetic, tmp_path, monkeypatch)
     assert json.loads(results.read_text())["records"] == records
 
 
-def test_benchmark_features_option_trains_and_records_the_extended_set(synthetic, tmp_path, monkeypatch):
+def test_benchmark_features_and_tree_ensemble_options_are_trained_and_recorded(synthetic, tmp_path, monkeypatch):
     benchmark = _load_benchmark()
     requested = []
 
@@ -212,12 +212,13 @@ def test_benchmark_features_option_trains_and_records_the_extended_set(synthetic
     argv = [
         "--tables", str(tmp_path), "--results", str(results), "-o", str(tmp_path / "out"), "--classifier", "hgb",
         "--methods", "iad", "--s-over-b", "0.05", "--seeds", "1", "--scan", "--correlated-seeds", "0",
-        "--features", "extended",
+        "--features", "extended", "--tree-ensemble", "3",
     ]
     assert benchmark.main(argv) == 0
     assert requested == [lhco.PROTOCOL_FEATURE_SETS["extended"]]
-    record = json.loads(results.read_text())["records"]["nominal/hgb/extended/0.05/1/iad"]
+    record = json.loads(results.read_text())["records"]["nominal/hgb3/extended/0.05/1/iad"]
     assert record["feature_set"] == "extended" and record["features"][-1] == "tau43_j2"
+    assert record["tree_ensemble"] == 3 and len(record["epochs"]["classifier"]) == 3
     assert set(json.loads(results.read_text())["feature_sets"]) == {"extended"}
     assert record["max_sic"] > 3.0
     with pytest.raises(ConfigurationError, match="--features extended needs the published-scale tables"):
