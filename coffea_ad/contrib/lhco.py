@@ -352,8 +352,9 @@ def load_tables(
       the signal region);
     * the W' file (seed 451) split as :func:`load_samples` does: 40 % test, 30 % supervised, 30 % injection pool.
 
-    ``run`` of every row is its file's seed, so that no event identity appears twice. Rows with a null or NaN
-    in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
+    ``features`` are table columns or :data:`TABLE_DERIVED_COLUMNS` (τ43, formed from the raw τ columns; see
+    :data:`PROTOCOL_FEATURE_SETS`). ``run`` of every row is its file's seed, so that no event identity appears
+    twice. Rows with a null or NaN in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
     ``provenance`` (the folder relative to the repository, the files and event ranges of every role).
     """
     folder = Path(folder) if folder is not None else default_tables_folder()
@@ -547,9 +548,8 @@ def fit_method(
     ``"hgb"``, as in arXiv:2309.13111: the average of ``tree_ensemble`` (default :data:`TREE_ENSEMBLE`; the
     paper averages 50) histogram gradient-boosted tree models, each trained on 4/5 of the events and
     early-stopped (:data:`TREE_PATIENCE` iterations, at most :data:`TREE_MAX_ITERATIONS`) on the other fifth, the
-    fifths of repeated 5-fold splits. The flows train for
-    at most ``epochs`` epochs with early stopping (patience 5). The estimator comes from the registry
-    (:func:`coffea_ad.models.get_estimator`).
+    fifths of repeated 5-fold splits. The flows train for at most ``epochs`` epochs with early stopping
+    (patience 5). The estimator comes from the registry (:func:`coffea_ad.models.get_estimator`).
 
     References:
         Hallin et al., arXiv:2109.00546; Finke et al., arXiv:2309.13111.
