@@ -24,8 +24,10 @@ Two sample sources:
     python benchmarks/lhco_like.py --classifier hgb --methods supervised iad cwola --seeds 1 --scan \
         --correlated-seeds 0                            # boosted-tree ensembles, one quick pass
     python benchmarks/lhco_like.py --classifier hgb --noise-features 10   # with 10 Gaussian noise features
+    python benchmarks/lhco_like.py --classifier hgb --features extended   # plus tau32, tau43 of both jets
+    python benchmarks/lhco_like.py --classifier hgb --tree-ensemble 50    # the paper's 50 tree models
 
-One record per training (method, classifier, noise features, S/B, seed, max SIC, ratio to the supervised
+One record per training (method, classifier, feature set, noise features, S/B, seed, max SIC, ratio to the supervised
 classifier of the same setup, S/B and seed, ...) is written after every training, atomically, so an interrupted
 run resumes where it stopped and a record already present is never retrained.
 """
@@ -41,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from coffea_ad.contrib import lhco
+from coffea_ad.errors import ConfigurationError
 from coffea_ad.models import get_estimator
 from coffea_ad.paths import cache_dir, write_json
 
@@ -61,12 +64,23 @@ MODE_DEFAULTS = {
 }
 
 
-def setup(variant: str, method: str, classifier: str, noise_features: int) -> str:
+def setup(
+    variant: str,
+    method: str,
+    classifier: str,
+    noise_features: int,
+    feature_set: str = "nominal",
+    tree_ensemble: int = lhco.TREE_ENSEMBLE,
+) -> str:
     """The name of a training setup: the variant, the classifier of a classifier-based method unless the
-    default MLP, and the number of noise features unless 0 (``nominal``, ``nominal/hgb/noise10``, ...)."""
+    default MLP (with its number of tree models unless :data:`~coffea_ad.contrib.lhco.TREE_ENSEMBLE`), the feature
+    set unless ``nominal`` and the number of noise features unless 0 (``nominal``, ``nominal/hgb/noise10``,
+    ``nominal/hgb50``, ``nominal/hgb/extended``, ...)."""
     parts = [variant]
     if classifier != "mlp" and "classifier" in get_estimator(method).networks:
-        parts.append(classifier)
+        parts.append(classifier if tree_ensemble == lhco.TREE_ENSEMBLE else f"{classifier}{tree_ensemble}")
+    if feature_set != "nominal":
+        parts.append(feature_set)
     if noise_features:
         parts.append(f"noise{noise_features}")
     return "/".join(parts)
@@ -87,7 +101,9 @@ def fill_ratios(records: dict) -> None:
     for record in records.values():
         reference_setup = record.get("setup", record["variant"])
         if record["method"] == "anode":
-            reference_setup = setup(record["variant"], "supervised", "mlp", record.get("noise_features", 0))
+            reference_setup = setup(
+                record["variant"], "supervised", "mlp", record.get("noise_features", 0), record.get("feature_set", "nominal")
+            )
         reference = supervised.get((reference_setup, record["requested_s_over_b"], record["seed"]))
         record["ratio_to_supervised"] = record["max_sic"] / reference if reference else None
 
@@ -96,9 +112,14 @@ def _samples(arguments: argparse.Namespace) -> lhco.LHCOSamples:
     """The nominal samples: the published-scale tables, or generated samples (``arguments.tables`` is None)."""
     start = time.perf_counter()
     if arguments.tables is not None:
-        samples = lhco.load_tables(arguments.tables)
+        samples = lhco.load_tables(arguments.tables, features=lhco.PROTOCOL_FEATURE_SETS[arguments.features])
         print(f"published-scale tables from {arguments.tables} read in {time.perf_counter() - start:.0f} s")
     else:
+        if arguments.features != "nominal":
+            raise ConfigurationError(
+                f"--features {arguments.features} needs the published-scale tables: the generated samples hold the "
+                "nominal features only"
+            )
         folder = Path(arguments.output)
         paths = lhco.generate_samples(arguments.sample_folder, lhco.sample_sizes(arguments), workers=arguments.workers)
         print(f"samples ready in {time.perf_counter() - start:.0f} s: " + ", ".join(p.name for p in paths.values()))
@@ -114,7 +135,26 @@ def read_results(path: Path) -> dict:
     if not path.exists():
         return {}
     content = json.loads(path.read_text())
-    return content.get("records", content)  # results files before the published scale held the records only
+    records = content.get("records", content)  # results files before the published scale held the records only
+    for record in records.values():
+        record.setdefault("feature_set", "nominal")  # records from before --features trained the nominal set
+    return records
+
+
+def results_header(path: Path, samples: lhco.LHCOSamples, feature_set: str) -> dict:
+    """The header of a results file: a description, and per feature set the samples' counts and provenance
+    (``feature_sets``; the feature sets drop different rows with a null value). Those of other feature sets already
+    in ``path`` are kept; a file from before the option holds the nominal set's at its top level."""
+    content = json.loads(path.read_text()) if path.exists() else {}
+    feature_sets = content.get("feature_sets", {})
+    if "samples" in content:
+        feature_sets.setdefault("nominal", {"samples": content["samples"], "provenance": content["provenance"]})
+    feature_sets[feature_set] = {"samples": samples.describe(), "provenance": samples.provenance}
+    return {
+        "description": "LHC Olympics R&D protocol (coffea_ad.contrib.lhco, benchmarks/lhco_like.py): one record per "
+        "training; max SIC on the test events of 3.3-3.7 TeV with FPR > 1/N_bkg,test",
+        "feature_sets": feature_sets,
+    }
 
 
 def run(arguments: argparse.Namespace) -> dict:
@@ -135,28 +175,25 @@ def run(arguments: argparse.Namespace) -> dict:
     results = read_results(results_path)
     # the supervised reference first, so that every later record gets its ratio when it is written
     methods = sorted(arguments.methods, key=lambda method: method != "supervised")
+    options = (arguments.classifier, arguments.noise_features, arguments.features, arguments.tree_ensemble)
     todo = [
         (variant, s_over_b, seed, method)
         for variant, s_over_b, seed in runs
         for method in methods
-        if _key(setup(variant, method, arguments.classifier, arguments.noise_features), s_over_b, seed, method)
-        not in results
+        if _key(setup(variant, method, *options), s_over_b, seed, method) not in results
     ]
     print(f"{len(todo)} trainings to run ({len(results)} already in {results_path})")
-    header = {
-        "description": "LHC Olympics R&D protocol (coffea_ad.contrib.lhco, benchmarks/lhco_like.py): one record per "
-        "training; max SIC on the test events of 3.3-3.7 TeV with FPR > 1/N_bkg,test",
-        "samples": nominal.describe(),
-        "provenance": nominal.provenance,
-    }
+    header = results_header(results_path, nominal, arguments.features)
     for index, (variant, s_over_b, seed, method) in enumerate(todo, 1):
-        name = setup(variant, method, arguments.classifier, arguments.noise_features)
+        name = setup(variant, method, *options)
         result = lhco.run_method(
             method, variants[variant], s_over_b, seed, epochs=arguments.epochs,
             classifier_epochs=arguments.classifier_epochs, classifier=arguments.classifier,
+            tree_ensemble=arguments.tree_ensemble,
         )
         record = {
-            "setup": name, "variant": variant, "noise_features": arguments.noise_features,
+            "setup": name, "variant": variant, "feature_set": arguments.features,
+            "noise_features": arguments.noise_features, "tree_ensemble": arguments.tree_ensemble,
             "requested_s_over_b": s_over_b, "flow_epochs": arguments.epochs,
             **{key: value for key, value in result.to_dict().items() if key != "sic_curve"},
         }
@@ -281,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", default="mlp", choices=lhco.PROTOCOL_CLASSIFIERS,
                         help="classifier of the classifier-based methods: the MLP of the CATHODE study or an "
                         "ensemble of boosted trees (arXiv:2309.13111)")
+    parser.add_argument("--features", default="nominal", choices=list(lhco.PROTOCOL_FEATURE_SETS),
+                        help="feature set (tables only): nominal = mj_min, delta_mj, tau21 of both jets (the R&D "
+                        "comparison); extended = plus tau32 and tau43 of both jets (arXiv:2309.13111)")
+    parser.add_argument("--tree-ensemble", type=int, default=lhco.TREE_ENSEMBLE,
+                        help=f"boosted-tree models averaged per classifier with --classifier hgb (default "
+                        f"{lhco.TREE_ENSEMBLE}; arXiv:2309.13111 averages 50)")
     parser.add_argument("--noise-features", type=int, default=0,
                         help="append this many Gaussian noise features to the features (arXiv:2309.13111 uses 10)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs of the flows (early stopping)")

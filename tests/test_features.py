@@ -47,7 +47,7 @@ def ttbar_features(ttbar_v12):
 def leading_pairs(path):
     """The two leading fat jets of events with at least two, as numpy (n, 2) arrays per branch."""
     names = ["FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_msoftdrop", "FatJet_tau1",
-             "FatJet_tau2", "FatJet_tau3"]
+             "FatJet_tau2", "FatJet_tau3", "FatJet_tau4"]
     raw = raw_branches(path, names)
     two = ak.num(raw.FatJet_pt) >= 2
     order = ak.argsort(raw.FatJet_pt[two], ascending=False)
@@ -91,6 +91,19 @@ def test_jets_are_ordered_by_soft_drop_mass_and_tau_ratios_come_from_the_raw_bra
     np.testing.assert_allclose(ak.to_numpy(features.mj_over_pt_j2), mass_over_pt[rows, heavier], rtol=1e-9)
     # Item access, not the vector attribute: an N-subjettiness ratio lies in [0, 1], a mass² ratio does not.
     assert ak.all((features.tau21_j1 >= 0) & (features.tau21_j1 <= 1.0 + 1e-6))
+
+
+def test_tau43_is_tau4_over_tau3_of_the_mass_ordered_jets(ttbar_v12, ttbar_features):
+    two, jets = leading_pairs(ttbar_v12)
+    lighter = np.argmin(jets["msoftdrop"], axis=1)
+    rows = np.arange(len(lighter))
+    features = ttbar_features[two]
+    tau43 = jets["tau4"] / jets["tau3"]
+    valid = jets["tau3"][rows, lighter] > 0
+    assert valid.sum() >= 20
+    np.testing.assert_allclose(ak.to_numpy(features.tau43_j1[valid]), tau43[rows, lighter][valid], rtol=1e-9)
+    np.testing.assert_allclose(ak.to_numpy(features.tau43_j2), tau43[rows, 1 - lighter], rtol=1e-9)
+    assert FEATURES["tau43_j1"].required_branches(FeatureConfig())[-2:] == ("FatJet_tau3", "FatJet_tau4")
 
 
 def test_events_without_two_fat_jets_get_none_never_zero(ttbar_v12, ttbar_features):

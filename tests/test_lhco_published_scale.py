@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from coffea_ad.contrib import lhco
-from coffea_ad.errors import InputFileError
+from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.processing.tables import take_rows
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "lhco_like.py"
@@ -56,6 +56,28 @@ def test_table_roles_are_disjoint_and_complete(tables):
     last_data, first_idealized = tables.provenance["background"][-1], tables.provenance["idealized_background"][0]
     assert last_data["seed"] == first_idealized["seed"] == 408
     assert last_data["last_event"] < first_idealized["first_event"]
+
+
+def test_extended_features_add_tau32_and_tau43_formed_from_the_raw_n_subjettiness(tables):
+    extended = lhco.load_tables(features=lhco.PROTOCOL_FEATURE_SETS["extended"])
+    assert extended.features == (*lhco.LHCO_FEATURES, "tau32_j1", "tau32_j2", "tau43_j1", "tau43_j2")
+    # 5 QCD and 7 W' events more than the nominal set have no tau3 or tau4 (jets of too few constituents) and are
+    # dropped; the data still hold the published signal-region count, and the test QCD its 15,842
+    dropped = extended.provenance["dropped_rows_with_null"]
+    assert sum(dropped.values()) == 135 + 12 and dropped["wprime_30k_seed451.parquet"] == 131 + 7
+    counts = extended.describe()
+    assert counts["background"]["signal_region"] == lhco.PUBLISHED_BACKGROUND_SR
+    assert counts["test_background"] == {"events": 99_999, "signal_region": 15_842}
+    import pyarrow.parquet as pq
+
+    raw = pq.read_table(lhco.default_tables_folder() / "qcd_100k_seed410.parquet",
+                        columns=["event", "tau3_j1", "tau4_j1", "tau3_j2", "tau4_j2"]).to_pydict()
+    test = extended.test_background
+    rows = test["event"].astype(np.int64) - 1  # event = 1 ... N in file order
+    for jet in ("j1", "j2"):
+        tau4, tau3 = (np.asarray(raw[f"tau{n}_{jet}"], dtype=np.float64)[rows] for n in (4, 3))
+        np.testing.assert_allclose(test[f"tau43_{jet}"], tau4 / tau3, rtol=1e-12)
+    assert 0.5 < np.median(test["tau43_j2"]) < 1.0  # τ4/τ3 of QCD jets: close to but below 1
 
 
 def test_missing_tables_raise_naming_the_folder_or_file(tmp_path):
@@ -142,7 +164,7 @@ def test_results_file_resumes_and_holds_ratios(synthetic, tmp_path, monkeypatch)
     small = lhco.LHCOSamples(**{
         role: take_rows(table, slice(0, len(table["mjj"]) // 3)) for role, table in synthetic.tables().items()
     })
-    monkeypatch.setattr(lhco, "load_tables", lambda folder: small)
+    monkeypatch.setattr(lhco, "load_tables", lambda folder, features: small)
     trained = []
     original = lhco.run_method
 
@@ -166,7 +188,38 @@ def test_results_file_resumes_and_holds_ratios(synthetic, tmp_path, monkeypatch)
         assert record["ratio_to_supervised"] == pytest.approx(record["max_sic"] / supervised)
         assert record["classifier"] == "hgb" and record["n_background_signal_region"] > 0
         assert {"s_over_b", "seed", "max_sic", "n_signal_injected", "epochs", "seconds"} <= set(record)
+        assert record["feature_set"] == "nominal"
     trained.clear()
     assert benchmark.main(argv) == 0
     assert trained == []
     assert json.loads(results.read_text())["records"] == records
+
+
+def test_benchmark_features_and_tree_ensemble_options_are_trained_and_recorded(synthetic, tmp_path, monkeypatch):
+    benchmark = _load_benchmark()
+    requested = []
+
+    def extended_tables(folder, features):
+        requested.append(tuple(features))
+        small = {role: take_rows(table, slice(0, len(table["mjj"]) // 3)) for role, table in synthetic.tables().items()}
+        for table in small.values():  # stand-ins for the extended columns: copies of tau21
+            for name in features[len(lhco.LHCO_FEATURES):]:
+                table[name] = table["tau21_" + name[-2:]]
+        return lhco.LHCOSamples(**small, features=tuple(features))
+
+    monkeypatch.setattr(lhco, "load_tables", extended_tables)
+    results = tmp_path / "results.json"
+    argv = [
+        "--tables", str(tmp_path), "--results", str(results), "-o", str(tmp_path / "out"), "--classifier", "hgb",
+        "--methods", "iad", "--s-over-b", "0.05", "--seeds", "1", "--scan", "--correlated-seeds", "0",
+        "--features", "extended", "--tree-ensemble", "3",
+    ]
+    assert benchmark.main(argv) == 0
+    assert requested == [lhco.PROTOCOL_FEATURE_SETS["extended"]]
+    record = json.loads(results.read_text())["records"]["nominal/hgb3/extended/0.05/1/iad"]
+    assert record["feature_set"] == "extended" and record["features"][-1] == "tau43_j2"
+    assert record["tree_ensemble"] == 3 and len(record["epochs"]["classifier"]) == 3
+    assert set(json.loads(results.read_text())["feature_sets"]) == {"extended"}
+    assert record["max_sic"] > 3.0
+    with pytest.raises(ConfigurationError, match="--features extended needs the published-scale tables"):
+        benchmark.main([*argv, "--generated"])

@@ -40,12 +40,21 @@ import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features.folds import EVENT_ID_BRANCHES
-from coffea_ad.processing.tables import EVENT_ID_COLUMNS, Table, complete_rows, concatenate_tables, take_rows
+from coffea_ad.features.dijet import safe_ratio
+from coffea_ad.processing.tables import (
+    EVENT_ID_COLUMNS,
+    Table,
+    complete_rows,
+    concatenate_tables,
+    float_column,
+    take_rows,
+)
 
 __all__ = [
     "LHCO_FEATURES",
     "PROTOCOL_METHODS",
     "PROTOCOL_CLASSIFIERS",
+    "PROTOCOL_FEATURE_SETS",
     "METHOD_LABELS",
     "SAMPLE_SETTINGS",
     "SIGNAL_REGION",
@@ -75,6 +84,17 @@ logger = logging.getLogger(__name__)
 
 #: The R&D comparison's features (mjj is the resonant variable, not a feature).
 LHCO_FEATURES: tuple[str, ...] = ("mj_min", "delta_mj", "tau21_j1", "tau21_j2")
+#: The protocol's feature sets: the R&D comparison's (``nominal``) and the extended substructure set of
+#: arXiv:2309.13111 (``extended``: plus τ32 and τ43 of both jets).
+PROTOCOL_FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "nominal": LHCO_FEATURES,
+    "extended": (*LHCO_FEATURES, "tau32_j1", "tau32_j2", "tau43_j1", "tau43_j2"),
+}
+#: Features the tables of :func:`load_tables` do not store, formed from their raw N-subjettiness columns as the
+#: feature registry forms them (:func:`coffea_ad.features.dijet.safe_ratio`): name -> (numerator, denominator).
+TABLE_DERIVED_COLUMNS: dict[str, tuple[str, str]] = {
+    f"tau43_{jet}": (f"tau4_{jet}", f"tau3_{jet}") for jet in ("j1", "j2")
+}
 #: The signal region in mjj (GeV) around the 3.5 TeV W'.
 SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 #: The methods compared, from the fully supervised reference to the pure density-ratio method.
@@ -281,11 +301,17 @@ def _read_table(path: Path, seed: int, columns: Sequence[str]) -> tuple[dict[str
 
     if not path.is_file():
         raise InputFileError(f"LHCO feature table {path} does not exist")
+    derived = {name: TABLE_DERIVED_COLUMNS[name] for name in columns if name in TABLE_DERIVED_COLUMNS}
+    stored = [name for name in columns if name not in derived]
+    read = list(dict.fromkeys([*EVENT_ID_BRANCHES, *stored, *(raw for pair in derived.values() for raw in pair)]))
     try:
-        arrow = pq.read_table(path, columns=[*EVENT_ID_BRANCHES, *columns])
+        arrow = pq.read_table(path, columns=read)
     except (OSError, ValueError, KeyError) as error:  # pyarrow: unreadable file, or a column it lacks
-        raise InputFileError(f"cannot read columns {[*EVENT_ID_BRANCHES, *columns]} of {path}: {error}") from error
-    table = complete_rows(arrow, [*EVENT_ID_BRANCHES, *columns])
+        raise InputFileError(f"cannot read columns {read} of {path}: {error}") from error
+    values = {name: float_column(arrow, name) for name in read}
+    for name, (numerator, denominator) in derived.items():
+        values[name] = safe_ratio(values[numerator], values[denominator])
+    table = complete_rows(values, [*EVENT_ID_BRANCHES, *columns])
     n_dropped = arrow.num_rows - len(table["mjj"])
     table["run"] = np.full(len(table["mjj"]), seed, dtype=EVENT_ID_COLUMNS["run"])
     for name in EVENT_ID_BRANCHES[1:]:
@@ -326,8 +352,9 @@ def load_tables(
       the signal region);
     * the W' file (seed 451) split as :func:`load_samples` does: 40 % test, 30 % supervised, 30 % injection pool.
 
-    ``run`` of every row is its file's seed, so that no event identity appears twice. Rows with a null or NaN
-    in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
+    ``features`` are table columns or :data:`TABLE_DERIVED_COLUMNS` (τ43, formed from the raw τ columns; see
+    :data:`PROTOCOL_FEATURE_SETS`). ``run`` of every row is its file's seed, so that no event identity appears
+    twice. Rows with a null or NaN in ``mjj`` or a feature are dropped (and counted in ``provenance``). Returns the samples with their
     ``provenance`` (the folder relative to the repository, the files and event ranges of every role).
     """
     folder = Path(folder) if folder is not None else default_tables_folder()
@@ -499,6 +526,7 @@ def fit_method(
     epochs: int = 30,
     classifier_epochs: int = 100,
     classifier: str = "mlp",
+    tree_ensemble: int = TREE_ENSEMBLE,
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ):
@@ -517,11 +545,11 @@ def fit_method(
     ``classifier`` (one of :data:`PROTOCOL_CLASSIFIERS`; ANODE has none and ignores it) is the classifier of
     every classifier-based method. ``"mlp"``, as in the CATHODE study: trains for ``classifier_epochs`` epochs
     without early stopping and is the average of its 10 best epochs by validation loss, batches of 512 events.
-    ``"hgb"``, as in arXiv:2309.13111: the average of :data:`TREE_ENSEMBLE` histogram gradient-boosted tree
-    models, each trained on 4/5 of the events and early-stopped (:data:`TREE_PATIENCE` iterations, at most
-    :data:`TREE_MAX_ITERATIONS`) on the other fifth, the fifths of repeated 5-fold splits. The flows train for
-    at most ``epochs`` epochs with early stopping (patience 5). The estimator comes from the registry
-    (:func:`coffea_ad.models.get_estimator`).
+    ``"hgb"``, as in arXiv:2309.13111: the average of ``tree_ensemble`` (default :data:`TREE_ENSEMBLE`; the
+    paper averages 50) histogram gradient-boosted tree models, each trained on 4/5 of the events and
+    early-stopped (:data:`TREE_PATIENCE` iterations, at most :data:`TREE_MAX_ITERATIONS`) on the other fifth, the
+    fifths of repeated 5-fold splits. The flows train for at most ``epochs`` epochs with early stopping
+    (patience 5). The estimator comes from the registry (:func:`coffea_ad.models.get_estimator`).
 
     References:
         Hallin et al., arXiv:2109.00546; Finke et al., arXiv:2309.13111.
@@ -537,7 +565,7 @@ def fit_method(
     classifiers = {
         "mlp": ({}, {"epochs": classifier_epochs, "batch_size": 512, "patience": None, "keep_best": 10}),
         "hgb": (
-            {"classifier": "hgb", "ensemble": TREE_ENSEMBLE},
+            {"classifier": "hgb", "ensemble": tree_ensemble},
             {"epochs": TREE_MAX_ITERATIONS, "patience": TREE_PATIENCE, "validation_fraction": 0.2},
         ),
     }
@@ -603,6 +631,7 @@ def run_method(
     epochs: int = 30,
     classifier_epochs: int = 100,
     classifier: str = "mlp",
+    tree_ensemble: int = TREE_ENSEMBLE,
     signal_region: Sequence[float] = SIGNAL_REGION,
     progress: bool = False,
 ) -> MethodResult:
@@ -615,7 +644,7 @@ def run_method(
     injection = inject_signal(samples, s_over_b, seed, signal_region)
     estimator = fit_method(
         method, injection, samples, seed=seed, epochs=epochs, classifier_epochs=classifier_epochs,
-        classifier=classifier, signal_region=signal_region, progress=progress,
+        classifier=classifier, tree_ensemble=tree_ensemble, signal_region=signal_region, progress=progress,
     )
     roc = evaluate(estimator, samples, signal_region)
     return MethodResult(

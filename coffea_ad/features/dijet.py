@@ -20,10 +20,10 @@ from coffea_ad.features.arrays import jagged, nullable
 from coffea_ad.features.config import FeatureGroup
 from coffea_ad.features.kinematics import delta_r, four_momentum, invariant_mass
 
-__all__ = ["DijetSystem", "leading_objects"]
+__all__ = ["DijetSystem", "leading_objects", "safe_ratio"]
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, NaN where the denominator is NaN (missing) or not positive."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return numerator / np.where(denominator > 0, denominator, np.nan)
@@ -121,7 +121,7 @@ class DijetSystem(FeatureGroup):
         """Return τ_numerator/τ_denominator of (j1, j2); None where τ_denominator ≤ 0."""
         num_leading, num_subleading = self.pair_field(numerator)
         den_leading, den_subleading = self.pair_field(denominator)
-        return self.by_mass(_ratio(num_leading, den_leading), _ratio(num_subleading, den_subleading))
+        return self.by_mass(safe_ratio(num_leading, den_leading), safe_ratio(num_subleading, den_subleading))
 
     @cached_property
     def n_fatjets(self) -> ak.Array:
@@ -156,7 +156,7 @@ class DijetSystem(FeatureGroup):
         """Soft-drop mass over pT of (j1, j2): the jet mass with the pT scaling taken out."""
         mass_leading, mass_subleading = self.pair_field("msoftdrop")
         pt_leading, pt_subleading = self.pair_field("pt")
-        return self.by_mass(_ratio(mass_leading, pt_leading), _ratio(mass_subleading, pt_subleading))
+        return self.by_mass(safe_ratio(mass_leading, pt_leading), safe_ratio(mass_subleading, pt_subleading))
 
     @cached_property
     def mj_over_pt_j1(self) -> ak.Array:
@@ -185,6 +185,11 @@ class DijetSystem(FeatureGroup):
         return self.tau_ratio("tau3", "tau2")
 
     @cached_property
+    def tau43(self) -> tuple[ak.Array, ak.Array]:
+        """τ4/τ3 of (j1, j2): small for jets with four prongs (extended substructure, arXiv:2309.13111)."""
+        return self.tau_ratio("tau4", "tau3")
+
+    @cached_property
     def tau21_j1(self) -> ak.Array:
         """τ2/τ1 of the lighter jet."""
         return self.tau21[0]
@@ -203,6 +208,16 @@ class DijetSystem(FeatureGroup):
     def tau32_j2(self) -> ak.Array:
         """τ3/τ2 of the heavier jet."""
         return self.tau32[1]
+
+    @cached_property
+    def tau43_j1(self) -> ak.Array:
+        """τ4/τ3 of the lighter jet."""
+        return self.tau43[0]
+
+    @cached_property
+    def tau43_j2(self) -> ak.Array:
+        """τ4/τ3 of the heavier jet."""
+        return self.tau43[1]
 
     @cached_property
     def deta_jj(self) -> ak.Array:

@@ -115,7 +115,9 @@ def _feature(name: str, group: str, unit: str, description: str, branches: Itera
 
 
 def _tau_features() -> list[tuple[str, Feature]]:
-    tau_branches = {"21": ("FatJet_tau1", "FatJet_tau2"), "32": ("FatJet_tau2", "FatJet_tau3")}
+    tau_branches = {
+        "21": ("FatJet_tau1", "FatJet_tau2"), "32": ("FatJet_tau2", "FatJet_tau3"), "43": ("FatJet_tau3", "FatJet_tau4")
+    }
     lighter = {"j1": "lighter", "j2": "heavier"}
     return [
         _feature(
@@ -124,7 +126,7 @@ def _tau_features() -> list[tuple[str, Feature]]:
             f"(None if τ{ratio[1]} ≤ 0)",
             (*_FATJET_MASS_ORDER, *tau_branches[ratio]), ("regular", 50, 0.0, 1.0),
         )
-        for ratio in ("21", "32")
+        for ratio in tau_branches
         for jet in ("j1", "j2")
     ]
 
