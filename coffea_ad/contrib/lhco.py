@@ -384,7 +384,7 @@ def load_tables(
     }
     signal_parts = _split_signal(signal)
     provenance = {
-        "folder": os.path.relpath(folder.resolve(), Path(__file__).resolve().parents[2]),
+        "folder": os.path.relpath(os.path.normpath(folder.absolute()), Path(__file__).resolve().parents[2]),
         "run": "the file's generator seed (every file numbers its events 1 ... N in run 1)",
         "dropped_rows_with_null": dropped,
         **{role: _event_ranges(table) for role, table in roles.items()},
