@@ -121,20 +121,35 @@ def _sorted_by_pt(collection: ak.Array) -> ak.Array:
     return collection[ak.argsort(collection.pt, axis=1, ascending=False)]
 
 
-def _hadron_flavour(jets: ak.Array, record: ak.Array, card: DetectorCard, radius: float) -> ak.Array:
+class _FlatRecord:
+    """A batch's Pythia event record as flat numpy columns, each flattened once on first use and shared by the
+    steps that read it (``px``, ``py``, ``pz``, ``e`` are the momentum's), with the events' particle counts."""
+
+    def __init__(self, record: ak.Array) -> None:
+        self._record = record
+        self._columns: dict[str, np.ndarray] = {}
+        self.counts = ak.to_numpy(ak.num(record.id, axis=1))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._columns:
+            jagged = self._record.p[name] if name in ("px", "py", "pz", "e") else self._record[name]
+            self._columns[name] = ak.to_numpy(ak.flatten(jagged))
+        return self._columns[name]
+
+
+def _hadron_flavour(jets: ak.Array, record: _FlatRecord, card: DetectorCard, radius: float) -> ak.Array:
     """5 for a jet with a b hadron inside its radius, 4 for a c hadron, 0 otherwise (ghost-free Delta R)."""
-    counts = ak.to_numpy(ak.num(record.id, axis=1))
-    momentum = record.p
-    px, py = ak.to_numpy(ak.flatten(momentum.px)), ak.to_numpy(ak.flatten(momentum.py))
+    counts = record.counts
+    px, py = record["px"], record["py"]
     # The few particles above the pT threshold are picked out of the flat record before anything is jagged.
     candidates = np.flatnonzero(np.hypot(px, py) > card.flavour_hadron_pt_min)
-    abs_id = np.abs(ak.to_numpy(ak.flatten(record.id))[candidates])
+    abs_id = np.abs(record["id"][candidates])
     # Hadron codes: 3 or 4 digits, tens digit non-zero (which leaves out diquarks such as 5101).
     heavy = (abs_id < 10000) & (abs_id > 100) & ((abs_id // 10) % 10 != 0)
     candidates, hadron_id = candidates[heavy], abs_id[heavy]
     event = np.repeat(np.arange(len(counts)), counts)[candidates]
     hadron_px, hadron_py = px[candidates], py[candidates]
-    hadron_pz = ak.to_numpy(ak.flatten(momentum.pz))[candidates]
+    hadron_pz = record["pz"][candidates]
     hadron_eta = np.arcsinh(hadron_pz / np.hypot(hadron_px, hadron_py))
     hadron_phi = np.arctan2(hadron_py, hadron_px)
     flavour = ak.zeros_like(jets.pt, dtype=np.uint8)
@@ -401,14 +416,13 @@ class _Particles:
         return np.bincount(self.event, weights=values, minlength=self.n_events)
 
 
-def _final_state(record: ak.Array, properties: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> _Particles:
+def _final_state(record: _FlatRecord, properties: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> _Particles:
     """The final-state particles of a Pythia event record, with pT, eta, phi, charge and visibility."""
-    counts = ak.to_numpy(ak.num(record.id, axis=1))
-    final = ak.to_numpy(ak.flatten(record.status)) > 0
+    counts = record.counts
+    final = record["status"] > 0
     event = np.repeat(np.arange(len(counts)), counts)[final]
-    momentum = record.p
-    px, py, pz, energy = (ak.to_numpy(ak.flatten(momentum[name]))[final] for name in ("px", "py", "pz", "e"))
-    pdg_id = ak.to_numpy(ak.flatten(record.id))[final]
+    px, py, pz, energy = (record[name][final] for name in ("px", "py", "pz", "e"))
+    pdg_id = record["id"][final]
     visible, charge = properties(pdg_id)
     pt = np.hypot(px, py)
     transverse = pt > 0
@@ -496,18 +510,18 @@ def _leptons(rng, candidates, isolation_particles, card, flavour: int) -> ak.Arr
     return _sorted_by_pt(ak.zip(fields))
 
 
-def _hard_process(record: ak.Array) -> ak.Array:
+def _hard_process(record: _FlatRecord) -> ak.Array:
     """GenPart: the hard-process particles (Pythia status 22-29) with their last-copy kinematics."""
     # Flat numpy arrays of the whole record; indices into them are the record's own plus the event's offset.
-    counts = ak.to_numpy(ak.num(record.id, axis=1))
+    counts = record.counts
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    flat_status = np.abs(ak.to_numpy(ak.flatten(record.status)))
+    flat_status = np.abs(record["status"])
     first_flat = np.flatnonzero((flat_status >= 22) & (flat_status <= 29))
     n_hard = np.bincount(np.repeat(np.arange(len(counts)), counts)[first_flat], minlength=len(counts))
     event_offset = np.repeat(offsets, n_hard)
-    flat_id = ak.to_numpy(ak.flatten(record.id))
-    flat_daughter1 = ak.to_numpy(ak.flatten(record.daughter1))
-    flat_daughter2 = ak.to_numpy(ak.flatten(record.daughter2))
+    flat_id = record["id"]
+    flat_daughter1 = record["daughter1"]
+    flat_daughter2 = record["daughter2"]
     # Follow each particle through its copies to its last copy, whose momentum includes the recoil
     # against initial-state radiation (the first copy of a resonance has pT = 0): carbon copies (one
     # daughter, same id) for every particle, and for resonances also their own radiation (two daughters,
@@ -530,19 +544,18 @@ def _hard_process(record: ak.Array) -> ak.Array:
     first = ak.unflatten(first_flat - event_offset, n_hard)
     last = ak.unflatten(last_flat - event_offset, n_hard)
     # A decay product points to the last copy of its resonance (after the recoil), a copy to the first.
-    mother = ak.unflatten(ak.to_numpy(ak.flatten(record.mother1))[first_flat], n_hard)
+    mother = ak.unflatten(record["mother1"][first_flat], n_hard)
     stored = ak.zip({"first": first, "last": last})
     pairs = ak.cartesian({"mother": mother, "stored": stored}, axis=1, nested=True)
     same = (pairs.mother == pairs.stored.first) | (pairs.mother == pairs.stored.last)
     mother_index = ak.fill_none(ak.where(ak.any(same, axis=2), ak.argmax(same, axis=2), -1), -1)
-    momentum = record.p
-    px, py, pz = (ak.to_numpy(ak.flatten(momentum[name]))[last_flat] for name in ("px", "py", "pz"))
+    px, py, pz = (record[name][last_flat] for name in ("px", "py", "pz"))
     pt = np.hypot(px, py)
     columns = {
         "pt": pt,
         "eta": np.arcsinh(pz / pt),
         "phi": np.arctan2(py, px),
-        "mass": ak.to_numpy(ak.flatten(record.m))[last_flat],
+        "mass": record["m"][last_flat],
         "pdgId": flat_id[first_flat],
         "status": flat_status[first_flat],
         "statusFlags": np.full(len(first_flat), HARD_PROCESS_FLAGS, dtype=flat_status.dtype),
@@ -577,7 +590,7 @@ def reconstruct(
         GenJet and GenJetAK8 are the particle-level jets (visible particles, |eta| < 4.7) before the
         detector response; each reconstructed jet points to its own through ``genJetIdx``.
     """
-    record = events.prt
+    record = _FlatRecord(events.prt)
     particles = _final_state(record, properties)
     transverse = particles["pt"] > 0
     in_calorimeter = particles["visible"] & transverse & (np.abs(particles["eta"]) < card.calorimeter_eta_max)
