@@ -6,8 +6,8 @@ cluster: a fileset of ``--copies``
 symbolic links to one sample (default 4 links to 100k generated QCD events), so that the dask runs have
 several partitions at the default chunk size.
 
-1. bare read: ``uproot`` reads exactly the branches the features need (plus the event ids), one core, in
-   chunks of ``--step-size`` entries;
+1. bare read: ``uproot`` reads exactly the branches the features need (plus the event ids and ``genWeight``,
+   which the table keeps), one core, in chunks of ``--step-size`` entries;
 2. feature processor, virtual mode, one core: ``AnomalyFeatureProcessor`` through ``coffea.processor.Runner``
    in this process (``run_processor(mode="virtual")``, per-event tables gathered in memory); the time ratio
    processor / bare read is the cost of the physics (goal <= 2); again with the tables written as parquet by
@@ -48,7 +48,7 @@ import uproot
 from coffea_ad.features import FEATURES, FeatureConfig
 from coffea_ad.paths import cache_dir
 from coffea_ad.processing import check_fileset, dask_client, normalize_fileset, run_processor
-from coffea_ad.processing.tables import EVENT_ID_COLUMNS
+from coffea_ad.processing.tables import EVENT_ID_COLUMNS, WEIGHT_BRANCH
 from processors import AnomalyFeatureProcessor, AnomalyScoreProcessor
 from timing import best_of
 
@@ -67,10 +67,11 @@ def generated_sample(process: str, n_events: int, seed: int) -> Path:
     return path
 
 
-def needed_branches(config: FeatureConfig) -> list[str]:
-    """The branches the features read, plus the event ids the table keeps."""
+def needed_branches(config: FeatureConfig, available: set[str]) -> list[str]:
+    """The branches the features read, plus those the table keeps: the event ids and ``genWeight`` (when the
+    file has it)."""
     branches = {branch for feature in FEATURES.values() for branch in feature.required_branches(config)}
-    return sorted(branches | set(EVENT_ID_COLUMNS))
+    return sorted(branches | set(EVENT_ID_COLUMNS) | ({WEIGHT_BRANCH} & available))
 
 
 def bare_read(files: dict[str, str], branches: list[str], step_size: int) -> float:
@@ -155,7 +156,7 @@ def main() -> None:
         checked, _ = check_fileset(fileset)
         n_events = sum(files.n_entries for files in checked.values())
         all_files = {path: tree for files in checked.values() for path, tree in files.files.items()}
-        branches = needed_branches(FeatureConfig())
+        branches = needed_branches(FeatureConfig(), set(uproot.open(str(sample))["Events"].keys()))
         options = {"optional": True, "step_size": args.step_size}
         models = exported_models(sample, Path(folder))
         edges = {name: np.linspace(-20.0, 20.0, 81) for name in models}

@@ -115,8 +115,7 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
         """
         features = compute_features(events, names, config=self.feature_config)
         fields = on_concrete(self._chunk_fields, events, self.branches_read(events), features, variables)
-        weight = None if self.weight_branch is None else events[self.weight_branch]
-        fields.update(self.extra_fields(events, features, fields["region_ids"], weight))
+        fields.update(self.extra_fields(events, features, fields["rows"]))
         return ak.zip(fields, depth_limit=1, behavior={})
 
     def branches_read(self, events: Any) -> list[str]:
@@ -137,9 +136,10 @@ class AnomalyFeatureProcessor(processor.ProcessorABC):
             "rows": histogram_rows(features, ids, variables, weight=weight),
         }
 
-    def extra_fields(self, events: Any, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+    def extra_fields(self, events: Any, features: Any, rows: Any) -> dict[str, Any]:
         """Per-event fields a subclass adds to :meth:`event_record` (none here), from the chunk's ``events``,
-        its ``features``, region ``ids`` and histogram ``weight``."""
+        its ``features`` and histogram ``rows`` (region positions, their combination and the weight: histograms of
+        further columns reuse them with :func:`coffea_ad.processing.histograms.histogram_rows_like`)."""
         return {}
 
     def postprocess(self, accumulator: Any) -> Any:

@@ -16,7 +16,7 @@ import awkward as ak
 
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features import resolve_feature_names
-from coffea_ad.processing.histograms import fill_score_histograms, histogram_rows
+from coffea_ad.processing.histograms import fill_score_histograms, histogram_rows_like
 from coffea_ad.onnx.scorer import OnnxScorer
 from coffea_ad.selection.thresholds import check_edges
 from processors.feature_processor import AnomalyFeatureProcessor
@@ -70,7 +70,7 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
         requested = resolve_feature_names(self.features) if self.features else []
         self.features = tuple(dict.fromkeys([*requested, *self.required]))
 
-    def extra_fields(self, events: Any, features: Any, ids: Any, weight: Any) -> dict[str, Any]:
+    def extra_fields(self, events: Any, features: Any, rows: Any) -> dict[str, Any]:
         missing = [name for name in self.required if name not in features.fields]
         if missing:
             raise ConfigurationError(f"the models need features {missing}, which this input cannot provide")
@@ -81,7 +81,7 @@ class AnomalyScoreProcessor(AnomalyFeatureProcessor):
         columns = {self.fit_variable: features[self.fit_variable], **scores}
         return {
             "scores": ak.zip(scores),
-            "score_rows": histogram_rows(columns, ids, list(columns), weight=weight),
+            "score_rows": histogram_rows_like(rows, columns),
         }
 
     def chunk_table(self, per_event: Any) -> Any:

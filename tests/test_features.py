@@ -319,3 +319,24 @@ def test_dask_reads_exactly_the_branches_the_features_declare(ttbar_v12, names):
     (computed,) = dask.compute(features)
     eager = compute_features(open_events(ttbar_v12), names)
     assert ak.array_equal(computed, eager, equal_nan=True)
+
+
+@pytest.mark.parametrize("stored_order", ["pt-ordered", "shuffled"])
+def test_leading_objects_are_those_of_a_stable_sort_by_decreasing_pt(stored_order):
+    """NanoAOD stores pT-ordered collections (no sort needed); any other order, ties included, gives what a
+    stable sort by decreasing pT within each event gives."""
+    from coffea_ad.features.dijet import leading_objects
+
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 5, 2000)
+    event = np.repeat(np.arange(len(counts)), counts)
+    pt = np.round(rng.exponential(200.0, len(event)), -1)  # rounded: ties within events
+    if stored_order == "pt-ordered":
+        pt = pt[np.lexsort((-pt, event))]
+    order = np.lexsort((-pt, event))  # the definition: stable, by event then decreasing pT
+    starts = np.cumsum(counts) - counts
+    leading, subleading = leading_objects(pt, event, len(counts), 2)
+    for rank, positions in enumerate((leading, subleading)):
+        expected = np.where(counts > rank, order[np.minimum(starts + rank, len(order) - 1)], -1)
+        np.testing.assert_array_equal(positions, expected)
+    assert np.all(pt[leading[counts > 1]] >= pt[subleading[counts > 1]])

@@ -97,3 +97,28 @@ def test_direct_and_per_combination_accumulation_agree():
     rebinned = direct[{"mjj": hist.rebin(1000)}]
     np.testing.assert_allclose(per_combination.values(), rebinned.values(), rtol=1e-12)
     np.testing.assert_allclose(per_combination.variances(), rebinned.variances(), rtol=1e-12)
+
+
+def test_dask_fill_equals_the_eager_fill_with_one_task_per_partition_for_all_histograms():
+    """In dask mode every histogram of a call is filled by one task per partition (not one per histogram and
+    partition), and computes to the histogram the eager fill gives."""
+    import dask
+    import dask_awkward as dak
+
+    rng = np.random.default_rng(5)
+    n_events, n_partitions = 6000, 3
+    ids = region_ids(rng, n_events, 0.4)
+    features = {"mjj": rng.exponential(1500.0, n_events), "n_jets": rng.integers(0, 25, n_events).astype(float),
+                "mj_min": np.where(rng.random(n_events) < 0.1, np.nan, rng.uniform(0.0, 500.0, n_events))}
+    rows = histogram_rows(features, ids, list(features), weight=rng.normal(1.0, 0.3, n_events))
+    eager = fill_histograms(rows, FLAGS)
+    lazy = fill_histograms(dak.from_awkward(rows, npartitions=n_partitions), FLAGS, dask=True)
+    computed = dask.compute(lazy)[0]
+    assert set(computed) == set(eager) == set(features)
+    for name, histogram in eager.items():
+        np.testing.assert_allclose(computed[name].view(flow=True)["value"], histogram.view(flow=True)["value"])
+        np.testing.assert_allclose(computed[name].view(flow=True)["variance"], histogram.view(flow=True)["variance"])
+    graph = dict(dask.base.collections_to_dsk(list(lazy.values()), optimize_graph=False))
+    input_keys = {key for key in graph if key[0].startswith("from-awkward")}
+    # One fill per partition, one sum (up to 8 partitions), one extraction per histogram.
+    assert len(graph) - len(input_keys) == n_partitions + 1 + len(features)

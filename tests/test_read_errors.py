@@ -333,7 +333,7 @@ def test_an_error_of_the_processor_is_never_taken_for_a_read_error(files):
     """A ValueError of the processor's own (not raised while uproot reads) stops the run in virtual mode."""
 
     class Broken(AnomalyFeatureProcessor):
-        def extra_fields(self, events, features, ids, weight):
+        def extra_fields(self, events, features, rows):
             raise ValueError("a bug in the analysis")
 
     checked, skipped = check_fileset(normalize_fileset({"good": [str(files["good"])]}))

@@ -33,9 +33,14 @@ def leading_objects(pt: np.ndarray, event: np.ndarray, n_events: int, n_leading:
     """Flat positions of the ``n_leading`` highest-pT objects of each event, -1 where an event has fewer.
 
     ``pt`` and ``event`` (the event number of each object, non-decreasing) are flat arrays of the selected
-    objects; ties keep the stored order, as a stable sort by decreasing pT does.
+    objects; ties keep the stored order, as a stable sort by decreasing pT does. NanoAOD stores its
+    collections pT-ordered: that is checked (one pass) and then needs no sort.
     """
-    order = np.lexsort((-pt, event))
+    same_event = event[1:] == event[:-1]
+    if np.all(pt[1:][same_event] <= pt[:-1][same_event]):
+        order = np.arange(len(pt))
+    else:
+        order = np.lexsort((-pt, event))
     counts = np.bincount(event, minlength=n_events)
     starts = np.cumsum(counts) - counts
     positions = []

@@ -244,11 +244,15 @@ def region_ids(partition_masks: Mapping[str, Partition]) -> np.ndarray:
     columns = []
     offset = 0
     for regions in partition_masks.values():
-        masks = [np.asarray(ak.to_numpy(mask), dtype=bool) for mask in regions.values()]
-        position = np.argmax(np.stack(masks), axis=0)
-        n_regions = np.sum(masks, axis=0)
-        columns.append(np.where(n_regions == 1, position + offset, -1))
-        offset += len(masks)
+        position = n_regions = None
+        for index, mask in enumerate(regions.values()):
+            mask = np.asarray(ak.to_numpy(mask), dtype=bool)
+            if position is None:
+                position, n_regions = np.full(len(mask), -1, dtype=np.int64), np.zeros(len(mask), dtype=np.int32)
+            position[mask] = offset + index
+            n_regions += mask
+        columns.append(np.where(n_regions == 1, position, -1))
+        offset += len(regions)
     return np.stack(columns, axis=1) if columns else np.zeros((0, 0), dtype=np.int64)
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from coffea_ad.errors import ConfigurationError, InputFileError
 from coffea_ad.features import FEATURES, FeatureConfig, compute_features, event_column, user_features
+from coffea_ad.features.arrays import nullable, numeric
 from coffea_ad.features.folds import EVENT_ID_BRANCHES, event_fold
 from coffea_ad.features.user import travel_by_value
 from coffea_ad.onnx.export import FOLD_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, check_folds, open_session, read_metadata
@@ -248,20 +249,18 @@ class OnnxScorer:
             ids = [ak.to_numpy(ak.materialize(column)) for column in columns[-len(EVENT_ID_BRANCHES):]]
             columns = columns[: -len(EVENT_ID_BRANCHES)]
             fold = event_fold(*ids, self.metadata.n_folds)
-        # ak.to_numpy gives a masked array for a column with None (integer features too): masked -> NaN.
-        matrix = np.stack(
-            [np.ma.filled(ak.to_numpy(column).astype(np.float32), np.nan) for column in columns], axis=1
-        )
+        # None (a missing feature) -> NaN -> no score.
+        matrix = np.stack([numeric(column) for column in columns], axis=1).astype(np.float32)
         complete = np.isfinite(matrix).all(axis=1)
         scores = np.full(len(matrix), np.nan, dtype=np.float32)
         if complete.any():
-            inputs = {INPUT_NAME: np.ascontiguousarray(matrix[complete])}
+            inputs = {INPUT_NAME: matrix if complete.all() else np.ascontiguousarray(matrix[complete])}
             if fold is not None:
                 inputs[FOLD_INPUT_NAME] = check_folds(
                     fold[complete], int(complete.sum()), self.metadata.n_folds, str(self.path)
                 )
             scores[complete] = self.session.run([OUTPUT_NAME], inputs)[0]
-        result = ak.from_numpy(np.ma.MaskedArray(scores, mask=~complete))
+        result = nullable(scores, complete)
         if typetracer:
             return ak.Array(result.layout.to_typetracer(forget_length=True))
         return result

@@ -8,8 +8,10 @@ axis, no variable) gives the cutflow.
 Filling is numpy arithmetic, not one ``hist`` fill per event and partition: each variable is binned once
 per event, the sums of weights and of squared weights per bin are accumulated with ``numpy.bincount`` per
 combination of regions, and those are added into the regions (:func:`_fill_regions`); the result is the
-same histogram. In dask mode each partition is filled that way and the partitions' histograms are summed
-in a tree, as ``hist.dask`` does; the collections compute to ``hist.Hist`` objects.
+same histogram. The region bookkeeping (combinations, weights) is read once per chunk and shared by every
+histogram filled from it. In dask mode one task per partition fills every histogram of a call, the
+partitions' histograms are summed in a tree, as ``hist.dask`` does, and each histogram is a collection that
+computes to a ``hist.Hist``.
 
 On disk (:func:`write_root`) each histogram is split into one-dimensional histograms named
 ``{dataset}/{partition}_{region}/{variable}``, with ``Weight`` storage (sum of weights and of squared weights,
@@ -41,6 +43,7 @@ __all__ = [
     "book_histograms",
     "book_region_counter",
     "histogram_rows",
+    "histogram_rows_like",
     "fill_histograms",
     "count_regions",
     "fill_score_histograms",
@@ -106,6 +109,20 @@ def histogram_rows(features: Any, ids: Any, variables: Iterable[str], *, weight:
                                 else column for name, column in columns.items()}))
 
 
+def histogram_rows_like(rows: Any, columns: Mapping[str, Any]) -> ak.Array:
+    """Histogram rows of further ``columns`` of the same events as ``rows`` (:func:`histogram_rows`), whose
+    region positions, their combination and weight are reused rather than computed again (typetracer inputs
+    give a typetracer)."""
+    kept = ["region", "combination", *(["weight"] if "weight" in rows.fields else [])]
+    if is_typetracer(rows) or any(is_typetracer(column) for column in columns.values()):
+        concrete = {name: ak.typetracer.length_zero_if_typetracer(column) if is_typetracer(column) else column
+                    for name, column in columns.items()}
+        return as_typetracer(histogram_rows_like(ak.typetracer.length_zero_if_typetracer(rows), concrete))
+    fields = {name: rows[name] for name in kept}
+    fields.update({name: numeric(column) for name, column in columns.items()})
+    return ak.zip(fields, depth_limit=1)
+
+
 def _rows(columns: Mapping[str, Any]) -> ak.Array:
     ids = columns["region"]
     region = np.asarray(ak.to_numpy(ids), dtype=np.int64)
@@ -157,46 +174,64 @@ def _bin_indices(axis: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return index + underflow, inside
 
 
-def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str]) -> Any:
+class _RegionRows:
+    """The region bookkeeping of concrete histogram rows, read once and shared by every histogram filled from
+    them: region positions (events × partitions), their combination index, the weights, and how each
+    combination fills the ``region`` axis (:func:`_combination_matrix`)."""
+
+    def __init__(self, rows: Any, n_flags: int) -> None:
+        self.n_flags = n_flags
+        self.region = ak.to_numpy(rows["region"])
+        self.combination = ak.to_numpy(rows["combination"])
+        self.n_combinations = int(self.combination.max(initial=-1)) + 1
+        self.weight = ak.to_numpy(rows["weight"]).astype(np.float64) if "weight" in rows.fields else None
+
+    @functools.cached_property
+    def category(self) -> np.ndarray:
+        return _combination_matrix(self.region, self.combination, self.n_flags)
+
+
+def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str], regions: _RegionRows | None = None) -> Any:
     """Fill ``histogram`` (region × the axes of ``columns``, Weight storage) from concrete ``rows``.
 
     The same result as one ``fill`` per event and partition, computed as sums of weights and of squared
     weights per bin with ``numpy.bincount``: per combination of regions, then added into the regions, when
     the histogram is small next to the events (one bincount over the events); else directly per event and
-    partition (one bincount over events × partitions). A row where a column is NaN is left out.
+    partition (one bincount over events × partitions). A row where a column is NaN is left out. ``regions``:
+    the rows' region bookkeeping when several histograms are filled from the same rows.
     """
-    n_flags = len(histogram.axes["region"])
-    region = ak.to_numpy(rows["region"])
-    combination = ak.to_numpy(rows["combination"])
+    regions = regions or _RegionRows(rows, len(histogram.axes["region"]))
+    n_flags = regions.n_flags
     keep = np.ones(len(rows), dtype=bool)
     flat_bin = np.zeros(len(rows), dtype=np.int64)
     for name in columns:
         values = ak.to_numpy(rows[name]).astype(np.float64, copy=False)
         axis = histogram.axes[name]
         defined = ~np.isnan(values)
-        bins = np.zeros(len(values), dtype=np.int64)
-        bins[defined], inside = _bin_indices(axis, values[defined])
-        keep &= defined
-        keep[defined] &= inside
+        bins, inside = _bin_indices(axis, np.where(defined, values, 0.0))
+        keep &= defined & inside
         flat_bin = flat_bin * axis.extent + bins
     n_bins = int(np.prod([histogram.axes[name].extent for name in columns]))
-    weight = ak.to_numpy(rows["weight"]).astype(np.float64)[keep] if "weight" in rows.fields else None
-    region, combination, flat_bin = region[keep], combination[keep], flat_bin[keep]
-    n_combinations = int(combination.max(initial=-1)) + 1
-    if (n_flags + 1) * n_combinations * n_bins <= region.size:
-        category = _combination_matrix(region, combination, n_flags)
-        index = combination * n_bins + flat_bin
+    weight = regions.weight
+    n_partitions = regions.region.shape[1]
+    # A row left out goes to one extra bin past the last, dropped after the bincount (no copy of the kept rows).
+    if (n_flags + 1) * regions.n_combinations * n_bins <= len(rows) * n_partitions:
+        n_combinations = regions.n_combinations
+        category = regions.category
+        index = regions.combination * n_bins + flat_bin
+        index[~keep] = n_combinations * n_bins
 
         def accumulate(weights: np.ndarray | None) -> np.ndarray:
-            per_combination = np.bincount(index, weights=weights, minlength=n_combinations * n_bins)
+            per_combination = np.bincount(index, weights=weights, minlength=n_combinations * n_bins + 1)[:-1]
             return category.T @ per_combination.reshape(n_combinations, n_bins)
     else:
-        n_partitions = region.shape[1]
-        index = (_region_bins(region, n_flags) * n_bins + flat_bin[:, None]).ravel()
+        index = _region_bins(regions.region, n_flags) * n_bins + flat_bin[:, None]
+        index[~keep] = (n_flags + 1) * n_bins
+        index = index.ravel()
 
         def accumulate(weights: np.ndarray | None) -> np.ndarray:
             repeated = None if weights is None else np.repeat(weights, n_partitions)
-            return np.bincount(index, weights=repeated, minlength=(n_flags + 1) * n_bins)
+            return np.bincount(index, weights=repeated, minlength=(n_flags + 1) * n_bins + 1)[:-1]
     sum_w = accumulate(weight)
     sum_w2 = sum_w if weight is None else accumulate(weight**2)
     view = histogram.view(flow=True)
@@ -205,36 +240,76 @@ def _fill_regions(histogram: Any, rows: Any, columns: Sequence[str]) -> Any:
     return histogram
 
 
-def _fill_partition(rows: Any, *, histogram: Any, columns: tuple[str, ...]) -> Any:
-    """One dask partition's histogram: a copy of the empty ``histogram`` filled from ``rows`` (a typetracer
+def _fill_all(histograms: Mapping[str, Any], rows: Any, columns: Mapping[str, Sequence[str]]) -> Histograms:
+    """Fill every one of ``histograms`` from the same concrete ``rows`` (the columns of histogram ``name`` are
+    ``columns[name]``), their region bookkeeping read once."""
+    regions = _RegionRows(rows, len(next(iter(histograms.values())).axes["region"])) if histograms else None
+    return {name: _fill_regions(histogram, rows, columns[name], regions) for name, histogram in histograms.items()}
+
+
+def _fill_partition(rows: Any, *, histograms: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]]) -> Histograms:
+    """One dask partition's histograms: copies of the empty ``histograms`` filled from ``rows`` (a typetracer
     while dask-awkward learns which columns are read: those are touched and nothing is filled)."""
-    needed = ["region", "combination", *columns, *(["weight"] if "weight" in rows.fields else [])]
-    rows = ak.typetracer.length_zero_if_typetracer(rows[needed])
-    return _fill_regions(histogram.copy(), rows, columns)
+    needed = ["region", "combination", *{column: None for names in columns.values() for column in names}]
+    rows = ak.typetracer.length_zero_if_typetracer(rows[needed + (["weight"] if "weight" in rows.fields else [])])
+    return _fill_all({name: histogram.copy() for name, histogram in histograms.items()}, rows, columns)
 
 
-def _booked_fill(histogram: Any, rows: Any, columns: Sequence[str], dask: bool, label: str) -> Any:
-    """``histogram`` filled from ``rows``: at once (concrete rows), or as a dask collection whose partitions are
-    filled as :func:`_fill_regions` does and summed in a tree (dask-awkward rows), which computes to a
-    ``hist.Hist``."""
+def _booked_fill(histograms: Mapping[str, Any], rows: Any, columns: Mapping[str, Sequence[str]], dask: bool,
+                 label: str) -> Histograms:
+    """``histograms`` filled from ``rows`` (histogram ``name`` from ``columns[name]``): at once (concrete rows),
+    or (dask-awkward rows) as dask collections that compute to ``hist.Hist`` objects, every histogram of a
+    partition filled in one task, as :func:`_fill_regions` does, and the partitions' summed in a tree."""
     if not dask:
-        return _fill_regions(histogram, rows, columns)
-    fill = functools.partial(_fill_partition, histogram=histogram, columns=tuple(columns))
-    return _summed_over_partitions(fill, rows, histogram, label)
+        return _fill_all(histograms, rows, columns)
+    fill = functools.partial(
+        _fill_partition, histograms=histograms, columns={name: tuple(names) for name, names in columns.items()}
+    )
+    return _summed_over_partitions(fill, rows, histograms, label)
 
 
-def _summed_over_partitions(fill: Callable[[Any], Any], collection: Any, histogram: Any, label: str) -> Any:
-    """A dask collection computing to ``histogram`` filled by ``fill`` on every partition of dask-awkward
-    ``collection``, the partitions' histograms summed in a tree (as ``hist.dask`` does, with our own fill)."""
+def _sum_histograms(items: Sequence[Histograms]) -> Histograms:
+    """The histograms of several partitions (each a dict name -> histogram) added name by name."""
+    return {name: sum((item[name] for item in items[1:]), items[0][name]) for name in items[0]}
+
+
+def _summed_over_partitions(fill: Callable[[Any], Histograms], collection: Any, histograms: Mapping[str, Any],
+                            label: str) -> Histograms:
+    """One dask collection per histogram of ``histograms``, computing to it filled by ``fill`` on every partition
+    of dask-awkward ``collection``: ``fill`` returns all the histograms of a partition in one task (one layer
+    for all, not one per histogram: each layer costs tasks, scheduling and transfers per partition), those are
+    summed in a tree (as ``hist.dask`` does, with its mockable tree reduction, so that dask-awkward's column
+    optimisation can run the graph on one partition), and each histogram is then taken out of the sum."""
+    import operator
+
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+    from dask.local import identity
     from dask_awkward.lib.core import partitionwise_layer
-    from dask_histogram.core import PartitionedHistogram
+    from dask_histogram.core import AggHistogram
+    from dask_histogram.layers import MockableDataFrameTreeReduction
 
-    name = f"{label}-{tokenize(collection, histogram, fill)}"
-    layer = partitionwise_layer(fill, name, collection)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[collection])
-    return PartitionedHistogram(graph, name, collection.npartitions, histref=histogram).collapse()
+    token = tokenize(collection, histograms, fill)
+    name, summed = f"{label}-{token}", f"{label}-sum-{token}"
+    layers = {name: partitionwise_layer(fill, name, collection), summed: MockableDataFrameTreeReduction(
+        name=summed, name_input=name, npartitions_input=collection.npartitions, concat_func=_sum_histograms,
+        tree_node_func=identity, finalize_func=identity, split_every=8, tree_node_name=f"{label}-combine-{token}",
+    )}
+    dependencies = {name: {collection.name}, summed: {name}}
+    keys = {}
+    for position, histogram_name in enumerate(histograms):
+        keys[histogram_name] = f"{label}-{position}-{token}"
+        layers[keys[histogram_name]] = MaterializedLayer(
+            {(keys[histogram_name], 0): (operator.getitem, (summed, 0), histogram_name)}
+        )
+        dependencies[keys[histogram_name]] = {summed}
+    graph = HighLevelGraph.merge(collection.dask, HighLevelGraph(layers, dependencies))
+    return {
+        histogram_name: AggHistogram(
+            HighLevelGraph(graph.layers, graph.dependencies), keys[histogram_name], histref=histograms[histogram_name]
+        )
+        for histogram_name in histograms
+    }
 
 
 def fill_histograms(rows: Any, flags: Sequence[str], *, dask: bool = False) -> Histograms:
@@ -244,11 +319,8 @@ def fill_histograms(rows: Any, flags: Sequence[str], *, dask: bool = False) -> H
     ``dask=True`` (dask-awkward rows) each histogram is a dask collection that computes to a ``hist.Hist``.
     """
     variables = [name for name in rows.fields if name not in _BOOKKEEPING]
-    histograms = book_histograms(variables, flags)
-    return {
-        variable: _booked_fill(histogram, rows, [variable], dask, f"coffea-ad-hist-{variable}")
-        for variable, histogram in histograms.items()
-    }
+    return _booked_fill(book_histograms(variables, flags), rows, {variable: [variable] for variable in variables},
+                        dask, "coffea-ad-histograms")
 
 
 def score_histogram_name(score: str, fit_variable: str) -> str:
@@ -269,23 +341,23 @@ def fill_score_histograms(
     ``rows`` are :func:`histogram_rows` of the scores and the fit variable; an event whose score or fit
     variable is None (NaN in the rows) is left out.
     """
-    histograms = {}
-    for score, edges in score_edges.items():
-        histogram = hist.Hist(
+    histograms = {
+        score_histogram_name(score, fit_variable): hist.Hist(
             _region_axis(flags),
             hist.axis.Variable(edges, name=score, label=f"{score} anomaly score"),
             feature_axis(fit_variable),
             storage=hist.storage.Weight(),
         )
-        name = score_histogram_name(score, fit_variable)
-        histograms[name] = _booked_fill(histogram, rows, [score, fit_variable], dask, f"coffea-ad-hist-{name}")
-    return histograms
+        for score, edges in score_edges.items()
+    }
+    columns = {score_histogram_name(score, fit_variable): [score, fit_variable] for score in score_edges}
+    return _booked_fill(histograms, rows, columns, dask, "coffea-ad-score-histograms")
 
 
-def _count_partition(ids: Any, *, counter: Any) -> Any:
+def _count_partition(ids: Any, *, counter: Any) -> Histograms:
     """One dask partition's region counter (see :func:`count_regions`)."""
     ids = ak.typetracer.length_zero_if_typetracer(ids)
-    return _count(counter.copy(), ids)
+    return {"regions": _count(counter.copy(), ids)}
 
 
 def _count(counter: Any, ids: Any) -> Any:
@@ -301,7 +373,7 @@ def count_regions(ids: Any, flags: Sequence[str], *, dask: bool = False) -> Any:
     if not dask:
         return _count(counter, ids)
     count = functools.partial(_count_partition, counter=counter)
-    return _summed_over_partitions(count, ids, counter, "coffea-ad-region-counter")
+    return _summed_over_partitions(count, ids, {"regions": counter}, "coffea-ad-region-counter")["regions"]
 
 
 def region_histograms(histograms: Histograms) -> Iterator[tuple[str, str, hist.Hist]]:

@@ -828,7 +828,14 @@ def cutflow_summary(result: FeatureResult) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """A distributed client: connected to ``scheduler`` if given, else on a new LocalCluster of ``workers``."""
+    """A distributed client: connected to ``scheduler`` if given, else on a new LocalCluster of ``workers``.
+
+    The LocalCluster's workers keep glibc's adaptive ``malloc``: distributed's default
+    ``MALLOC_TRIM_THRESHOLD_=65536`` fixes the threshold and so makes every array above 128 kB a fresh
+    ``mmap``, page-faulted in and returned at each free; that made a 100k-event chunk 25 % slower
+    (``benchmarks/feature_throughput.py``, README Performance, which also gives the workers' memory).
+    """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -843,7 +850,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
     # No dashboard, and the scheduler's HTTP server on a free port: no "port 8787 in use" warning beside another
     # cluster.
-    with LocalCluster(
+    adaptive_malloc = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(adaptive_malloc), LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,

@@ -278,8 +278,17 @@ def sort_by_event_id(table: ak.Array) -> ak.Array:
     return table[np.lexsort(keys)]
 
 
+def _repeated_string(value: str, length: int) -> ak.Array:
+    """``length`` copies of ``value`` as an awkward string column, built from its UTF-8 bytes (a numpy array of
+    Python strings costs a conversion per row)."""
+    encoded = np.frombuffer(value.encode(), dtype=np.uint8)
+    offsets = ak.index.Index64(np.arange(length + 1, dtype=np.int64) * len(encoded))
+    characters = ak.contents.NumpyArray(np.tile(encoded, length), parameters={"__array__": "char"})
+    return ak.Array(ak.contents.ListOffsetArray(offsets, characters, parameters={"__array__": "string"}))
+
+
 def _with_dataset(table: ak.Array, dataset: str) -> ak.Array:
-    columns = {"dataset": np.full(len(table), dataset, dtype=object).astype(str)}
+    columns = {"dataset": _repeated_string(dataset, len(table))}
     columns.update({name: table[name] for name in table.fields})
     return ak.zip(columns, depth_limit=1)
 
