@@ -257,21 +257,32 @@ def table(summary: dict, methods: list[str], setup_name: str, s_over_b: float) -
     return "\n".join(lines)
 
 
-def plot_scan(summary: dict, methods: list[str], path: Path) -> None:
-    """Max SIC (median and 68 % band over seeds) against the injected S/B, one line per method and setup with
-    the nominal features."""
+def plot_scan(summary: dict, methods: list[str], options: tuple, path: Path) -> None:
+    """Max SIC (median and 68 % band over seeds) against the injected S/B, one line per method of this run's
+    setup (``options``: classifier, noise features, feature set, tree ensemble) with the nominal samples; the
+    supervised classifier, which sees no injection, as a horizontal reference."""
     from coffea_ad import plotting
     from coffea_ad.selection.metrics import SeedBand
 
     scan: dict[str, dict[float, SeedBand]] = {}
-    for (name, s_over_b, method), row in summary.items():
-        variant, _, rest = name.partition("/")
-        if variant != "nominal" or method not in methods:
+    references: dict[str, float] = {}
+    for method in methods:
+        name = setup("nominal", method, *options)
+        points = {s_over_b: row for (setup_name, s_over_b, row_method), row in summary.items()
+                  if setup_name == name and row_method == method}
+        if not points:
             continue
-        label = lhco.METHOD_LABELS[method] + (f" [{rest}]" if rest else "")
-        scan.setdefault(label, {})[s_over_b] = SeedBand(median=row["median"], lower=row["lower"], upper=row["upper"])
+        if method == "supervised":
+            references[lhco.METHOD_LABELS[method]] = float(np.median([row["median"] for row in points.values()]))
+            continue
+        scan[lhco.METHOD_LABELS[method]] = {
+            s_over_b: SeedBand(median=row["median"], lower=row["lower"], upper=row["upper"])
+            for s_over_b, row in points.items()
+        }
+    if not scan:
+        return
     figure = plotting.plot_max_sic_scan(
-        scan, xlabel="S/B in the signal region [%]", ylabel="max SIC (FPR > 1/N$_{bkg}$)"
+        scan, xlabel="S/B in the signal region [%]", ylabel="max SIC (FPR > 1/N$_{bkg}$)", references=references,
     )
     plotting.save_figure(figure, path)
 
@@ -340,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results, arguments.methods)
     folder = Path(arguments.output)
     folder.mkdir(parents=True, exist_ok=True)
-    plot_scan(summary, arguments.methods, folder / "max_sic_vs_s_over_b.png")
+    options = (arguments.classifier, arguments.noise_features, arguments.features, arguments.tree_ensemble)
+    plot_scan(summary, arguments.methods, options, folder / "max_sic_vs_s_over_b.png")
     points = sorted({(n, s) for n, s, _ in summary}, key=lambda k: (not k[0].startswith("nominal"), k[0], -k[1]))
     for name, s_over_b in points:
         any_row = next(row for (n, s, _), row in summary.items() if (n, s) == (name, s_over_b))

@@ -109,6 +109,9 @@ def test_each_method_keeps_one_colour_for_its_line_and_its_band_over_seeds():
         assert lines[label].get_xdata().tolist() == [0.6, 2.4]
         assert lines[label].get_ydata().tolist() == [scan[label][0.006].median, scan[label][0.024].median]
     assert [tick.get_text() for tick in axis.get_xticklabels()] == ["0.6", "2.4"]
+    with_reference = plotting.plot_max_sic_scan(scan, references={"supervised": 17.1}).axes[0]
+    (supervised,) = [line for line in with_reference.get_lines() if line.get_label() == "supervised"]
+    assert list(supervised.get_ydata()) == [17.1, 17.1]  # horizontal: it sees no injection
     with pytest.raises(ConfigurationError, match="mix numbers and SeedBands"):
         plotting.plot_max_sic_scan({"CATHODE": {0.006: 1.0, 0.024: metrics.SeedBand(9.0, 7.0, 11.0)}})
 

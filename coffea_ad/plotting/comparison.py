@@ -82,11 +82,13 @@ def plot_max_sic_scan(
     *,
     xlabel: str = "Injected S/B in the signal region [%]",
     ylabel: str = "max SIC",
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
     """Max SIC against the injected S/B (log axis, in %), one line per labelled method.
 
     ``scan[label]`` maps each S/B (a fraction, e.g. 0.006) to the max SIC of one training or to a SeedBand
-    over seeds (median line, 68 % band). The x ticks are the S/B values of the scan.
+    over seeds (median line, 68 % band). The x ticks are the S/B values of the scan. ``references``: labelled
+    max SIC values that do not depend on the S/B (a supervised classifier), drawn as horizontal lines.
     """
     if not any(scan.values()):
         raise ConfigurationError("plot_max_sic_scan needs at least one S/B point")
@@ -97,10 +99,12 @@ def plot_max_sic_scan(
                 continue
             values = sorted(points)
             _line_with_band(axis, 100 * np.array(values), _along(points, values, label), marker="o", label=label)
+        for label, value in (references or {}).items():
+            axis.axhline(value, color="black", linestyle=":", label=label)
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
         axis.set_xscale("log")
         ticks = sorted({100 * s for points in scan.values() for s in points})
-        axis.set_xticks(ticks, [f"{tick:g}" for tick in ticks], minor=False)
+        axis.set_xticks(ticks, [f"{tick:.2g}" for tick in ticks], minor=False)
         axis.xaxis.set_minor_formatter("")
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
