@@ -1,4 +1,4 @@
-"""Four-lepton search with normalizing flows and CLs limits.
+"""Four-lepton search with normalizing flows and CLs limits, scanned in the doubly-charged Higgs mass.
 
 A model-independent search in events with at least four tight leptons (e, μ), after the ATLAS study of
 normalising flows in ≥ 4-lepton events: one RealNVP flow per lepton-flavour region (4e, 2e2μ, 4μ) is
@@ -8,11 +8,19 @@ upper limits on the signal strength μ of a doubly-charged Higgs, H++H−− →
 two halves: the flows learn from the first; the second is the expected background of the fit. The same
 fit on the four-lepton mass alone is the baseline.
 
-    python examples/four_lepton_flows.py [-o FOLDER] [--zz-events 30000] [--hpp-events 3000] [--epochs 60]
+The flows never see a signal, so they are trained once and the fits are repeated for every H++ mass of the
+scan (default 100, 200, 300 and 500 GeV). At 500 GeV the pair's m4ℓ (above 1 TeV) is far from ZZ's (mostly
+below 300 GeV) and m4ℓ alone separates them: the flows can only tie. Lighter H++ pairs sit on the ZZ
+continuum in m4ℓ (a 100 GeV pair starts at 200 GeV), and there the lepton pTs that the flows also learn
+carry what m4ℓ no longer does.
 
-Writes into FOLDER (default: the cache, ``examples/four_lepton_flows``) the samples, the flows as ONNX,
-``workspace_flow.json``, ``workspace_m4l.json``, the plots (``scores_REGION.png``, ``roc_REGION.png``,
-``cls_flow.png``, ``cls_m4l.png``, ``limits.png``) and ``summary.json``.
+    python examples/four_lepton_flows.py [-o FOLDER] [--masses 100 200 300 500] [--zz-events 30000]
+                                         [--hpp-events 3000] [--epochs 60]
+
+Writes into FOLDER (default: the cache, ``examples/four_lepton_flows``) the samples, the flows as ONNX, per
+mass M ``workspace_flow_mM.json``, ``workspace_m4l_mM.json`` and the plots (``scores_REGION_mM.png``,
+``roc_REGION_mM.png``, ``cls_flow_mM.png``, ``cls_m4l_mM.png``), ``limits.png`` (flow and m4ℓ at every mass)
+and ``summary.json``.
 
 References:
     J. Harrison (ATLAS), "Anomaly detection with not-so-dense(ity) estimators at ATLAS": RealNVP flows per
@@ -121,9 +129,14 @@ def _fit(variable: dict[str, dict[str, np.ndarray]], background: dict, signal: d
     }
 
 
+def _mass_tag(mass: float) -> str:
+    return f"m{mass:g}"
+
+
 def run_four_lepton_search(
     output: str | Path | None = None,
     *,
+    masses_hpp: tuple[float, ...] = (100.0, 200.0, 300.0, 500.0),
     zz_events: int = 30_000,
     hpp_events: int = 3_000,
     luminosity_fb: float = 140.0,
@@ -135,8 +148,9 @@ def run_four_lepton_search(
     workers: int | None = 1,
     progress: bool = True,
 ) -> tuple[dict, str]:
-    """Generate (or reuse) the samples, train one flow per flavour region, fit the scores; return
-    ``(summary, text)`` and write the plots, the workspaces and ``summary.json`` into ``output``."""
+    """Generate (or reuse) the samples, train one flow per flavour region on ZZ, fit the scores and m4ℓ at every
+    H++ mass of ``masses_hpp``; return ``(summary, text)`` and write the plots, the workspaces and
+    ``summary.json`` into ``output``."""
     from coffea_ad import plotting, stats
     from coffea_ad.selection import metrics
     from coffea_ad.onnx.export import score_onnx
@@ -148,28 +162,34 @@ def run_four_lepton_search(
             raise ConfigurationError(f"{name} must be positive, got {value}")
     if luminosity_fb <= 0:
         raise ConfigurationError(f"luminosity_fb must be positive, got {luminosity_fb}")
+    if not masses_hpp or any(mass <= 0 for mass in masses_hpp):
+        raise ConfigurationError(f"masses_hpp must be positive H++ masses in GeV, got {list(masses_hpp)}")
     start = time.perf_counter()
     folder = Path(output) if output else cache_dir() / "examples" / "four_lepton_flows"
     (folder / "models").mkdir(parents=True, exist_ok=True)
     lines = [f"Four-lepton search with normalizing flows in {folder}"]
-    summary: dict[str, Any] = {"luminosity_fb": luminosity_fb, "samples": {}, "regions": {}}
+    summary: dict[str, Any] = {"luminosity_fb": luminosity_fb, "samples": {"hpp": {}}, "regions": {}, "masses": {}}
+    samples = [("zz", "zz4l", zz_events, seed, {})]
+    samples += [(_mass_tag(mass), "hpp4l", hpp_events, seed + 1, {"mass_hpp": mass}) for mass in masses_hpp]
     tables = {}
-    for kind, process, n_events, sample_seed in (("zz", "zz4l", zz_events, seed), ("hpp", "hpp4l", hpp_events,
-                                                                                     seed + 1)):
-        path = cached_sample(folder, process, n_events, seed=sample_seed, workers=workers)
+    for kind, process, n_events, sample_seed, settings in samples:
+        path = cached_sample(folder, process, n_events, seed=sample_seed, settings=settings, workers=workers)
         metadata = read_sample_metadata(path)
         sigma_fb = 1000.0 * metadata["cross_section_pb"]
         tables[kind] = _region_tables(path, sigma_fb * luminosity_fb / metadata["n_events"])
-        summary["samples"][kind] = {"process": process, "events": metadata["n_events"], "cross_section_fb": sigma_fb,
-                                    "file": path.name}
-        lines.append(f"  {process:6s} {metadata['n_events']:6d} events, sigma = {sigma_fb:.4g} fb, "
-                     f"{sigma_fb * luminosity_fb:.1f} events in {luminosity_fb:g} fb^-1")
+        record = {"process": process, "events": metadata["n_events"], "cross_section_fb": sigma_fb,
+                  "file": path.name, **settings}
+        if kind == "zz":
+            summary["samples"]["zz"] = record
+        else:
+            summary["samples"]["hpp"][kind] = record
+        lines.append(f"  {process:6s} {''.join(f'{v:g} GeV ' for v in settings.values()):9s}{metadata['n_events']:6d} "
+                     f"events, sigma = {sigma_fb:.4g} fb, {sigma_fb * luminosity_fb:.1f} events in "
+                     f"{luminosity_fb:g} fb^-1")
     generated = time.perf_counter()
 
     training = {"epochs": epochs, "batch_size": 128, "patience": 10, "progress": progress}
-    signal = tables["hpp"]
-    background, scores, m4l = {}, {"zz": {}, "hpp": {}}, {"zz": {}, "hpp": {}}
-    rocs = {}
+    background, flows = {}, {}
     for region in REGIONS:
         train, background[region] = _split_half(tables["zz"][region], seed)
         if len(train["weight"]) < MIN_TRAINING_EVENTS:
@@ -178,76 +198,92 @@ def run_four_lepton_search(
             )
         flow = RealNVP(transforms=transforms, hidden=hidden, feature_transforms=dict.fromkeys(FLOW_FEATURES, "log"),
                        training=training, seed=seed).fit(train, FLOW_FEATURES)
-        onnx_path = flow.export_onnx(folder / "models" / f"flow_{region}.onnx")
-        for kind, table in (("zz", background[region]), ("hpp", signal[region])):
-            scores[kind][region] = score_onnx(onnx_path, np.stack([table[f] for f in FLOW_FEATURES], axis=1))
-            m4l[kind][region] = table["m4l"]
-        rocs[region] = {
-            name: metrics.roc_curve(values["hpp"][region], values["zz"][region])
-            for name, values in (("flow", scores), ("m4l", m4l))
-        }
+        flows[region] = flow.export_onnx(folder / "models" / f"flow_{region}.onnx")
         summary["regions"][region] = {
             "zz_training_events": len(train["weight"]),
             "zz_background_events": len(background[region]["weight"]),
-            "hpp_events": len(signal[region]["weight"]),
             "zz_expected": float(background[region]["weight"].sum()),
-            "hpp_expected": float(signal[region]["weight"].sum()),
-            "auc_flow": metrics.auc(rocs[region]["flow"]),
-            "auc_m4l": metrics.auc(rocs[region]["m4l"]),
             "best_validation_nll": flow.history_["flow"]["best_validation_loss"],
         }
     trained = time.perf_counter()
 
-    fits = {}
-    for name, variable, label in (("flow", scores, r"flow score $-\log p$"), ("m4l", m4l, r"$m_{4\ell}$ [GeV]")):
-        workspace, fits[name] = _fit(variable, background, signal, min_entries, label)
-        stats.write_workspace(workspace, folder / f"workspace_{name}.json")
-        plotting.save_figure(plotting.plot_cls_scan(fits[name]["limit"]), folder / f"cls_{name}.png")
+    def score(region: str, table: dict[str, np.ndarray]) -> np.ndarray:
+        return score_onnx(flows[region], np.stack([table[name] for name in FLOW_FEATURES], axis=1))
+
+    zz_scores = {region: score(region, background[region]) for region in REGIONS}
+    limits = {}
+    for mass in masses_hpp:
+        tag = _mass_tag(mass)
+        signal = tables[tag]
+        scores = {"zz": zz_scores, "hpp": {region: score(region, signal[region]) for region in REGIONS}}
+        m4l = {kind: {region: table[region]["m4l"] for region in REGIONS}
+               for kind, table in (("zz", background), ("hpp", signal))}
+        per_mass: dict[str, Any] = {"regions": {}, "limits": {}}
+        fit_edges = {}
+        for name, variable, label in (("flow", scores, r"flow score $-\log p$"),
+                                      ("m4l", m4l, r"$m_{4\ell}$ [GeV]")):
+            workspace, fit = _fit(variable, background, signal, min_entries, label)
+            stats.write_workspace(workspace, folder / f"workspace_{name}_{tag}.json")
+            plotting.save_figure(plotting.plot_cls_scan(fit["limit"]), folder / f"cls_{name}_{tag}.png")
+            limits[f"{name}, {mass:g} GeV"] = fit["limit"]
+            fit_edges[name] = fit["edges"]
+            per_mass["limits"][name] = {
+                "observed": fit["limit"].observed,
+                "expected": dict(zip(("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma"), fit["limit"].expected)),
+                "expected_z_at_mu_1": fit["significance"].expected_z,
+                "bins": {region: len(edges) - 1 for region, edges in fit["edges"].items()},
+            }
+        for region in REGIONS:
+            rocs = {name: metrics.roc_curve(values["hpp"][region], values["zz"][region])
+                    for name, values in (("flow", scores), ("m4l", m4l))}
+            per_mass["regions"][region] = {
+                "hpp_events": len(signal[region]["weight"]),
+                "hpp_expected": float(signal[region]["weight"].sum()),
+                "auc_flow": metrics.auc(rocs["flow"]),
+                "auc_m4l": metrics.auc(rocs["m4l"]),
+            }
+            edges = fit_edges["flow"][region]
+            figure = plotting.plot_score_distributions(
+                {LABELS["zz"]: scores["zz"][region], LABELS["hpp"]: scores["hpp"][region]},
+                weights={LABELS["zz"]: background[region]["weight"], LABELS["hpp"]: signal[region]["weight"]},
+                bins=np.linspace(edges[0], edges[-1], 50),
+                xlabel=rf"flow score $-\log p$, {region}, $m_{{H^{{\pm\pm}}}}$ = {mass:g} GeV",
+            )
+            plotting.save_figure(figure, folder / f"scores_{region}_{tag}.png")
+            plotting.save_figure(plotting.plot_roc({f"{region} {name}": roc for name, roc in rocs.items()}),
+                                 folder / f"roc_{region}_{tag}.png")
+        per_mass["mixed_flavour_hpp_fraction"] = (
+            1.0 - sum(len(signal[region]["weight"]) for region in REGIONS) / summary["samples"]["hpp"][tag]["events"]
+        )
+        flow_limit, m4l_limit = (per_mass["limits"][name]["expected"]["median"] for name in ("flow", "m4l"))
+        per_mass["flow_over_m4l_expected_limit"] = flow_limit / m4l_limit
+        summary["masses"][f"{mass:g}"] = per_mass
     figure = plotting.plot_limits(
-        {name: fit["limit"] for name, fit in fits.items()},
-        xlabel=r"95 % CL$_s$ upper limit on $\mu$ ($H^{\pm\pm}H^{\mp\mp}$, $m = 500$ GeV)",
-        observed_label="observed (background-only Asimov)",
+        limits, xlabel=r"95 % CL$_s$ upper limit on $\mu$ ($H^{\pm\pm}H^{\mp\mp}$)",
+        observed_label="observed (background-only Asimov)", log=len(masses_hpp) > 1,
     )
     plotting.save_figure(figure, folder / "limits.png")
-    for region in REGIONS:
-        edges = fits["flow"]["edges"][region]
-        figure = plotting.plot_score_distributions(
-            {LABELS["zz"]: scores["zz"][region], LABELS["hpp"]: scores["hpp"][region]},
-            weights={LABELS["zz"]: background[region]["weight"], LABELS["hpp"]: signal[region]["weight"]},
-            bins=np.linspace(edges[0], edges[-1], 50), xlabel=rf"flow score $-\log p$, {region}",
-        )
-        plotting.save_figure(figure, folder / f"scores_{region}.png")
-        plotting.save_figure(plotting.plot_roc({f"{region} {name}": roc for name, roc in rocs[region].items()}),
-                    folder / f"roc_{region}.png")
     fitted = time.perf_counter()
 
-    summary["mixed_flavour_hpp_fraction"] = 1.0 - sum(len(signal[r]["weight"]) for r in REGIONS) / hpp_events
-    summary["limits"] = {
-        name: {
-            "observed": fit["limit"].observed,
-            "expected": dict(zip(("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma"), fit["limit"].expected)),
-            "expected_z_at_mu_1": fit["significance"].expected_z,
-            "bins": {region: len(edges) - 1 for region, edges in fit["edges"].items()},
-        }
-        for name, fit in fits.items()
-    }
     summary["seconds"] = {"samples": generated - start, "training": trained - generated, "fits": fitted - trained,
                           "total": fitted - start}
     for region, numbers in summary["regions"].items():
-        lines.append(
-            f"  {region:6s} ZZ {numbers['zz_training_events']:5d} train / {numbers['zz_background_events']:5d} fit "
-            f"({numbers['zz_expected']:7.1f} expected), H++ {numbers['hpp_events']:4d} ({numbers['hpp_expected']:6.1f} "
-            f"expected); AUC flow {numbers['auc_flow']:.3f}, m4l {numbers['auc_m4l']:.3f}"
-        )
-    lines.append(f"  H++ events in mixed-flavour or < 4-lepton events (not fitted): "
-                 f"{summary['mixed_flavour_hpp_fraction']:.1%}")
-    for name, numbers in summary["limits"].items():
-        expected = numbers["expected"]
-        lines.append(
-            f"  95% CLs limit on mu, {name:4s}: observed {numbers['observed']:.4f}, expected {expected['median']:.4f} "
-            f"(+1s {expected['+1sigma']:.4f}, -1s {expected['-1sigma']:.4f}, +2s {expected['+2sigma']:.4f}, "
-            f"-2s {expected['-2sigma']:.4f}); expected Z(mu=1) = {numbers['expected_z_at_mu_1']:.2f}"
-        )
+        lines.append(f"  {region:6s} ZZ {numbers['zz_training_events']:5d} train / {numbers['zz_background_events']:5d} "
+                     f"fit ({numbers['zz_expected']:7.1f} expected)")
+    for mass, per_mass in summary["masses"].items():
+        lines.append(f"  H++ at {mass} GeV ({per_mass['mixed_flavour_hpp_fraction']:.1%} of its events in "
+                     f"mixed-flavour or < 4-lepton events, not fitted):")
+        for region, numbers in per_mass["regions"].items():
+            lines.append(f"    {region:6s} H++ {numbers['hpp_events']:4d} ({numbers['hpp_expected']:7.2f} expected); "
+                         f"AUC flow {numbers['auc_flow']:.3f}, m4l {numbers['auc_m4l']:.3f}")
+        for name, numbers in per_mass["limits"].items():
+            expected = numbers["expected"]
+            lines.append(
+                f"    95% CLs limit on mu, {name:4s}: observed {numbers['observed']:.4g}, expected "
+                f"{expected['median']:.4g} (+1s {expected['+1sigma']:.4g}, -1s {expected['-1sigma']:.4g}); "
+                f"expected Z(mu=1) = {numbers['expected_z_at_mu_1']:.2f}"
+            )
+        lines.append(f"    expected limit flow / m4l: {per_mass['flow_over_m4l_expected_limit']:.2f}")
     lines.append(f"  {summary['seconds']['total']:.0f} s (samples {summary['seconds']['samples']:.0f} s, training "
                  f"{summary['seconds']['training']:.0f} s, fits and plots {summary['seconds']['fits']:.0f} s); "
                  f"plots and summary.json in {folder}")
@@ -259,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: parse ``argv``, run the search, print the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", help="folder for samples, models, plots (default: the cache)")
+    parser.add_argument("--masses", type=float, nargs="+", default=[100.0, 200.0, 300.0, 500.0],
+                        help="H++ masses of the scan in GeV (100 200 300 500)")
     parser.add_argument("--zz-events", type=int, default=30_000, help="ZZ -> 4l events to generate (30000)")
     parser.add_argument("--hpp-events", type=int, default=3_000, help="H++H-- -> 4l events to generate (3000)")
     parser.add_argument("--luminosity", type=float, default=140.0, help="integrated luminosity in fb^-1 (140)")
@@ -269,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     _, text = run_four_lepton_search(
-        args.output, zz_events=args.zz_events, hpp_events=args.hpp_events, luminosity_fb=args.luminosity,
+        args.output, masses_hpp=tuple(args.masses), zz_events=args.zz_events, hpp_events=args.hpp_events, luminosity_fb=args.luminosity,
         epochs=args.epochs, min_entries=args.min_entries, seed=args.seed, workers=args.workers,
     )
     print(text)

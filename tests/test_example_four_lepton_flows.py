@@ -1,4 +1,5 @@
-"""The four-lepton flow search example at tiny scale: flows separate H++ from ZZ, limits behave as CLs limits."""
+"""The four-lepton flow search example at tiny scale: flows separate H++ from ZZ, limits behave as CLs limits, and
+a lighter H++ is harder to tell from ZZ by m4l."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def run(example, tmp_path_factory):
     folder = tmp_path_factory.mktemp("four_lepton_flows")
     try:
         summary, text = example.run_four_lepton_search(
-            folder, zz_events=1200, hpp_events=150, epochs=5, min_entries=5, workers=2, progress=False
+            folder, masses_hpp=(200.0, 500.0), zz_events=1200, hpp_events=150, epochs=5, min_entries=5, workers=2,
+            progress=False,
         )
     finally:
         torch.set_num_threads(threads)
@@ -53,27 +55,41 @@ def test_zz_cross_section_and_luminosity_scaling(run):
 
 def test_flows_trained_on_zz_separate_the_doubly_charged_higgs(run):
     _, summary, _ = run
-    for region, numbers in summary["regions"].items():
-        assert numbers["auc_flow"] > 0.95, region  # H++ (500 GeV) pairs: m4l above 1 TeV, ZZ mostly below 300 GeV
+    heavy, light = summary["masses"]["500"]["regions"], summary["masses"]["200"]["regions"]
+    for region in heavy:
+        assert heavy[region]["auc_flow"] > 0.95, region  # H++ (500 GeV) pairs: m4l above 1 TeV, ZZ mostly below 300
+        assert heavy[region]["auc_m4l"] > 0.99, region
+        # a 200 GeV pair starts at m4l = 400 GeV, where ZZ still has a tail: m4l separates it less well
+        assert light[region]["auc_m4l"] < heavy[region]["auc_m4l"], region
+    cross_sections = {mass: numbers["cross_section_fb"] for mass, numbers in summary["samples"]["hpp"].items()}
+    assert cross_sections["m200"] > 10 * cross_sections["m500"]  # Drell-Yan pair production falls steeply
 
 
 def test_cls_limits_on_background_only_asimov_data(run):
     folder, summary, text = run
-    for name, numbers in summary["limits"].items():
-        band = [numbers["expected"][key] for key in ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")]
-        assert np.all(np.diff(band) > 0), name
-        # on the background-only Asimov data the observed limit is the median expected one
-        assert numbers["observed"] == pytest.approx(numbers["expected"]["median"], rel=0.02), name
-        assert numbers["expected_z_at_mu_1"] > 0
-    assert json.loads((folder / "summary.json").read_text())["limits"] == summary["limits"]
-    for plot in ("cls_flow.png", "cls_m4l.png", "limits.png", "scores_2e2mu.png", "roc_4mu.png"):
+    for mass, per_mass in summary["masses"].items():
+        for name, numbers in per_mass["limits"].items():
+            band = [numbers["expected"][key] for key in ("-2sigma", "-1sigma", "median", "+1sigma", "+2sigma")]
+            assert np.all(np.diff(band) > 0), (mass, name)
+            # on the background-only Asimov data the observed limit is the median expected one
+            assert numbers["observed"] == pytest.approx(numbers["expected"]["median"], rel=0.02), (mass, name)
+            assert numbers["expected_z_at_mu_1"] > 0
+        assert per_mass["flow_over_m4l_expected_limit"] == pytest.approx(
+            per_mass["limits"]["flow"]["expected"]["median"] / per_mass["limits"]["m4l"]["expected"]["median"]
+        )
+    written = json.loads((folder / "summary.json").read_text())["masses"]
+    for mass, per_mass in summary["masses"].items():  # (an infinite Z, a signal far above the limit, is null in JSON)
+        for name, numbers in per_mass["limits"].items():
+            assert written[mass]["limits"][name]["expected"] == numbers["expected"], (mass, name)
+        assert written[mass]["regions"] == per_mass["regions"]
+    for plot in ("cls_flow_m200.png", "cls_m4l_m500.png", "limits.png", "scores_2e2mu_m200.png", "roc_4mu_m500.png"):
         assert (folder / plot).stat().st_size > 0
     assert "95% CLs limit on mu, flow" in text
 
 
 def test_high_score_bins_are_signal_enriched_and_more_signal_gives_a_lower_limit(run):
     folder, summary, _ = run
-    workspace = stats.read_workspace(folder / "workspace_flow.json")
+    workspace = stats.read_workspace(folder / "workspace_flow_m500.json")
     for channel in workspace["channels"]:
         yields = {sample["name"]: np.asarray(sample["data"]) for sample in channel["samples"]}
         signal_fraction = yields["hpp"][-1] / yields["hpp"].sum()
@@ -86,7 +102,7 @@ def test_high_score_bins_are_signal_enriched_and_more_signal_gives_a_lower_limit
     assert without_stat[2.0] / without_stat[1.0] == pytest.approx(0.5, rel=0.02)
     # with them (staterror: one gamma per bin scales signal and ZZ together) it drops faster, never slower
     with_stat = _expected_limit(workspace, 2.0, keep_staterror=True)
-    assert 0.3 < with_stat / summary["limits"]["flow"]["expected"]["median"] < 0.5 + 0.02
+    assert 0.3 < with_stat / summary["masses"]["500"]["limits"]["flow"]["expected"]["median"] < 0.5 + 0.02
 
 
 def _expected_limit(workspace: pyhf.Workspace, signal_scale: float, keep_staterror: bool = False) -> float:

@@ -171,9 +171,10 @@ def plot_limits(
     *,
     xlabel: str = r"95 % CL$_s$ upper limit on $\mu$",
     observed_label: str = "observed",
+    log: bool = False,
 ) -> Figure:
     """One row per labelled limit: the expected median (dashed) in its ±1σ (green) and ±2σ (yellow) bands, and
-    the observed limit (point)."""
+    the observed limit (point); ``log``: a logarithmic limit axis (limits of a mass scan span decades)."""
     with cms_style():
         figure, axis = new_figure()
         names = list(limits)
@@ -188,6 +189,8 @@ def plot_limits(
             axis.plot(limits[name].observed, y, "ko", label=observed_label if first else None)
         axis.set_yticks(range(len(names)), names)
         axis.set_ylim(-0.7, len(names) + 0.7)
+        if log:
+            axis.set_xscale("log")
         axis.set_xlabel(xlabel)
         axis.legend(fontsize="small", loc="upper right")
     return figure

@@ -187,6 +187,24 @@ def discovery_significance(
     return model_significance(model, data, poi_upper_bound=upper)
 
 
+def _limit_bracket(model: pyhf.pdf.Model) -> float:
+    """The upper end of the first bracket of the CLs root finding: the model's POI bound, or less for a strong
+    signal: five times the smallest per-bin mu at which the signal reaches 2 sqrt(b) + 3 events (nominal
+    nuisance parameters). A bracket far above the limit makes the fits at its end push the background's
+    nuisance parameters to their bounds, where the minimiser fails (a 200 GeV H++ pair at 140 fb^-1)."""
+    poi = model.config.poi_index
+    bound = float(model.config.suggested_bounds()[poi][1])
+    nominal = np.asarray(model.config.suggested_init(), dtype=np.float64)
+    background_only, with_signal = nominal.copy(), nominal.copy()
+    background_only[poi], with_signal[poi] = 0.0, 1.0
+    b = np.asarray(model.expected_actualdata(background_only), dtype=np.float64)
+    s = np.asarray(model.expected_actualdata(with_signal), dtype=np.float64) - b
+    has_signal = s > 0
+    if not has_signal.any():
+        return bound
+    return min(bound, 5.0 * float(np.min((2.0 * np.sqrt(np.maximum(b[has_signal], 0.0)) + 3.0) / s[has_signal])))
+
+
 def upper_limit(
     model: pyhf.pdf.Model,
     data: ArrayLike,
@@ -218,7 +236,7 @@ def upper_limit(
     else:
         # pyhf halves the lower bracket until every CLs is above the level (CLs is 0/0 at exactly mu = 0)
         # and doubles the upper one until every CLs is below it: give the POI room for that
-        high = float(model.config.suggested_bounds()[model.config.poi_index][1])
+        high = _limit_bracket(model)
         observed, expected, (tested, results) = intervals.toms748_scan(
             data,
             model,
