@@ -39,7 +39,7 @@ def test_the_threshold_fitted_in_the_control_region_keeps_its_target_in_the_sign
     summary, _ = search
     n_qcd = summary["events"]["signal_region"]["qcd"]
     assert summary["events"]["control_region"]["qcd"] > 150 and n_qcd > 500
-    for result in summary["combinations"].values():
+    for result in [*summary["combinations"].values(), summary["jet_mass_cut"]]:
         # closure where it was fitted (~200 events: 4 sigma of a binomial 20 %)
         assert abs(result["control_region_efficiency"] - 0.2) < 0.12
         # transfer to |deta| < 1.3 (about 400 QCD events above 2.8 TeV); jet masses without the pT scaling
@@ -76,3 +76,16 @@ def test_main_refuses_a_non_positive_sample_size(example, capsys):
     with pytest.raises(SystemExit):
         example.main(["--qcd-events", "0"])
     assert "--qcd-events must be positive" in capsys.readouterr().err
+
+
+def test_the_vae_is_compared_with_a_plain_jet_mass_cut_made_the_same_way(search):
+    """The baseline: both jets heavy (the smaller m/pT), with the same mjj-dependent cut; the W' has a 500 GeV
+    jet, so the jet mass alone separates it (AUC well above 0.5) and the ratios are what the VAE adds to it."""
+    summary, output = search
+    baseline = summary["jet_mass_cut"]
+    assert baseline["label"] == "min m/pT" and baseline["auc_signal_window"] > 0.6
+    for combine, ratios in summary["vae_over_jet_mass"].items():
+        result = summary["combinations"][combine]
+        assert ratios["max_sic"] == pytest.approx(result["max_sic_signal_window"] / baseline["max_sic_signal_window"])
+        assert ratios["auc_difference"] == pytest.approx(result["auc_signal_window"] - baseline["auc_signal_window"])
+    assert (output / "threshold_jet_mass.png").stat().st_size > 0
