@@ -248,7 +248,7 @@ def test_a_model_input_the_file_cannot_give_names_the_model(generated_sample, tm
 @pytest.mark.parametrize(
     ("method", "minimum"),
     [("autoencoder", 500), ("vae", 500), ("cwola", 500), ("supervised", 500), ("maf", 2000), ("cathode", 2000),
-     ("anode", 2000), ("salad", 500)],
+     ("anode", 2000), ("ranode", 2000), ("salad", 500)],
 )
 def test_the_minimum_training_size_follows_the_method_family(method, minimum):
     pytest.importorskip("torch")

@@ -14,7 +14,9 @@ from coffea_ad.cli import main
 from coffea_ad.errors import ConfigurationError
 from coffea_ad.features.folds import event_fold
 from coffea_ad.onnx.export import read_metadata, score_onnx
-from coffea_ad.models import ANODE, CATHODE, MAF, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder
+from coffea_ad.models import (
+    ANODE, CATHODE, MAF, RANODE, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder,
+)
 from coffea_ad.models.cathode import sample_kde
 from coffea_ad.models.classifiers import TreeEnsemble
 from coffea_ad.models.outlier import combine_jet_scores
@@ -78,8 +80,12 @@ LOGIT_TAU21 = {"tau21_j1": "logit", "tau21_j2": "logit"}
             transforms=3, flow_hidden=(32, 32), feature_transforms=LOGIT_TAU21, training={**FAST, "epochs": 15}, seed=3,
             folds=1,
         ),
+        RANODE(
+            transforms=3, flow_hidden=(32, 32), feature_transforms=LOGIT_TAU21, training={**FAST, "epochs": 15}, seed=3,
+            folds=1,
+        ),
     ],
-    ids=["lacathode", "anode"],
+    ids=["lacathode", "anode", "ranode"],
 )
 def test_density_methods_rank_injected_signal_higher(estimator, injected):
     table, in_sr = injected

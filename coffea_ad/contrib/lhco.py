@@ -98,7 +98,7 @@ TABLE_DERIVED_COLUMNS: dict[str, tuple[str, str]] = {
 #: The signal region in mjj (GeV) around the 3.5 TeV W'.
 SIGNAL_REGION: tuple[float, float] = (3300.0, 3700.0)
 #: The methods compared, from the fully supervised reference to the pure density-ratio method.
-PROTOCOL_METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola", "anode")
+PROTOCOL_METHODS: tuple[str, ...] = ("supervised", "iad", "cathode", "lacathode", "cwola", "anode", "ranode")
 #: How each method is called in plots and tables.
 METHOD_LABELS: dict[str, str] = {
     "supervised": "supervised",
@@ -107,6 +107,7 @@ METHOD_LABELS: dict[str, str] = {
     "lacathode": "LaCATHODE",
     "cwola": "CWoLa hunting",
     "anode": "ANODE",
+    "ranode": "R-ANODE",
 }
 #: Generation settings of the samples: the R&D dataset clusters its fat jets with anti-kT R = 1.0.
 SAMPLE_SETTINGS: dict[str, float] = {"fatjet_radius": 1.0}
@@ -534,7 +535,7 @@ def fit_method(
 
     * ``supervised``: supervised W' vs idealized background events of the signal region (true labels);
     * ``iad``: signal-region data vs the idealized background template;
-    * ``cathode``, ``lacathode``, ``anode``: the sideband flow interpolated into the signal region;
+    * ``cathode``, ``lacathode``, ``anode``, ``ranode``: the sideband flow interpolated into the signal region;
     * ``cwola``: signal region vs the sidebands next to it, :data:`CWOLA_SIDEBAND_WIDTH` wide on each side
       (one classifier).
 

@@ -1,4 +1,5 @@
-"""Density-based weak supervision: CATHODE, LaCATHODE and ANODE (resonant), Generate and Morph (non-resonant).
+"""Density-based weak supervision: CATHODE, LaCATHODE, ANODE and R-ANODE (resonant), Generate and Morph
+(non-resonant).
 
 A conditional flow ``p(x | m)`` learns the background in the sidebands of the resonant variable ``m``
 (``mjj``) and is interpolated into the signal region; the non-resonant methods condition on context
@@ -9,6 +10,7 @@ References:
     Hallin, Kasieczka, Quadfasel, Shih, Sommerhalder, "Resonant anomaly detection without background
     sculpting" (LaCATHODE), arXiv:2210.14924;
     Nachman, Shih, "Anomaly Detection with Density Estimation" (ANODE), arXiv:2001.04990;
+    Das, Kasieczka, Shih, "Residual ANODE" (R-ANODE), arXiv:2312.11629;
     Bai, Mastandrea, Nachman, arXiv:2311.12924 (Generate and Morph: context variables HT, MET).
 """
 
@@ -32,7 +34,7 @@ from coffea_ad.models.preprocessing import Preprocessor
 from coffea_ad.models.weak import DIJET_FEATURES, ClassifierMethod
 from coffea_ad.processing.tables import Table, feature_matrix, open_table
 
-__all__ = ["NONRESONANT_FEATURES", "sample_kde", "CATHODE", "LaCATHODE", "ANODE", "Generate", "Morph"]
+__all__ = ["NONRESONANT_FEATURES", "sample_kde", "CATHODE", "LaCATHODE", "ANODE", "RANODE", "Generate", "Morph"]
 
 logger = logging.getLogger(__name__)
 
@@ -328,6 +330,82 @@ class ANODE(_SidebandDensity, Estimator):
     def _scoring_module(self) -> nn.Module:
         self._check_fitted()
         return _LogDensityRatio(self.density_sr_, self.density_).eval()
+
+
+class _ResidualDensity(nn.Module):
+    """R-ANODE's signal-region density ``w p_sig(x | m) + (1 - w) p_bkg(x | m)``: the background density (the
+    sideband flow, interpolated) frozen; the signal density and the signal fraction ``w`` learned."""
+
+    def __init__(self, background: ConditionalDensity, signal: ConditionalDensity, signal_fraction: float) -> None:
+        super().__init__()
+        self.background = background
+        self.signal = signal
+        self.signal_logit = nn.Parameter(torch.logit(torch.tensor(float(signal_fraction))))
+
+    def fit_preprocessing(self, x: np.ndarray, c: np.ndarray) -> None:
+        """The signal density's own preprocessing from the signal-region rows; the background stays frozen."""
+        self.background.requires_grad_(False)
+        self.signal.fit_preprocessing(x, c)
+
+    @property
+    def signal_fraction(self) -> float:
+        return float(torch.sigmoid(self.signal_logit.detach()))
+
+    def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        log_w = nn.functional.logsigmoid(self.signal_logit)
+        log_background = nn.functional.logsigmoid(-self.signal_logit)
+        return torch.logaddexp(log_w + self.signal.log_prob(x, c), log_background + self.background.log_prob(x, c))
+
+
+class RANODE(ANODE):
+    """R-ANODE: ANODE whose signal-region model is a mixture with the background fixed, so that its flow learns
+    the signal alone. The sideband flow ``p_bkg(x | m)`` is trained and interpolated as in ANODE; the signal-region
+    data then fit ``w p_sig(x | m) + (1 - w) p_bkg(x | m)`` with ``p_bkg`` frozen, a second flow ``p_sig`` and the
+    signal fraction ``w`` (started at ``signal_fraction``) learned. The score is ``log p_sig - log p_bkg``. ANODE's
+    signal-region flow must learn the whole background again and its ratio to the sideband flow is then a
+    difference of two imperfect background models; R-ANODE's flow spends its capacity on what the background
+    model does not explain, which is why it holds up at lower S/B. Arguments and inputs as for :class:`ANODE`.
+
+    References:
+        Das, Kasieczka, Shih, "Residual ANODE", arXiv:2312.11629.
+    """
+
+    method: ClassVar[str] = "ranode"
+
+    def __init__(
+        self,
+        flow_type: str = "maf",
+        transforms: int = 4,
+        flow_hidden: Sequence[int] = (64, 64),
+        feature_transforms: Mapping[str, str] | None = None,
+        signal_fraction: float = 0.01,
+        *,
+        folds: int | None = None,
+        training: Training | dict | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if not 0.0 < signal_fraction < 1.0:
+            raise ConfigurationError(f"signal_fraction must be in (0, 1), got {signal_fraction}")
+        super().__init__(flow_type, transforms, flow_hidden, feature_transforms, folds=folds, training=training,
+                         seed=seed, device=device)
+        self.signal_fraction = signal_fraction
+
+    def _build(self) -> None:
+        super()._build()
+        self.residual_ = _ResidualDensity(self.density_, self.density_sr_, self.signal_fraction)
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"residual": self.residual_}
+
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        """Fit ``p_bkg(x | m)`` on the sidebands, then the mixture with it frozen on the signal region."""
+        self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
+        self._train_network(
+            "flow", self.residual_, negative_log_likelihood, [data.x_sr, data.m_sr], name="flow_sr", salt=2,
+            checkpoint_dir=checkpoint_dir,
+        )
+        logger.info("R-ANODE: fitted signal fraction in the signal region %.4f", self.residual_.signal_fraction)
 
 
 class _MorphModel(nn.Module):
