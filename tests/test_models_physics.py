@@ -219,5 +219,5 @@ def test_cli_train_writes_model_and_summary(tmp_path, capsys):
     assert main(["train", "iad", str(path), "-o", str(out)]) == 1
     assert "method 'iad' needs background (--background)" in capsys.readouterr().err
     assert main(["train", "kmeans", str(path), "-o", str(out)]) == 1
-    valid = "valid methods: autoencoder, vae, realnvp, maf, cwola, bdt, cathode, lacathode, anode, iad, supervised"
+    valid = "valid methods: autoencoder, vae, realnvp, maf, cwola, bdt, cathode, lacathode, anode, ranode, iad, supervised"
     assert valid in capsys.readouterr().err
