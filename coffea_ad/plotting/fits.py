@@ -188,11 +188,12 @@ def plot_limits(
                       label="expected" if first else None)
             axis.plot(limits[name].observed, y, "ko", label=observed_label if first else None)
         axis.set_yticks(range(len(names)), names)
-        axis.set_ylim(-0.7, len(names) + 0.7)
+        axis.set_ylim(-0.7, len(names) - 0.3)
         if log:
             axis.set_xscale("log")
         axis.set_xlabel(xlabel)
-        axis.legend(fontsize="small", loc="upper right")
+        # above the axes: with many rows (a mass scan) a legend inside would hide the top ones
+        axis.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return figure
 
 
