@@ -55,4 +55,3 @@ def test_the_example_runs_and_its_templates_describe_the_control_region(samples,
     assert saved["events"]["data_signal"]["sr"] > saved["events"]["data_signal"]["cr"]
     for name in ("features_sim_vs_data_cr", "closure_cr", "closure_sr", "roc_sr", "sic_sr"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0
-
