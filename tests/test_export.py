@@ -31,6 +31,7 @@ CASES = {
         {"signal_region": "3300:3700"},
     ),
     "lacathode": ({"transforms": 2, "folds": 2, "training": TRAIN}, {"signal_region": "3300:3700"}),
+    "curtains": ({"transforms": 2, "folds": 2, "training": TRAIN}, {"signal_region": "3300:3700"}),
     "anode": ({"transforms": 2, "folds": 2}, {"signal_region": "3300:3700"}),
     "ranode": ({"transforms": 2, "folds": 2}, {"signal_region": "3300:3700"}),
     "iad": ({"folds": 2}, {"signal_region": "3300:3700"}),
@@ -43,6 +44,7 @@ CASES = {
     "morph": (
         {"transforms": 2, "folds": 3, "training": TRAIN}, {"signal_flag": "high_ht_met", "context": ["ht", "met"]}
     ),
+    "feta": ({"transforms": 2, "folds": 2, "training": TRAIN}, {"signal_region": "3300:3700"}),
 }
 
 
@@ -63,7 +65,7 @@ def _fit(method: str, tables):
     estimator = get_estimator(method)(**{"training": TRAIN, **init}, seed=1, device="cpu")
     if method == "iad":
         fit = {**fit, "background": background}
-    if method in ("salad", "reweight", "morph"):
+    if method in ("salad", "reweight", "morph", "feta"):
         fit = {**fit, "simulation": background}
     features = JET_FEATURES if method == "vae" else FEATURES
     return estimator.fit(data, features, **fit)

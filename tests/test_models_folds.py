@@ -43,7 +43,10 @@ def _folds(table: pd.DataFrame, n_folds: int) -> np.ndarray:
 def test_the_weakly_supervised_methods_cross_train_by_default():
     from coffea_ad.models import METHODS, get_estimator
 
-    weak = {"cwola", "bdt", "cathode", "lacathode", "anode", "ranode", "salad", "iad", "reweight", "generate", "morph"}
+    weak = {
+        "cwola", "bdt", "cathode", "lacathode", "curtains", "anode", "ranode", "salad", "iad", "reweight", "generate",
+        "morph", "feta",
+    }
     for method in METHODS:
         estimator = get_estimator(method)()
         assert estimator.folds is None and estimator.get_params()["folds"] is None

@@ -15,7 +15,7 @@ from coffea_ad.errors import ConfigurationError
 from coffea_ad.features.folds import event_fold
 from coffea_ad.onnx.export import read_metadata, score_onnx
 from coffea_ad.models import (
-    ANODE, CATHODE, MAF, RANODE, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder,
+    ANODE, CATHODE, CURTAINs, FETA, MAF, RANODE, SALAD, CWoLa, Generate, LaCATHODE, Morph, VariationalAutoEncoder,
 )
 from coffea_ad.models.cathode import sample_kde
 from coffea_ad.models.classifiers import TreeEnsemble
@@ -66,6 +66,67 @@ def test_cathode_ranks_injected_signal_higher(injected):
     background_sr = table.loc[in_sr & ~table["is_signal"].to_numpy(), FEATURES].to_numpy()
     offset = np.abs(np.median(samples, axis=0) - np.median(background_sr, axis=0))
     assert offset.max() < 0.25 * background_sr.std(axis=0).max()
+
+
+def test_cathode_flow_ensemble_samples_its_kept_epochs_in_equal_shares(injected):
+    """``flow`` keep_best > 1: the template comes in equal shares from the flow's best epochs (the CATHODE paper's
+    flow ensemble); the first share is the best epoch's own sample, the others differ from it."""
+    table, _ = injected
+    cathode = CATHODE(
+        transforms=2, flow_hidden=(16, 16), hidden=(16, 16), oversampling=1,
+        training={**FAST, "epochs": 6, "patience": None, "flow": {"keep_best": 3}}, seed=3, folds=1,
+    ).fit(table, FEATURES, signal_region=SIGNAL_REGION)
+    data = cathode._read_inputs(table, FEATURES, None, {"signal_region": SIGNAL_REGION})[3]
+    flow = cathode._fit_density(cathode.density_, data.x_sb, data.m_sb, "flow", 1, None)
+    assert len(flow.best_states) == 3 and flow.best_state_losses == sorted(flow.best_state_losses)
+    masses = np.full(3000, 3500.0, np.float32)
+    template = cathode._template_samples(flow, masses)
+    assert template.shape == (3000, len(FEATURES))
+    np.testing.assert_array_equal(template[:1000], cathode.sample(masses[:1000]))  # best epoch, estimator seed
+    assert not np.allclose(template[1000:2000], cathode.sample(masses[1000:2000]))
+    np.testing.assert_array_equal(cathode.sample(masses), cathode.sample(masses))  # the best epoch is restored
+
+
+def test_curtains_carries_sideband_events_to_the_signal_region_mass_and_finds_the_signal(injected):
+    """A jet mass that grows with mjj: sideband events carried to 3.5 TeV take the signal region's jet mass (the
+    transport learned the mass dependence between the sidebands), and data vs carried events finds the W'."""
+    table, in_sr = injected
+    table = table.assign(mj_min=table["mj_min"] + 0.1 * (table["mjj"] - 3500.0))
+    curtains = CURTAINs(
+        transforms=3, flow_hidden=(32, 32), hidden=(32, 32), oversampling=3, feature_transforms=LOGIT_TAU21,
+        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=3, folds=1,
+    ).fit(table, FEATURES, signal_region=SIGNAL_REGION)
+    assert set(curtains.history_) == {"flow", "transport", "classifier"}
+    low = (table["mjj"] >= 3000.0) & (table["mjj"] < 3200.0)
+    background_sr = table[in_sr & ~table["is_signal"]]
+    carried = curtains.carry(table.loc[low, FEATURES].to_numpy(np.float32), table.loc[low, "mjj"].to_numpy(),
+                             np.full(int(low.sum()), 3500.0))
+    column = FEATURES.index("mj_min")
+    before = abs(np.median(table.loc[low, "mj_min"]) - np.median(background_sr["mj_min"]))
+    after = abs(np.median(carried[:, column]) - np.median(background_sr["mj_min"]))
+    value = auc(curtains.score(table)[in_sr], table["is_signal"].to_numpy()[in_sr])
+    print(f"CURTAINs AUC in the SR: {value:.3f} (mj_min median offset {before:.1f} -> {after:.1f} GeV)")
+    assert before > 25.0 and after < 0.4 * before
+    assert value > 0.7
+
+
+def test_feta_moves_mismodelled_simulation_onto_data_and_finds_the_signal(injected):
+    table, in_sr = injected
+    simulation = dijet_table(12000, 0, seed=24, mismodelling=0.08)
+    feta = FETA(
+        transforms=3, flow_hidden=(32, 32), hidden=(32, 32),
+        training={**FAST, "flow": {"epochs": 15}, "classifier": {"keep_best": 3}}, seed=6, folds=1,
+    ).fit(table, FEATURES, simulation=simulation, signal_region=SIGNAL_REGION)
+    sim_sr = simulation[(simulation["mjj"] >= SIGNAL_REGION[0]) & (simulation["mjj"] < SIGNAL_REGION[1])]
+    background_sr = table[in_sr & ~table["is_signal"]]
+    moved, _ = feta.background_template(sim_sr)
+    column = FEATURES.index("tau21_j1")  # mismodelled by -0.08 everywhere; the transport learned it in the sidebands
+    before = abs(np.median(sim_sr["tau21_j1"]) - np.median(background_sr["tau21_j1"]))
+    after = abs(np.median(moved[:, column]) - np.median(background_sr["tau21_j1"]))
+    value = auc(feta.score(table)[in_sr], table["is_signal"].to_numpy()[in_sr])
+    print(f"FETA AUC in the SR: {value:.3f} (tau21 median offset {before:.3f} -> {after:.3f})")
+    assert after < 0.5 * before
+    assert value > 0.7
 
 
 LOGIT_TAU21 = {"tau21_j1": "logit", "tau21_j2": "logit"}
@@ -219,5 +280,8 @@ def test_cli_train_writes_model_and_summary(tmp_path, capsys):
     assert main(["train", "iad", str(path), "-o", str(out)]) == 1
     assert "method 'iad' needs background (--background)" in capsys.readouterr().err
     assert main(["train", "kmeans", str(path), "-o", str(out)]) == 1
-    valid = "valid methods: autoencoder, vae, realnvp, maf, cwola, bdt, cathode, lacathode, anode, ranode, iad, supervised"
+    valid = (
+        "valid methods: autoencoder, vae, realnvp, maf, cwola, bdt, cathode, lacathode, curtains, anode, ranode, iad, "
+        "supervised, salad, reweight, generate, morph, feta"
+    )
     assert valid in capsys.readouterr().err

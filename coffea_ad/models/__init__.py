@@ -34,6 +34,7 @@ __all__ = [
     "BDT",
     "CATHODE",
     "LaCATHODE",
+    "CURTAINs",
     "ANODE",
     "RANODE",
     "IdealizedAD",
@@ -42,6 +43,7 @@ __all__ = [
     "Reweight",
     "Generate",
     "Morph",
+    "FETA",
 ]
 
 METHODS: dict[str, str] = {
@@ -53,6 +55,7 @@ METHODS: dict[str, str] = {
     "bdt": "weak:BDT",
     "cathode": "cathode:CATHODE",
     "lacathode": "cathode:LaCATHODE",
+    "curtains": "cathode:CURTAINs",
     "anode": "cathode:ANODE",
     "ranode": "cathode:RANODE",
     "iad": "weak:IdealizedAD",
@@ -61,6 +64,7 @@ METHODS: dict[str, str] = {
     "reweight": "reweighting:Reweight",
     "generate": "cathode:Generate",
     "morph": "cathode:Morph",
+    "feta": "cathode:FETA",
 }
 """Method name -> ``module:Class`` inside :mod:`coffea_ad.models`."""
 

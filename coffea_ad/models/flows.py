@@ -33,6 +33,7 @@ from coffea_ad.processing.tables import Table
 __all__ = [
     "FLOW_TYPES",
     "build_flow",
+    "start_at_identity",
     "ConditionalDensity",
     "negative_log_likelihood",
     "NormalizingFlow",
@@ -52,6 +53,20 @@ def build_flow(flow_type: str, features: int, context: int, transforms: int, hid
             raise ConfigurationError("a RealNVP coupling flow needs at least two features; use MAF for one")
         return zuko.flows.RealNVP(features, context, transforms=transforms, hidden_features=tuple(hidden))
     raise ConfigurationError(f"unknown flow type {flow_type!r}; valid ones: {', '.join(FLOW_TYPES)}")
+
+
+def start_at_identity(transform: nn.Module) -> nn.Module:
+    """Make a zuko flow's transform (``flow.transform``) the identity before training: the last layer of each
+    autoregressive or coupling network is zeroed (shift 0, log-scale 0). A transport between two nearly equal
+    distributions then starts where it should end up, instead of at a random map it must first unlearn."""
+    for lazy in transform.transforms:
+        hyper = getattr(lazy, "hyper", None)
+        if hyper is None:
+            continue
+        last = [module for module in hyper.modules() if isinstance(module, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return transform
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
