@@ -110,6 +110,16 @@ class _SidebandDensity:
         m_sr = data.m_sr[:, 0]
         return sample_kde(m_sr, self.oversampling * len(m_sr), *self.inputs_["signal_region"], rng)
 
+    def _fit_on_template(self, data: TrainingData, template: np.ndarray, checkpoint_dir: str | Path | None) -> None:
+        """The classifier of signal-region data (label 1) vs the background ``template`` (label 0); template rows
+        with a non-finite value are dropped with a warning."""
+        samples, _ = _finite(template)
+        if len(samples) < len(template):
+            logger.warning("%s: dropping %d non-finite template events", self.method, len(template) - len(samples))
+        x = np.concatenate([data.x_sr, samples])
+        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(samples))])
+        self._fit_classifiers(x, labels, checkpoint_dir)
+
     def sample(self, m: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Background samples of the raw features, one per value of the resonant variable (or per row of
         the context variables) ``m``; the same ``m`` and estimator seed give the same samples. They come from
@@ -226,16 +236,6 @@ class CATHODE(_SidebandDensity, ClassifierMethod):
         """Flow on the sidebands / control region, one sample per row of ``conditions``, then the classifier."""
         flow = self._fit_density(self.density_, data.x_sb, data.m_sb, "flow", 1, checkpoint_dir)
         self._fit_on_template(data, self._template_samples(flow, conditions), checkpoint_dir)
-
-    def _fit_on_template(self, data: TrainingData, template: np.ndarray, checkpoint_dir: str | Path | None) -> None:
-        """The classifier of signal-region data (label 1) vs the background ``template`` (label 0); template rows
-        with a non-finite value are dropped with a warning."""
-        samples, _ = _finite(template)
-        if len(samples) < len(template):
-            logger.warning("%s: dropping %d non-finite template events", self.method, len(template) - len(samples))
-        x = np.concatenate([data.x_sr, samples])
-        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(samples))])
-        self._fit_classifiers(x, labels, checkpoint_dir)
 
 
 class Generate(CATHODE):
@@ -550,10 +550,19 @@ class _MorphModel(nn.Module):
         return self.simulation.flow(self._density_context(c)).log_prob(y) + ladj + log_det
 
     @torch.no_grad()
+    def to_flow(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``T(x | c)``: raw events into the frozen flow's (preprocessed) space."""
+        return self.morph(self._morph_context(c))(self.simulation.pre_x(x)[0])
+
+    @torch.no_grad()
+    def from_flow(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``T^-1(y | c)``: points of the flow's space back to raw events."""
+        return self.simulation.pre_x.inverse(self.morph(self._morph_context(c)).inv(y))
+
+    @torch.no_grad()
     def transport(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Move simulated events onto data: ``T^-1(x_sim | c)`` in raw coordinates."""
-        z = self.simulation.pre_x(x)[0]
-        return self.simulation.pre_x.inverse(self.morph(self._morph_context(c)).inv(z))
+        return self.from_flow(self.simulation.pre_x(x)[0], c)
 
 
 class _MassTransport(_MorphModel):
@@ -572,10 +581,8 @@ class _MassTransport(_MorphModel):
         """Data events ``x`` at ``m_from`` carried to ``m_to`` (raw coordinates, masses ``[N, 1]``):
         ``T^-1(T(x | m_from, m_from) | m_to, m_from)``. Both legs meet in the sideband flow at ``m_from``, so
         where the flow misses the data, the first leg's error is undone by the second."""
-        z = self.simulation.pre_x(x)[0]
-        there = self.morph(self._morph_context(torch.cat([m_from, m_from], dim=-1)))(z)
-        back = self.morph(self._morph_context(torch.cat([m_to, m_from], dim=-1))).inv(there)
-        return self.simulation.pre_x.inverse(back)
+        in_flow = self.to_flow(x, torch.cat([m_from, m_from], dim=-1))
+        return self.from_flow(in_flow, torch.cat([m_to, m_from], dim=-1))
 
 
 class Morph(_SidebandDensity, ClassifierMethod):
@@ -638,10 +645,7 @@ class Morph(_SidebandDensity, ClassifierMethod):
             "flow", self.morph_, negative_log_likelihood, [data.x_sb, data.m_sb], name="morph", salt=4,
             checkpoint_dir=checkpoint_dir,
         )
-        template, _ = _finite(self.transport(reference.x_sr, reference.m_sr))
-        x = np.concatenate([data.x_sr, template])
-        labels = np.concatenate([np.ones(len(data.x_sr)), np.zeros(len(template))])
-        self._fit_classifiers(x, labels, checkpoint_dir)
+        self._fit_on_template(data, self.transport(reference.x_sr, reference.m_sr), checkpoint_dir)
 
     def transport(self, x: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Simulated events ``x`` (raw features) with context ``context`` moved onto data."""
@@ -666,14 +670,19 @@ class FETA(Morph):
     transport learned in the sidebands, and a classifier of signal-region data vs moved signal-region simulation
     is the score.
 
-    A conditional flow ``p_sim(x | m)`` is fitted to the whole simulation (background only, all masses); a
-    transport ``T(x | m)`` is trained on sideband data so that ``p_sim(T(x | m) | m) |det dT/dx|`` is the data
-    density; the simulated signal-region events moved by ``T^-1`` are the background template. Only the
-    mismodelling of the simulation must be interpolated into the signal region, not the whole background.
+    A conditional flow ``p_sim(x | m)`` is fitted to the whole simulation (background only, all masses). Two
+    transports, both started at the identity, are trained against it with the flow frozen: ``S(x | m)`` on the
+    simulation itself and ``T(x | m)`` on the sideband data, so that ``p_sim(S(x | m) | m) |det dS/dx|`` is the
+    simulation's density and ``p_sim(T(x | m) | m) |det dT/dx|`` the data's. The background template is the
+    simulated signal-region events moved by ``T^-1(S(x | m) | m)``: both legs meet in the flow, so where the flow
+    misses the simulation the error cancels, and only the difference between simulation and data is learned and
+    interpolated into the signal region. (Moving the simulated events by ``T^-1`` alone, as :class:`Morph` does,
+    treats them as samples of the flow; at the published LHC Olympics scale that made the template further from
+    the true background than the raw simulation: classifier AUC 0.53 against 0.505.)
 
     Inputs: ``simulation`` (a background-only table with the features and the resonant variable),
-    ``signal_region``, ``mass`` (default ``mjj``). Default features: the LHC Olympics set. Networks as for
-    :class:`Morph`.
+    ``signal_region``, ``mass`` (default ``mjj``). Default features: the LHC Olympics set. Networks: ``"flow"``
+    (the simulation flow and both transports) and ``"classifier"``.
 
     References:
         Golling, Klein, Mastandrea, Nachman, Raine, "Flow-enhanced transportation for anomaly detection",
@@ -685,3 +694,34 @@ class FETA(Morph):
     accepts: ClassVar[tuple[str, ...]] = _RESONANT["accepts"]
     input_defaults: ClassVar[dict[str, str]] = _RESONANT["input_defaults"]
     default_features: ClassVar[tuple[str, ...]] = DIJET_FEATURES
+
+    def _build(self) -> None:
+        super()._build()
+        start_at_identity(self.morph_.morph)
+        n, k = len(self.features_), len(self.conditions_)
+        simulation_map = build_flow(self.flow_type, n, k, self.transforms, self.flow_hidden)
+        self.simulation_map_ = _MorphModel(self.density_, start_at_identity(simulation_map.transform))
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {**super()._modules(), "simulation_map": self.simulation_map_}
+
+    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
+        """Fit ``p_sim(x | m)``, the simulation's transport ``S``, the data's transport ``T`` on the sidebands,
+        and data vs moved simulation in the signal region."""
+        self._fit_density(self.density_, reference.x, reference.condition, "flow", 3, checkpoint_dir)
+        self._train_network(
+            "flow", self.simulation_map_, negative_log_likelihood, [reference.x, reference.condition],
+            name="simulation_map", salt=6, checkpoint_dir=checkpoint_dir,
+        )
+        self._train_network(
+            "flow", self.morph_, negative_log_likelihood, [data.x_sb, data.m_sb], name="morph", salt=4,
+            checkpoint_dir=checkpoint_dir,
+        )
+        self._fit_on_template(data, self.transport(reference.x_sr, reference.m_sr), checkpoint_dir)
+
+    def transport(self, x: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Simulated events ``x`` at the masses ``context`` (``[N, 1]``) moved onto data: ``T^-1(S(x | m) | m)``."""
+        self._check_fitted()
+        x = torch.as_tensor(np.array(x, dtype=np.float32))
+        c = torch.as_tensor(np.array(context, dtype=np.float32))
+        return self.morph_.from_flow(self.simulation_map_.to_flow(x, c), c).numpy()
