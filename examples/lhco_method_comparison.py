@@ -1,11 +1,12 @@
-"""LHC Olympics-like resonant dijet search: six methods on the same samples, a signal-injection scan, and
-CATHODE in sliding signal-region windows.
+"""LHC Olympics-like resonant dijet search: the protocol's methods on the same samples, a signal-injection scan,
+and CATHODE in sliding signal-region windows.
 
 W' -> X(qq) Y(qq) events (3.5 TeV) are injected into Pythia8 QCD dijets; the features are mj_min, Delta mj
 and tau21 of both fat jets, the resonant variable is mjj. On the same samples the script
 
-1. trains the supervised classifier, the idealized anomaly detector, CATHODE, LaCATHODE, CWoLa hunting
-   and ANODE at each injected S/B of the scan, and plots their SIC curves and max SIC against S/B;
+1. trains the supervised classifier, the idealized anomaly detector, CATHODE, LaCATHODE, CURTAINs, FETA,
+   CWoLa hunting, ANODE and R-ANODE (``coffea_ad.contrib.lhco.PROTOCOL_METHODS``) at each injected S/B of the
+   scan, and plots their SIC curves and max SIC against S/B;
 2. slides the signal-region window across mjj and trains CATHODE in each window on the same data: the
    significance of the injected signal after the cut grows only in the windows that hold the W'.
 
