@@ -94,11 +94,12 @@ def plot_max_sic_scan(
         raise ConfigurationError("plot_max_sic_scan needs at least one S/B point")
     with cms_style():
         figure, axis = new_figure()
-        for label, points in scan.items():
+        # the style's colour cycle has six colours: markers keep a seventh method apart from the first
+        for marker, (label, points) in zip(_MARKERS * len(scan), scan.items()):
             if not points:
                 continue
             values = sorted(points)
-            _line_with_band(axis, 100 * np.array(values), _along(points, values, label), marker="o", label=label)
+            _line_with_band(axis, 100 * np.array(values), _along(points, values, label), marker=marker, label=label)
         for label, value in (references or {}).items():
             axis.axhline(value, color="black", linestyle=":", label=label)
         axis.axhline(1.0, color="grey", linestyle="--", label="random")
