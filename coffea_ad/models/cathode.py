@@ -641,11 +641,15 @@ class Morph(_SidebandDensity, ClassifierMethod):
     def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
         """Fit ``p_sim(x | c)``, the morph on control-region data, and data vs morphed simulation in the SR."""
         self._fit_density(self.density_, reference.x, reference.condition, "flow", 3, checkpoint_dir)
+        self._fit_transports(data, reference, checkpoint_dir)
+        self._fit_on_template(data, self.transport(reference.x_sr, reference.m_sr), checkpoint_dir)
+
+    def _fit_transports(self, data: TrainingData, reference: TrainingData, checkpoint_dir: str | Path | None) -> None:
+        """The transports against the frozen simulation flow: the morph ``T`` on control-region data."""
         self._train_network(
             "flow", self.morph_, negative_log_likelihood, [data.x_sb, data.m_sb], name="morph", salt=4,
             checkpoint_dir=checkpoint_dir,
         )
-        self._fit_on_template(data, self.transport(reference.x_sr, reference.m_sr), checkpoint_dir)
 
     def transport(self, x: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Simulated events ``x`` (raw features) with context ``context`` moved onto data."""
@@ -705,19 +709,13 @@ class FETA(Morph):
     def _modules(self) -> dict[str, nn.Module]:
         return {**super()._modules(), "simulation_map": self.simulation_map_}
 
-    def _train(self, data: TrainingData, reference: TrainingData | None, checkpoint_dir: str | Path | None) -> None:
-        """Fit ``p_sim(x | m)``, the simulation's transport ``S``, the data's transport ``T`` on the sidebands,
-        and data vs moved simulation in the signal region."""
-        self._fit_density(self.density_, reference.x, reference.condition, "flow", 3, checkpoint_dir)
+    def _fit_transports(self, data: TrainingData, reference: TrainingData, checkpoint_dir: str | Path | None) -> None:
+        """The simulation's transport ``S`` on the whole simulation, then the data's ``T`` on the sidebands."""
         self._train_network(
             "flow", self.simulation_map_, negative_log_likelihood, [reference.x, reference.condition],
             name="simulation_map", salt=6, checkpoint_dir=checkpoint_dir,
         )
-        self._train_network(
-            "flow", self.morph_, negative_log_likelihood, [data.x_sb, data.m_sb], name="morph", salt=4,
-            checkpoint_dir=checkpoint_dir,
-        )
-        self._fit_on_template(data, self.transport(reference.x_sr, reference.m_sr), checkpoint_dir)
+        super()._fit_transports(data, reference, checkpoint_dir)
 
     def transport(self, x: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Simulated events ``x`` at the masses ``context`` (``[N, 1]``) moved onto data: ``T^-1(S(x | m) | m)``."""
